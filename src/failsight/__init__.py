@@ -1,0 +1,33 @@
+"""failsight: why AI generations fail — hard, soft and silent — as metrics and spans.
+
+>>> import failsight
+>>> @failsight.traced_generation(name="summarize")
+... def summarize(text: str) -> str:
+...     return text[:10]
+"""
+
+from failsight import validators
+from failsight._classify import Outcome, Usage, classify_exception, classify_result
+from failsight._config import Settings, configure
+from failsight._retry import RetryPolicy
+from failsight._scope import Generation, current_generation, traced_generation
+from failsight._version import __version__
+from failsight.exposition import make_asgi_app, make_wsgi_app, start_metrics_server
+
+__all__ = [
+    "Generation",
+    "Outcome",
+    "RetryPolicy",
+    "Settings",
+    "Usage",
+    "__version__",
+    "classify_exception",
+    "classify_result",
+    "configure",
+    "current_generation",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "start_metrics_server",
+    "traced_generation",
+    "validators",
+]

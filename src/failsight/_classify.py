@@ -1,0 +1,608 @@
+"""The failure taxonomy as pure functions: exceptions and API responses in, `Outcome` out.
+
+No I/O and no telemetry imports. Everything is duck-typed, so openai SDK objects, plain
+JSON dicts of the wire format and `requests`/`httpx` errors are read the same way, and a
+malformed input yields a best-effort `Outcome` instead of raising.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "FAILURE_CLASSES",
+    "FINISH_REASONS",
+    "RETRYABLE_REASONS",
+    "Outcome",
+    "Usage",
+    "classify_exception",
+    "classify_result",
+    "normalize_finish_reason",
+    "normalize_video_status",
+    "reason_for_status",
+]
+
+NONE: Final = "none"
+HARD: Final = "hard"
+SOFT: Final = "soft"
+SILENT: Final = "silent"
+FAILURE_CLASSES: Final = (NONE, HARD, SOFT, SILENT)
+
+FINISH_REASONS: Final = frozenset(
+    {"stop", "length", "content_filter", "tool_calls", "function_call", "other"}
+)
+
+_STATUS_REASONS: Final[Mapping[int, str]] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "server_error",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "gateway_timeout",
+}
+
+RETRYABLE_REASONS: Final = frozenset(
+    {
+        "rate_limited",
+        "server_error",
+        "bad_gateway",
+        "unavailable",
+        "gateway_timeout",
+        "timeout",
+        "connection",
+    }
+)
+
+# Exception class names (anywhere in the MRO) recognised without importing their libraries.
+# Timeouts are checked first: requests' ConnectTimeout is also a ConnectionError.
+_TIMEOUT_NAMES: Final = frozenset(
+    {
+        "APITimeoutError",  # openai
+        "Timeout",  # requests
+        "ReadTimeout",
+        "ConnectTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "TimeoutException",  # httpx
+        "ServerTimeoutError",  # aiohttp
+        "TimeoutError",  # builtins, asyncio
+    }
+)
+_CONNECTION_NAMES: Final = frozenset(
+    {
+        "APIConnectionError",  # openai
+        "ConnectionError",  # builtins, requests
+        "ConnectError",  # httpx
+        "NetworkError",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "LocalProtocolError",
+        "ProtocolError",  # urllib3
+        "ChunkedEncodingError",  # requests
+        "IncompleteRead",  # http.client
+        "RemoteDisconnected",
+        "ClientConnectionError",  # aiohttp
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+    }
+)
+_INVALID_RESPONSE_NAMES: Final = frozenset(
+    {"APIResponseValidationError", "JSONDecodeError", "InvalidJSONError", "ContentDecodingError"}
+)
+_SOFT_EXCEPTIONS: Final[Mapping[str, str]] = {
+    "LengthFinishReasonError": "length",
+    "ContentFilterFinishReasonError": "content_filter",
+}
+
+_VIDEO_STATUSES: Final[Mapping[str, str]] = {
+    "completed": "succeeded",
+    "succeeded": "succeeded",
+    "succeed": "succeeded",
+    "success": "succeeded",
+    "failed": "failed",
+    "failure": "failed",
+    "error": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "queued": "queued",
+    "pending": "queued",
+    "submitted": "queued",
+    "not_start": "queued",
+    "in_progress": "in_progress",
+    "processing": "in_progress",
+    "running": "in_progress",
+}
+VIDEO_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+_VIDEO_FAILURE: Final[Mapping[str, str]] = {
+    "failed": "video_failed",
+    "cancelled": "video_cancelled",
+}
+
+_MAX_TEXT: Final = 256  # bound on any string copied out of an input
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by one API response; None where the response did not say."""
+
+    input: int | None = None
+    output: int | None = None
+    reasoning: int | None = None
+    cached_input: int | None = None
+
+    def items(self) -> Iterable[tuple[str, int]]:
+        """(token_type, count) pairs for the counts present, in `token_type` label spelling."""
+        if self.input is not None:
+            yield "input", self.input
+        if self.output is not None:
+            yield "output", self.output
+        if self.reasoning is not None:
+            yield "reasoning", self.reasoning
+        if self.cached_input is not None:
+            yield "cached_input", self.cached_input
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one exception or response means in the failure taxonomy.
+
+    >>> classify_result({"choices": [{"finish_reason": "content_filter", "message": {}}]})
+    ... # doctest: +ELLIPSIS
+    Outcome(failure_class='soft', reason='content_filter', finish_reasons=('content_filter',), ...)
+    """
+
+    failure_class: str = NONE
+    reason: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    usage: Usage | None = None
+    status_code: int | None = None
+    error_type: str | None = None
+    error_param: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    retry_after: float | None = None
+    video_status: str | None = None
+    revised_prompt: str | None = None
+    transient: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.failure_class != NONE
+
+    @property
+    def retryable(self) -> bool:
+        """True for the reasons the retry policy (SPEC §4) re-attempts."""
+        return self.failure_class == HARD and self.reason in RETRYABLE_REASONS
+
+
+# --------------------------------------------------------------------------- accessors
+
+
+def _get(obj: Any, key: str) -> Any:
+    """obj[key] for mappings, obj.key otherwise; None on any failure (odd objects never raise)."""
+    if obj is None:
+        return None
+    try:
+        if isinstance(obj, Mapping):
+            return obj.get(key)
+        return getattr(obj, key, None)
+    except Exception:
+        return None
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value[:_MAX_TEXT]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return None
+
+
+def _list(value: Any) -> list[Any] | None:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+def reason_for_status(status: int) -> str:
+    """The SPEC §2 reason of an HTTP error status, e.g. 429 → "rate_limited"."""
+    reason = _STATUS_REASONS.get(status)
+    if reason is not None:
+        return reason
+    if 400 <= status < 500:
+        return "other_4xx"
+    if 500 <= status < 600:
+        return "other_5xx"
+    return "invalid_response"
+
+
+def normalize_finish_reason(value: Any) -> str | None:
+    """A finish reason in label spelling (`other` for unknown strings), None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value in FINISH_REASONS else "other"
+    return "other"
+
+
+def normalize_video_status(value: Any) -> str | None:
+    """Gateway spellings → `succeeded`/`failed`/`cancelled`/`queued`/`in_progress`."""
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()[:32]
+    return _VIDEO_STATUSES.get(key, key.replace(" ", "_") or None)
+
+
+# --------------------------------------------------------------------------- exceptions
+
+
+def _mro_names(exc: BaseException) -> set[str]:
+    try:
+        return {cls.__name__ for cls in type(exc).__mro__}
+    except Exception:
+        return set()
+
+
+def _qualified_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = getattr(cls, "__module__", "") or ""
+    name = getattr(cls, "__qualname__", cls.__name__)
+    return name if module in ("builtins", "") else f"{module}.{name}"
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = _int(_get(exc, "status_code"))
+    if status is None:
+        status = _int(_get(_get(exc, "response"), "status_code"))
+    if status is None:
+        status = _int(_get(exc, "status"))  # aiohttp ClientResponseError
+    return status if status is not None and 100 <= status <= 599 else None
+
+
+def _headers_get(headers: Any, name: str) -> Any:
+    if headers is None:
+        return None
+    try:
+        return headers.get(name)
+    except Exception:
+        return None
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds; HTTP dates ignored)."""
+    raw_ms = _headers_get(headers, "retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+            if math.isfinite(ms) and ms >= 0:
+                return ms / 1000.0
+        except (TypeError, ValueError):
+            pass
+    raw = _headers_get(headers, "retry-after")
+    if raw is not None:
+        try:
+            seconds = float(raw)
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _error_fields(exc: BaseException) -> tuple[str | None, str | None]:
+    """(param, code) of an API error: openai's attributes, else the `error` object of the body."""
+    param = _str(_get(exc, "param"))
+    code = _str(_get(exc, "code"))
+    if param is None and code is None:
+        body = _get(exc, "body")
+        err = _get(body, "error") if isinstance(_get(body, "error"), Mapping) else body
+        if isinstance(err, Mapping):
+            param, code = _str(err.get("param")), _str(err.get("code"))
+    return param, code
+
+
+def _is_task_not_exist(code: str | None, exc: BaseException) -> bool:
+    if code == "task_not_exist":
+        return True
+    try:
+        return "task_not_exist" in str(exc)[:_MAX_TEXT]
+    except Exception:
+        return False
+
+
+def classify_exception(exc: BaseException) -> Outcome:
+    """Classify an exception raised by an API call (or by code around it).
+
+    >>> classify_exception(TimeoutError()).reason
+    'timeout'
+    """
+    names = _mro_names(exc)
+    error_type = _qualified_name(exc)
+    for name, reason in _SOFT_EXCEPTIONS.items():
+        if name in names:
+            completion = _get(exc, "completion")
+            inner = classify_result(completion) if completion is not None else Outcome()
+            return Outcome(
+                SOFT,
+                reason,
+                finish_reasons=inner.finish_reasons or (reason,),
+                usage=inner.usage,
+                error_type=error_type,
+                response_id=inner.response_id,
+                response_model=inner.response_model,
+            )
+
+    response = _get(exc, "response")
+    headers = _get(response, "headers")
+    request_id = _str(_get(exc, "request_id")) or _str(_headers_get(headers, "x-request-id"))
+    param, code = _error_fields(exc)
+    status = _status_of(exc)
+
+    if names & _INVALID_RESPONSE_NAMES:
+        reason = "invalid_response"
+    elif names & _TIMEOUT_NAMES:
+        reason = "timeout"
+    elif status is not None and status >= 400:
+        reason = reason_for_status(status)
+    elif names & _CONNECTION_NAMES:
+        reason = "connection"
+    else:
+        reason = "exception"
+    return Outcome(
+        HARD,
+        reason,
+        status_code=status,
+        error_type=error_type,
+        error_param=param,
+        error_code=code,
+        request_id=request_id,
+        retry_after=parse_retry_after(headers) if reason in RETRYABLE_REASONS else None,
+        transient=reason == "not_found" and _is_task_not_exist(code, exc),
+    )
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def extract_usage(usage: Any) -> Usage | None:
+    """Token usage from chat (`prompt_tokens`…) or Responses (`input_tokens`…) shapes."""
+    if usage is None:
+        return None
+    input_tokens = _int(_get(usage, "prompt_tokens"))
+    output_tokens = _int(_get(usage, "completion_tokens"))
+    input_details = _get(usage, "prompt_tokens_details")
+    output_details = _get(usage, "completion_tokens_details")
+    if input_tokens is None and output_tokens is None:
+        input_tokens = _int(_get(usage, "input_tokens"))
+        output_tokens = _int(_get(usage, "output_tokens"))
+        input_details = _get(usage, "input_tokens_details")
+        output_details = _get(usage, "output_tokens_details")
+    result = Usage(
+        input=input_tokens,
+        output=output_tokens,
+        reasoning=_int(_get(output_details, "reasoning_tokens")),
+        cached_input=_int(_get(input_details, "cached_tokens")),
+    )
+    if result == Usage():
+        return None
+    return result
+
+
+def _blank(text: Any) -> bool:
+    if text is None:
+        return True
+    if isinstance(text, str):
+        return not text.strip()
+    if isinstance(text, list):  # content parts
+        return all(_blank(_get(part, "text")) for part in text)
+    return False
+
+
+# Soft failures of several choices: the most telling one names the request.
+_SOFT_PRIORITY: Final = ("content_filter", "refusal", "length", "empty_content")
+
+
+def _worst(reasons: Iterable[str]) -> str | None:
+    found = set(reasons)
+    for reason in _SOFT_PRIORITY:
+        if reason in found:
+            return reason
+    return None
+
+
+def _classify_choices(obj: Any, choices: list[Any]) -> Outcome:
+    finish: list[str] = []
+    failures: list[str] = []
+    for choice in choices:
+        finish_reason = normalize_finish_reason(_get(choice, "finish_reason"))
+        if finish_reason is not None:
+            finish.append(finish_reason)
+        message = _get(choice, "message")
+        if message is None and _get(choice, "delta") is not None:
+            continue  # a stream chunk: content is judged by the stream recorder
+        if finish_reason in ("content_filter", "length"):
+            failures.append(finish_reason)
+            continue
+        if message is not None:
+            if _get(message, "refusal"):
+                failures.append("refusal")
+            elif (
+                finish_reason in ("stop", None)
+                and _blank(_get(message, "content"))
+                and not _get(message, "tool_calls")
+                and not _get(message, "function_call")
+            ):
+                failures.append("empty_content")
+        elif finish_reason in ("stop", None) and _blank(_get(choice, "text")):
+            failures.append("empty_content")  # legacy completion
+    reason = _worst(failures)
+    return Outcome(
+        SOFT if reason else NONE,
+        reason,
+        finish_reasons=tuple(finish),
+        usage=extract_usage(_get(obj, "usage")),
+        response_id=_str(_get(obj, "id")),
+        response_model=_str(_get(obj, "model")),
+    )
+
+
+def _classify_response_api(obj: Any) -> Outcome:
+    status = _get(obj, "status")
+    usage = extract_usage(_get(obj, "usage"))
+    rid, model = _str(_get(obj, "id")), _str(_get(obj, "model"))
+
+    def outcome(
+        failure: str, reason: str | None, finish: tuple[str, ...] = (), **kw: Any
+    ) -> Outcome:
+        return Outcome(
+            failure, reason, finish_reasons=finish, usage=usage, response_id=rid,
+            response_model=model, **kw,
+        )  # fmt: skip
+
+    if status == "incomplete":
+        why = _get(_get(obj, "incomplete_details"), "reason")
+        finish = "length" if why == "max_output_tokens" else normalize_finish_reason(why)
+        finish = finish or "other"
+        return outcome(SOFT, finish if finish == "content_filter" else "length", (finish,))
+    if status == "failed":
+        code = _str(_get(_get(obj, "error"), "code"))
+        reason = "rate_limited" if code == "rate_limit_exceeded" else "server_error"
+        return outcome(HARD, reason, error_code=code)
+    if status not in ("completed", None):
+        return outcome(NONE, None)  # queued / in_progress / cancelled background work
+    has_text = has_other = refused = False
+    for item in _list(_get(obj, "output")) or []:
+        kind = _get(item, "type")
+        if kind == "message":
+            for part in _list(_get(item, "content")) or []:
+                if _get(part, "type") == "refusal":
+                    refused = True
+                elif not _blank(_get(part, "text")):
+                    has_text = True
+        elif kind != "reasoning":
+            has_other = True  # tool and function calls: output by design
+    done: tuple[str, ...] = ("stop",) if status == "completed" else ()
+    if refused and not has_text:
+        return outcome(SOFT, "refusal", done)
+    if not (has_text or has_other):
+        return outcome(SOFT, "empty_content", done)
+    return outcome(NONE, None, done)
+
+
+def _classify_images(obj: Any) -> Outcome:
+    data = _list(_get(obj, "data")) or []
+    usage = extract_usage(_get(obj, "usage"))
+    revised = None
+    usable = False
+    for item in data:
+        if revised is None:
+            revised = _str(_get(item, "revised_prompt"))
+        if _get(item, "url") or _get(item, "b64_json"):
+            usable = True
+    if not usable:
+        return Outcome(SOFT, "image_filtered", usage=usage, revised_prompt=revised)
+    return Outcome(usage=usage, revised_prompt=revised)
+
+
+def _classify_video(obj: Any) -> Outcome:
+    status = normalize_video_status(_get(obj, "status"))
+    error = _get(obj, "error")
+    code = _str(_get(error, "code")) if not isinstance(error, str) else None
+    reason = _VIDEO_FAILURE.get(status or "")
+    return Outcome(
+        SOFT if reason else NONE,
+        reason,
+        response_id=_str(_get(obj, "id")) or _str(_get(obj, "task_id")),
+        response_model=_str(_get(obj, "model")),
+        video_status=status,
+        error_code=code,
+    )
+
+
+_KINDS: Final = frozenset({"chat", "text_completion", "responses", "embeddings", "image", "video"})
+
+
+def _detect_kind(obj: Any) -> str | None:
+    marker = _get(obj, "object")
+    if marker in ("chat.completion", "chat.completion.chunk", "text_completion"):
+        return "chat"
+    if marker == "response":
+        return "responses"
+    if marker == "video":
+        return "video"
+    data = _get(obj, "data")
+    if marker == "list" and isinstance(data, (list, tuple)):
+        return "embeddings"
+    if _get(obj, "choices") is not None:
+        return "chat"
+    if _get(obj, "incomplete_details") is not None or _get(obj, "output_text") is not None:
+        return "responses"
+    if isinstance(data, (list, tuple)) or (_get(obj, "created") is not None and data is None):
+        return "image"
+    if _get(obj, "status") is not None:
+        output = _list(_get(obj, "output"))
+        if output and isinstance(_get(output[0], "type"), str):
+            return "responses"
+        return "video"
+    return None
+
+
+def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
+    """Classify an API response object or JSON dict; `kind` skips shape detection.
+
+    `kind` is one of "chat", "text_completion", "responses", "embeddings", "image", "video".
+
+    >>> classify_result({"data": []}, kind="image").reason
+    'image_filtered'
+    """
+    try:
+        if kind not in _KINDS:
+            kind = _detect_kind(obj)
+        if kind in ("chat", "text_completion"):
+            choices = _list(_get(obj, "choices"))
+            if choices is None:
+                return Outcome(HARD, "invalid_response")
+            if not choices:
+                if _get(obj, "object") == "chat.completion.chunk":
+                    return Outcome(usage=extract_usage(_get(obj, "usage")))
+                return Outcome(SOFT, "empty_content", usage=extract_usage(_get(obj, "usage")))
+            return _classify_choices(obj, choices)
+        if kind == "responses":
+            return _classify_response_api(obj)
+        if kind == "image":
+            return _classify_images(obj)
+        if kind == "video":
+            return _classify_video(obj)
+        if kind == "embeddings":
+            return Outcome(
+                usage=extract_usage(_get(obj, "usage")),
+                response_model=_str(_get(obj, "model")),
+            )
+    except Exception:  # a malformed object never escapes as an error
+        return Outcome(HARD, "invalid_response")
+    return Outcome()

@@ -1,0 +1,748 @@
+"""Traced scopes: `@traced_generation`, `current_generation()` and the logical-request account.
+
+A `Generation` is one traced scope. The outermost one is the logical request: it counts
+`genai_requests_total`, failures, attempts and duration exactly once. Inner scopes and
+patched SDK calls contribute tokens, finish reasons, retries and failures to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from typing import Any, Final, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from failsight import _spans as attrs
+from failsight._classify import (
+    HARD,
+    NONE,
+    SILENT,
+    SOFT,
+    Outcome,
+    classify_exception,
+    normalize_finish_reason,
+    normalize_video_status,
+)
+from failsight._config import State, get_state
+from failsight._internal import mask_secrets, report_internal_error, sanitize_reason
+from failsight._retry import RetryPolicy
+from failsight.validators import Validator, prepare
+
+__all__ = ["Generation", "current_generation", "traced_generation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: contextvars.ContextVar[Generation | None] = contextvars.ContextVar(
+    "failsight_generation", default=None
+)
+
+UNKNOWN: Final = "unknown"
+_MAX_FINISH_REASONS: Final = 64  # per span attribute
+_MAX_COLLECTED: Final = 1 << 20  # characters of generator output kept for validators
+_VIDEO_FAILURE: Final = {"failed": "video_failed", "cancelled": "video_cancelled"}
+_FAILURE_CLASSES: Final = frozenset({HARD, SOFT, SILENT})
+
+
+def current_generation() -> Generation | None:
+    """The innermost traced scope running now, or None.
+
+    >>> @traced_generation(name="image")
+    ... def make_image():
+    ...     current_generation().mark_failure("soft", "image_filtered")
+    """
+    return _current.get()
+
+
+def _is_generic(exc: BaseException, outcome: Outcome) -> bool:
+    """Exceptions that a failure recorded inside the scope explains better (SPEC §2).
+
+    The seed article raises ValueError after a content_filter and a bare TimeoutError after a
+    video stuck in queue: the recorded soft failure is the real reason.
+    """
+    return outcome.reason == "exception" or type(exc) is TimeoutError
+
+
+class Generation:
+    """The handle of one traced scope, for code that talks HTTP itself.
+
+    Every method is safe to call at any time: telemetry errors are counted, never raised.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_exemplar",
+        "_failure",
+        "_finish_reasons",
+        "_in_flight",
+        "_inner",
+        "_parent",
+        "_root",
+        "_span",
+        "_start",
+        "_state",
+        "_usage",
+        "_video_status",
+        "call_site",
+        "model",
+        "operation",
+        "provider",
+        "retries",
+    )
+
+    def __init__(
+        self,
+        state: State,
+        call_site: str,
+        *,
+        operation: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        parent: Generation | None = None,
+        span: Span | None = None,
+    ) -> None:
+        self._state = state
+        self._parent = parent
+        self._root: Generation = parent._root if parent is not None else self
+        self.call_site = call_site
+        self.operation = operation or UNKNOWN
+        self.model = model or UNKNOWN
+        self.provider = provider or UNKNOWN
+        self.retries = 0
+        self._span = span
+        self._exemplar: dict[str, str] | None = attrs.exemplar_of(span)
+        self._failure: tuple[str, str] | None = None  # marked by the user; sticky
+        self._inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
+        self._finish_reasons: list[str] = []
+        self._usage: dict[str, int] = {}
+        self._video_status: str | None = None
+        self._closed = False
+        self._start = time.perf_counter()
+        self._in_flight: Any = None
+        if parent is None:
+            self._in_flight = state.metrics.in_flight.child(self.labels())
+            self._in_flight.inc()
+
+    # ------------------------------------------------------------------ labels
+
+    def labels(self) -> tuple[str, str, str, str]:
+        """(operation, provider, model, call_site) of the logical request."""
+        root = self._root
+        return (root.operation, root.provider, root.model, root.call_site)
+
+    def note_call(self, operation: str, provider: str, model: str) -> None:
+        """Fill unknown labels from an API call made inside the scope (first call wins)."""
+        for gen in (self, self._root):
+            if gen.operation == UNKNOWN:
+                gen.operation = operation
+            if gen.provider == UNKNOWN:
+                gen.provider = provider
+            if gen.model == UNKNOWN:
+                gen.model = model
+
+    # ------------------------------------------------------------------ public handle
+
+    def set_model(self, model: str) -> None:
+        """Set the model label (e.g. after reading it from a raw request body)."""
+        if isinstance(model, str) and model:
+            self.model = model
+            if self._root.model == UNKNOWN:
+                self._root.model = model
+
+    def record_finish_reason(self, finish_reason: str) -> None:
+        """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
+        try:
+            reason = normalize_finish_reason(finish_reason) or "other"
+            self.count_finish_reasons((reason,))
+            if reason in ("content_filter", "length"):
+                self._failure = (SOFT, reason)
+        except Exception:
+            report_internal_error("record_finish_reason")
+
+    def count_finish_reasons(self, reasons: Iterable[str]) -> None:
+        """Count normalised finish reasons without judging the scope (the patch judges calls)."""
+        family = self._state.metrics.finish_reasons
+        labels = self.labels()
+        for reason in reasons:
+            family.child((*labels, reason)).inc()
+            for gen in self._chain():
+                if len(gen._finish_reasons) < _MAX_FINISH_REASONS:
+                    gen._finish_reasons.append(reason)
+
+    def record_usage(
+        self,
+        input: int | None = None,
+        output: int | None = None,
+        reasoning: int | None = None,
+        cached_input: int | None = None,
+    ) -> None:
+        """Count tokens reported by one API response."""
+        try:
+            labels = self.labels()
+            tokens = self._state.metrics.tokens
+            otel = self._state.otel_tokens
+            for token_type, count in (
+                ("input", input),
+                ("output", output),
+                ("reasoning", reasoning),
+                ("cached_input", cached_input),
+            ):
+                if count is None or isinstance(count, bool) or not isinstance(count, int):
+                    continue
+                if count < 0:
+                    continue
+                tokens.child((*labels, token_type)).inc(count)
+                for gen in self._chain():
+                    gen._usage[token_type] = gen._usage.get(token_type, 0) + count
+                if otel is not None and token_type in ("input", "output"):
+                    otel.record(
+                        count,
+                        {
+                            attrs.GEN_AI_OPERATION: labels[0],
+                            attrs.GEN_AI_PROVIDER: labels[1],
+                            attrs.GEN_AI_REQUEST_MODEL: labels[2],
+                            attrs.GEN_AI_TOKEN_TYPE: token_type,
+                        },
+                    )
+        except Exception:
+            report_internal_error("record_usage")
+
+    def record_retry(
+        self, reason: str, *, status_code: int | None = None, wait: float | None = None
+    ) -> None:
+        """Count one retry of the logical request, with the reason of the attempt that failed."""
+        try:
+            reason = sanitize_reason(str(reason))
+            root = self._root
+            root.retries += 1
+            self._state.metrics.retries.child((*self.labels(), reason)).inc()
+            event: dict[str, Any] = {"attempt": root.retries + 1, "reason": reason}
+            if status_code is not None:
+                event["status_code"] = status_code
+            if wait is not None:
+                event["wait_seconds"] = float(wait)
+            span = self._span
+            if span is not None and span.is_recording():
+                span.add_event("retry", event)
+        except Exception:
+            report_internal_error("record_retry")
+
+    def record_video_status(self, status: str, *, job_id: str | None = None) -> None:
+        """Advance this scope's video job (or the job `job_id`); a failed end fails the scope."""
+        try:
+            normalized = normalize_video_status(status)
+            if normalized is None:
+                return
+            self._video_status = normalized
+            key: Any = job_id if job_id is not None else ("scope", id(self._root))
+            self._state.video_jobs.update(key, normalized, self.labels())
+            failure = _VIDEO_FAILURE.get(normalized)
+            if failure is not None:
+                self._failure = (SOFT, failure)
+        except Exception:
+            report_internal_error("record_video_status")
+
+    def mark_failure(self, failure_class: str, reason: str) -> None:
+        """Mark the scope failed: `failure_class` is "hard", "soft" or "silent"."""
+        try:
+            if failure_class not in _FAILURE_CLASSES:
+                raise ValueError(f"failure_class must be hard, soft or silent: {failure_class!r}")
+            self._failure = (failure_class, sanitize_reason(str(reason)))
+        except Exception:
+            report_internal_error("mark_failure")
+
+    # ------------------------------------------------------------------ patch hooks
+
+    def call_started(self, operation: str) -> None:
+        """A new API call begins: after a failed call of the same operation it is a retry."""
+        inner = self._inner
+        if inner is not None and inner[0] == operation:
+            self._inner = None
+            self.record_retry(inner[2])
+
+    def call_finished(self, operation: str, outcome: Outcome) -> None:
+        """An API call inside the scope ended with `outcome` (tokens etc. recorded separately)."""
+        if outcome.failed and not outcome.transient:
+            self._inner = (operation, outcome.failure_class, outcome.reason or "exception")
+        elif self._inner is not None and self._inner[0] == operation:
+            self._inner = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _chain(self) -> Iterable[Generation]:
+        gen: Generation | None = self
+        while gen is not None:
+            yield gen
+            gen = gen._parent
+
+    def enter(self) -> tuple[contextvars.Token[Generation | None], object | None]:
+        span = self._span
+        ctx_token = (
+            otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+        )
+        return _current.set(self), ctx_token
+
+    def exit(self, tokens: tuple[contextvars.Token[Generation | None], object | None]) -> None:
+        gen_token, ctx_token = tokens
+        _current.reset(gen_token)
+        if ctx_token is not None:
+            otel_context.detach(ctx_token)  # type: ignore[arg-type]
+
+    def _resolve(
+        self, exc: BaseException | None, validation: tuple[str, str] | None
+    ) -> tuple[str, str | None, Outcome | None]:
+        outcome = classify_exception(exc) if exc is not None else None
+        if outcome is not None and not _is_generic(exc, outcome):  # type: ignore[arg-type]
+            return outcome.failure_class, outcome.reason, outcome
+        if self._failure is not None:
+            return self._failure[0], self._failure[1], outcome
+        if self._inner is not None:
+            return self._inner[1], self._inner[2], outcome
+        if outcome is not None:
+            return outcome.failure_class, outcome.reason, outcome
+        if validation is not None:
+            return validation[0], validation[1], None
+        return NONE, None, None
+
+    def finish(
+        self,
+        exc: BaseException | None = None,
+        *,
+        result: Any = None,
+        validators: tuple[tuple[str, Validator], ...] = (),
+        validate: bool = False,
+    ) -> None:
+        """End the scope once: resolve its outcome, record metrics, end its span."""
+        if self._closed:
+            return
+        self._closed = True
+        validation = None
+        if validate and validators:
+            validation = _run_validators(validators, result)
+        if self._video_status is not None and exc is not None:
+            key = ("scope", id(self._root))
+            if self._state.video_jobs.end(key):
+                self._failure = (SOFT, "video_timeout")
+        failure_class, reason, outcome = self._resolve(exc, validation)
+        duration = time.perf_counter() - self._start
+        if self._parent is not None:
+            if failure_class != NONE and reason is not None:
+                self._parent._failure = (failure_class, reason)
+        else:
+            self._count(failure_class, reason, duration)
+        self._end_span(failure_class, reason, outcome, exc)
+
+    def _count(self, failure_class: str, reason: str | None, duration: float) -> None:
+        metrics = self._state.metrics
+        labels = self.labels()
+        exemplar = self._exemplar
+        metrics.requests.child((*labels, failure_class)).inc(exemplar=exemplar)
+        if failure_class != NONE:
+            metrics.failures.child((*labels, failure_class, reason or "exception")).inc(
+                exemplar=exemplar
+            )
+        metrics.attempts.child(labels).observe(1 + self.retries)
+        metrics.duration.child((*labels, failure_class)).observe(duration, exemplar=exemplar)
+        if self._in_flight is not None:
+            self._in_flight.dec()
+        otel = self._state.otel_duration
+        if otel is not None:
+            point = {
+                attrs.GEN_AI_OPERATION: labels[0],
+                attrs.GEN_AI_PROVIDER: labels[1],
+                attrs.GEN_AI_REQUEST_MODEL: labels[2],
+            }
+            if failure_class != NONE:
+                point[attrs.ERROR_TYPE] = reason or "exception"
+            otel.record(duration, point)
+
+    def _end_span(
+        self,
+        failure_class: str,
+        reason: str | None,
+        outcome: Outcome | None,
+        exc: BaseException | None,
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        if span.is_recording():
+            root = self._root
+            values: dict[str, Any] = {
+                attrs.FAILURE_CLASS: failure_class,
+                attrs.ATTEMPTS: 1 + root.retries,
+                attrs.RETRY_COUNT: root.retries,
+                attrs.CALL_SITE: self.call_site,
+            }
+            if reason is not None:
+                values[attrs.FAILURE_REASON] = reason
+            if self._finish_reasons:
+                values[attrs.GEN_AI_FINISH_REASONS] = tuple(self._finish_reasons)
+            for token_type, count in self._usage.items():
+                values[attrs.USAGE_ATTRIBUTES[token_type]] = count
+            if self.model != UNKNOWN:
+                values[attrs.GEN_AI_REQUEST_MODEL] = self.model
+            if self.operation != UNKNOWN:
+                values[attrs.GEN_AI_OPERATION] = self.operation
+            if outcome is not None:
+                _set_error_attributes(values, outcome)
+            if failure_class != NONE:
+                if outcome is not None and outcome.reason == reason and outcome.error_type:
+                    values[attrs.ERROR_TYPE] = outcome.error_type
+                else:
+                    values[attrs.ERROR_TYPE] = reason or "exception"
+                span.set_status(Status(StatusCode.ERROR, reason))
+            span.set_attributes(values)
+            if exc is not None:
+                _record_exception(span, exc)
+        span.end()
+
+
+def _set_error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
+    if outcome.status_code is not None:
+        values[attrs.HTTP_STATUS] = outcome.status_code
+    if outcome.error_param is not None:
+        values[attrs.ERROR_PARAM] = outcome.error_param
+    if outcome.error_code is not None:
+        values[attrs.ERROR_CODE] = outcome.error_code
+    if outcome.request_id is not None:
+        values[attrs.REQUEST_ID] = outcome.request_id
+
+
+def _record_exception(span: Span, exc: BaseException) -> None:
+    """An `exception` event with the message masked (never `span.record_exception`'s raw text)."""
+    try:
+        message = mask_secrets(str(exc))
+    except Exception:
+        message = "<unprintable>"
+    cls = type(exc)
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{cls.__module__}.{cls.__qualname__}",
+            "exception.message": message,
+        },
+    )
+
+
+def _run_validators(
+    validators: tuple[tuple[str, Validator], ...], result: Any
+) -> tuple[str, str] | None:
+    for reason, validator in validators:
+        try:
+            ok = validator(result)
+        except Exception:
+            # A raising validator fails the call and is counted as a telemetry error.
+            with contextlib.suppress(Exception):  # re-raised only under the test suite
+                report_internal_error("validator")
+            return SILENT, reason
+        if ok is False:
+            return SILENT, reason
+    return None
+
+
+# ---------------------------------------------------------------------- the decorator
+
+
+def _open(
+    call_site: str, operation: str | None, model: str | None, kind: SpanKind = SpanKind.INTERNAL
+) -> Generation | None:
+    try:
+        state = get_state()
+        parent = _current.get()
+        span = state.tracer.start_span(call_site, kind=kind)
+        gen = Generation(
+            state, call_site, operation=operation, model=model, parent=parent, span=span
+        )
+        if parent is not None:
+            parent.note_call(gen.operation, gen.provider, gen.model)
+        return gen
+    except Exception:
+        report_internal_error("scope_start")
+        return None
+
+
+def _guard(stage: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except Exception:
+        report_internal_error(stage)
+        return None
+
+
+def _retry_wait(
+    gen: Generation, policy: RetryPolicy | None, attempt: int, exc: BaseException
+) -> float | None:
+    """The wait before re-running after `exc`, recording the retry; None to give up."""
+    if policy is None:
+        return None
+    outcome = classify_exception(exc)
+    wait = policy.wait_before_next(attempt, outcome, time.perf_counter() - gen._start)
+    if wait is not None:
+        gen._inner = None  # the re-run's own calls are not retries of this attempt's calls
+        gen.record_retry(outcome.reason or "exception", status_code=outcome.status_code, wait=wait)
+    return wait
+
+
+def _join(items: list[Any]) -> Any:
+    if all(isinstance(item, str) for item in items):
+        return "".join(items)
+    if all(isinstance(item, (bytes, bytearray)) for item in items):
+        return b"".join(items)
+    return items
+
+
+def _wrap_sync(
+    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
+    validators: tuple[tuple[str, Validator], ...], policy: RetryPolicy | None,
+) -> Callable[..., Any]:  # fmt: skip
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        gen = _open(site, operation, model)
+        if gen is None:
+            return fn(*args, **kwargs)
+        attempt = 0
+        while True:
+            tokens = _guard("scope_enter", gen.enter)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                wait = _guard("retry", _retry_wait, gen, policy, attempt, exc)
+                if wait is None:
+                    _guard("scope_finish", gen.finish, exc)
+                    raise
+                attempt += 1
+                try:
+                    policy.sleep(wait)  # type: ignore[union-attr]
+                except BaseException:
+                    _guard("scope_finish", gen.finish, exc)
+                    raise
+                continue
+            if tokens is not None:
+                _guard("scope_exit", gen.exit, tokens)
+            _guard("scope_finish", gen.finish, result=result, validators=validators, validate=True)
+            return result
+
+    return wrapper
+
+
+def _wrap_async(
+    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
+    validators: tuple[tuple[str, Validator], ...], policy: RetryPolicy | None,
+) -> Callable[..., Any]:  # fmt: skip
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        gen = _open(site, operation, model)
+        if gen is None:
+            return await fn(*args, **kwargs)
+        attempt = 0
+        while True:
+            tokens = _guard("scope_enter", gen.enter)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                wait = _guard("retry", _retry_wait, gen, policy, attempt, exc)
+                if wait is None:
+                    _guard("scope_finish", gen.finish, exc)
+                    raise
+                attempt += 1
+                try:
+                    await policy.async_sleep(wait)  # type: ignore[union-attr]
+                except BaseException:
+                    _guard("scope_finish", gen.finish, exc)
+                    raise
+                continue
+            if tokens is not None:
+                _guard("scope_exit", gen.exit, tokens)
+            _guard("scope_finish", gen.finish, result=result, validators=validators, validate=True)
+            return result
+
+    return wrapper
+
+
+def _wrap_generator(
+    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
+    validators: tuple[tuple[str, Validator], ...],
+) -> Callable[..., Any]:  # fmt: skip
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        inner = fn(*args, **kwargs)
+        gen = _open(site, operation, model)
+        if gen is None:
+            return (yield from inner)
+        collected: list[Any] | None = [] if validators else None
+        size = 0
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            tokens = _guard("scope_enter", gen.enter)
+            try:
+                item = inner.throw(thrown) if thrown is not None else inner.send(sent)
+            except StopIteration as stop:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                result = _join(collected) if collected is not None else None
+                _guard("scope_finish", gen.finish, result=result, validators=validators,
+                       validate=collected is not None)  # fmt: skip
+                return stop.value
+            except BaseException as exc:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                _guard("scope_finish", gen.finish, exc)
+                raise
+            if tokens is not None:
+                _guard("scope_exit", gen.exit, tokens)
+            if collected is not None and size < _MAX_COLLECTED:
+                collected.append(item)
+                size += len(item) if isinstance(item, (str, bytes)) else 1
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                tokens = _guard("scope_enter", gen.enter)
+                try:
+                    inner.close()
+                finally:
+                    if tokens is not None:
+                        _guard("scope_exit", gen.exit, tokens)
+                    _guard("scope_finish", gen.finish)
+                raise
+            except BaseException as exc:
+                thrown = exc
+
+    return wrapper
+
+
+def _wrap_async_generator(
+    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
+    validators: tuple[tuple[str, Validator], ...],
+) -> Callable[..., Any]:  # fmt: skip
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        inner = fn(*args, **kwargs)
+        gen = _open(site, operation, model)
+        if gen is None:
+            async for item in inner:
+                yield item
+            return
+        collected: list[Any] | None = [] if validators else None
+        size = 0
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            tokens = _guard("scope_enter", gen.enter)
+            try:
+                if thrown is not None:
+                    item = await inner.athrow(thrown)
+                else:
+                    item = await inner.asend(sent)
+            except StopAsyncIteration:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                result = _join(collected) if collected is not None else None
+                _guard("scope_finish", gen.finish, result=result, validators=validators,
+                       validate=collected is not None)  # fmt: skip
+                return
+            except BaseException as exc:
+                if tokens is not None:
+                    _guard("scope_exit", gen.exit, tokens)
+                _guard("scope_finish", gen.finish, exc)
+                raise
+            if tokens is not None:
+                _guard("scope_exit", gen.exit, tokens)
+            if collected is not None and size < _MAX_COLLECTED:
+                collected.append(item)
+                size += len(item) if isinstance(item, (str, bytes)) else 1
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                tokens = _guard("scope_enter", gen.enter)
+                try:
+                    await inner.aclose()
+                finally:
+                    if tokens is not None:
+                        _guard("scope_exit", gen.exit, tokens)
+                    _guard("scope_finish", gen.finish)
+                raise
+            except BaseException as exc:
+                thrown = exc
+
+    return wrapper
+
+
+@overload
+def traced_generation(func: F, /) -> F: ...
+
+
+@overload
+def traced_generation(
+    func: None = None,
+    /,
+    *,
+    name: str | None = None,
+    operation: str | None = None,
+    model: str | None = None,
+    validate: Iterable[Validator] | Validator | None = (),
+    retry: int | RetryPolicy | None = None,
+) -> Callable[[F], F]: ...
+
+
+def traced_generation(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    operation: str | None = None,
+    model: str | None = None,
+    validate: Iterable[Validator] | Validator | None = (),
+    retry: int | RetryPolicy | None = None,
+) -> Any:
+    """Trace a call site that generates with an OpenAI-compatible API.
+
+    Works on sync and async functions, generators and async generators, bare or with
+    options. The return value and exceptions pass through unchanged.
+
+    >>> from failsight.validators import json_output
+    >>> @traced_generation(name="extract", validate=[json_output()], retry=3)
+    ... def extract(text: str) -> str:
+    ...     return '{"ok": true}'
+    >>> extract("hello")
+    '{"ok": true}'
+    """
+    for option, value in (("name", name), ("operation", operation), ("model", model)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"traced_generation({option}=...) takes a non-empty str, got {value!r}")
+    validators = prepare(validate)
+    policy = RetryPolicy.coerce(retry)
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"traced_generation decorates functions, got {fn!r}")
+        site = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            if policy is not None:
+                raise TypeError(
+                    f"traced_generation(retry=...) cannot re-run generator {site}: items "
+                    "already yielded cannot be taken back; retry inside it instead"
+                )
+            if inspect.isasyncgenfunction(fn):
+                wrapper = _wrap_async_generator(fn, site, operation, model, validators)
+            else:
+                wrapper = _wrap_generator(fn, site, operation, model, validators)
+        elif inspect.iscoroutinefunction(fn):
+            wrapper = _wrap_async(fn, site, operation, model, validators, policy)
+        else:
+            wrapper = _wrap_sync(fn, site, operation, model, validators, policy)
+        return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
+
+    if func is not None:
+        return decorate(func)
+    return decorate

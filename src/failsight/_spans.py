@@ -1,0 +1,60 @@
+"""Span attribute names (SPEC §3; GenAI semantic conventions v1.41.0) and small span helpers."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.trace import Span
+
+__all__ = ["exemplar_of"]
+
+# GenAI semantic conventions.
+GEN_AI_OPERATION: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_CACHED_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+OPENAI_API_TYPE: Final = "openai.api.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+HTTP_STATUS: Final = "http.response.status_code"
+
+# failsight's own.
+FAILURE_CLASS: Final = "failsight.failure_class"
+FAILURE_REASON: Final = "failsight.failure_reason"
+ATTEMPTS: Final = "failsight.attempts"
+RETRY_COUNT: Final = "failsight.retry_count"
+CALL_SITE: Final = "failsight.call_site"
+ERROR_PARAM: Final = "failsight.error.param"
+ERROR_CODE: Final = "failsight.error.code"
+REQUEST_ID: Final = "failsight.request_id"
+ERROR_MESSAGE: Final = "failsight.error.message"
+REVISED_PROMPT: Final = "failsight.image.revised_prompt"
+VIDEO_STATUS: Final = "failsight.video.status"
+
+# Token types as they map onto span attributes.
+USAGE_ATTRIBUTES: Final = {
+    "input": GEN_AI_INPUT_TOKENS,
+    "output": GEN_AI_OUTPUT_TOKENS,
+    "reasoning": GEN_AI_REASONING_TOKENS,
+    "cached_input": GEN_AI_CACHED_TOKENS,
+}
+
+
+def exemplar_of(span: Span | None) -> dict[str, str] | None:
+    """`{"trace_id": ...}` for a sampled span, else None (no exemplar)."""
+    if span is None:
+        return None
+    context = span.get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {"trace_id": format(context.trace_id, "032x")}

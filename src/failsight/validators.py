@@ -1,0 +1,144 @@
+"""Validators for silent failures: HTTP 200 and output present, but wrong for the application.
+
+A validator is any callable `(result) -> bool | None`; returning False or raising marks the
+call `silent` with the validator's reason (its `__name__`, sanitised and bounded).
+
+>>> from failsight.validators import one_of
+>>> one_of("positive", "negative", "neutral")("Positive")
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from failsight._internal import sanitize_reason
+
+__all__ = ["Validator", "json_output", "min_words", "non_empty", "one_of", "output_text"]
+
+Validator = Callable[[Any], "bool | None"]
+
+
+def _field(obj: Any, key: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def output_text(result: Any) -> str | None:
+    """The text a generation returned: a str, or the first choice/output of an API response.
+
+    None for structured results (dicts and lists that are not API responses).
+    """
+    if isinstance(result, str):
+        return result
+    if result is None:
+        return ""
+    if isinstance(result, (bytes, bytearray)):
+        return bytes(result).decode("utf-8", errors="replace")
+    try:
+        choices = _field(result, "choices")
+        if isinstance(choices, (list, tuple)):
+            if not choices:
+                return ""
+            message = _field(choices[0], "message")
+            text = _field(message, "content") if message is not None else _field(choices[0], "text")
+            return text if isinstance(text, str) else ""
+        text = _field(result, "output_text")
+    except Exception:
+        return None
+    return text if isinstance(text, str) else None
+
+
+class _Check:
+    """A named built-in validator: the name is its failure reason."""
+
+    __slots__ = ("__name__", "_check")
+
+    def __init__(self, reason: str, check: Callable[[Any], bool]) -> None:
+        self.__name__ = reason
+        self._check = check
+
+    def __call__(self, result: Any) -> bool:
+        return self._check(result)
+
+    def __repr__(self) -> str:
+        return f"<failsight validator {self.__name__}>"
+
+
+def non_empty() -> Validator:
+    """Fails (`empty_output`) on empty or whitespace-only output."""
+
+    def check(result: Any) -> bool:
+        text = output_text(result)
+        if text is None:
+            return len(result) > 0 if hasattr(result, "__len__") else True
+        return bool(text.strip())
+
+    return _Check("empty_output", check)
+
+
+def json_output(*, strip_fences: bool = False) -> Validator:
+    """Fails (`invalid_json`) when the output is not JSON; `strip_fences` allows ```json fences."""
+
+    def check(result: Any) -> bool:
+        text = output_text(result)
+        if text is None:
+            return True  # already structured
+        text = text.strip()
+        if strip_fences and text.startswith("```"):
+            text = text.strip("`").removeprefix("json").strip()
+        try:
+            json.loads(text)
+        except ValueError:
+            return False
+        return True
+
+    return _Check("invalid_json", check)
+
+
+def one_of(*labels: str, case_sensitive: bool = False) -> Validator:
+    """Fails (`unexpected_label`) when the stripped output is not one of `labels`."""
+    if not labels or not all(isinstance(label, str) for label in labels):
+        raise TypeError("one_of() takes one or more str labels")
+    allowed = frozenset(labels if case_sensitive else (label.lower() for label in labels))
+
+    def check(result: Any) -> bool:
+        text = (output_text(result) or "").strip()
+        return (text if case_sensitive else text.lower()) in allowed
+
+    return _Check("unexpected_label", check)
+
+
+def min_words(n: int) -> Validator:
+    """Fails (`too_short`) when the output has fewer than `n` words."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"min_words(n) takes an int >= 1, got {n!r}")
+
+    def check(result: Any) -> bool:
+        return len((output_text(result) or "").split()) >= n
+
+    return _Check("too_short", check)
+
+
+def prepare(validate: Iterable[Any] | Validator | None) -> tuple[tuple[str, Validator], ...]:
+    """(reason, validator) pairs, checked at decoration time."""
+    if validate is None:
+        return ()
+    if callable(validate):
+        validate = (validate,)
+    try:
+        items = tuple(validate)
+    except TypeError:
+        raise TypeError("validate= takes a validator or an iterable of validators") from None
+    prepared = []
+    for item in items:
+        if not callable(item):
+            raise TypeError(
+                f"validate=: {item!r} is not callable (a validator is (result) -> bool)"
+            )
+        name = getattr(item, "__name__", None) or type(item).__name__
+        prepared.append((sanitize_reason(str(name)), item))
+    return tuple(prepared)
