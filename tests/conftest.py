@@ -1,0 +1,112 @@
+"""Shared fixtures: a fresh registry and span exporter per test, SDK error builders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import failsight
+from failsight import _config
+
+# Telemetry bugs fail tests instead of hiding; fault-injection tests turn this off.
+os.environ["FAILSIGHT_RAISE_INTERNAL_ERRORS"] = "1"
+
+
+@dataclass
+class Telemetry:
+    registry: CollectorRegistry
+    exporter: InMemorySpanExporter
+    provider: TracerProvider
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's value summed over every series matching `labels` (0 when absent)."""
+        total = 0.0
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name != name:
+                    continue
+                if all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def series(self, name: str) -> list[dict[str, str]]:
+        return [
+            dict(sample.labels)
+            for metric in self.registry.collect()
+            for sample in metric.samples
+            if sample.name == name
+        ]
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        found = [s for s in self.spans() if s.name == name]
+        assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in self.spans()]}"
+        return found[0]
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    registry = CollectorRegistry()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    failsight.configure(registry=registry, tracer_provider=provider)
+    yield Telemetry(registry, exporter, provider)
+    provider.shutdown()
+    _config._state = None
+
+
+@pytest.fixture
+def swallow_internal_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production behaviour: internal errors are counted, never raised."""
+    monkeypatch.delenv("FAILSIGHT_RAISE_INTERNAL_ERRORS", raising=False)
+
+
+def sdk_httpx() -> Any:
+    """The HTTP library the installed openai SDK runs on (httpx2 for 3.x, httpx before)."""
+    import openai._base_client as base
+
+    return getattr(base, "httpx2", None) or base.httpx
+
+
+def api_error(
+    status: int,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    message: str = "boom",
+    headers: dict[str, str] | None = None,
+) -> Exception:
+    """A real openai SDK status error, as the client raises it for `status`."""
+    import openai
+
+    http = sdk_httpx()
+    request = http.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    body = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    response = http.Response(
+        status,
+        request=request,
+        json={"error": body},
+        headers={"x-request-id": "req_123", **(headers or {})},
+    )
+    client = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:1/v1")
+    return client._make_status_error(message, body=body, response=response)  # type: ignore[no-any-return]
+
+
+def connection_error(timeout: bool = False) -> Exception:
+    import openai
+
+    request = sdk_httpx().Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    if timeout:
+        return openai.APITimeoutError(request=request)
+    return openai.APIConnectionError(request=request)
