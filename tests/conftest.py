@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,7 +89,6 @@ def api_error(
     headers: dict[str, str] | None = None,
 ) -> Exception:
     """A real openai SDK status error, as the client raises it for `status`."""
-    import openai
 
     http = sdk_httpx()
     request = http.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
@@ -99,8 +99,14 @@ def api_error(
         json={"error": body},
         headers={"x-request-id": "req_123", **(headers or {})},
     )
-    client = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:1/v1")
-    return client._make_status_error(message, body=body, response=response)  # type: ignore[no-any-return]
+    return _error_client()._make_status_error(message, body=body, response=response)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=1)
+def _error_client() -> Any:
+    import openai
+
+    return openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:1/v1")
 
 
 def connection_error(timeout: bool = False) -> Exception:

@@ -90,6 +90,7 @@ class Generation:
         "_state",
         "_usage",
         "_video_status",
+        "_waited",
         "call_site",
         "model",
         "operation",
@@ -124,6 +125,7 @@ class Generation:
         self._usage: dict[str, int] = {}
         self._video_status: str | None = None
         self._closed = False
+        self._waited = 0.0
         self._start = time.perf_counter()
         self._in_flight: Any = None
         if parent is None:
@@ -484,8 +486,11 @@ def _retry_wait(
     if policy is None:
         return None
     outcome = classify_exception(exc)
-    wait = policy.wait_before_next(attempt, outcome, time.perf_counter() - gen._start)
+    # With an injected (fake) sleep no real time passes: the deadline counts planned waits.
+    elapsed = max(time.perf_counter() - gen._start, gen._waited)
+    wait = policy.wait_before_next(attempt, outcome, elapsed)
     if wait is not None:
+        gen._waited += wait
         gen._inner = None  # the re-run's own calls are not retries of this attempt's calls
         gen.record_retry(outcome.reason or "exception", status_code=outcome.status_code, wait=wait)
     return wait
