@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import traceback
@@ -791,10 +792,8 @@ def test_threads_count_exactly(telemetry: Telemetry) -> None:
 
     def worker(offset: int) -> None:
         for i in range(offset, offset + 60):
-            try:
+            with contextlib.suppress(openai.RateLimitError):
                 work(i)
-            except openai.RateLimitError:
-                pass
 
     threads = [threading.Thread(target=worker, args=(n * 60,)) for n in range(16)]
     for thread in threads:
