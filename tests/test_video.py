@@ -67,3 +67,14 @@ def test_end_for_a_job_given_up_on() -> None:
     assert jobs.end("v") is True
     assert jobs.end("v") is False
     assert [status for _, status, _ in ended] == ["timed_out"]
+
+
+def test_a_finished_job_polled_again_is_not_counted_twice() -> None:
+    jobs, ended, _ = make()
+    jobs.update("v", "queued", ("a",))
+    assert jobs.update("v", "failed", ("a",)) == "failed"
+    assert jobs.update("v", "failed", ("a",)) is None
+    jobs.update("w", "queued", ("a",))
+    jobs.end("w")
+    assert jobs.update("w", "succeeded", ("a",)) is None  # late end of a job given up on
+    assert [status for _, status, _ in ended] == ["failed", "timed_out"]

@@ -9,6 +9,7 @@
 from failsight import validators
 from failsight._classify import Outcome, Usage, classify_exception, classify_result
 from failsight._config import Settings, configure
+from failsight._openai import instrument_openai, uninstrument_openai
 from failsight._retry import RetryPolicy
 from failsight._scope import Generation, current_generation, traced_generation
 from failsight._version import __version__
@@ -25,9 +26,11 @@ __all__ = [
     "classify_result",
     "configure",
     "current_generation",
+    "instrument_openai",
     "make_asgi_app",
     "make_wsgi_app",
     "start_metrics_server",
     "traced_generation",
+    "uninstrument_openai",
     "validators",
 ]

@@ -606,3 +606,22 @@ def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
     except Exception:  # a malformed object never escapes as an error
         return Outcome(HARD, "invalid_response")
     return Outcome()
+
+
+_AZURE_SUFFIXES: Final = (
+    ".openai.azure.com",
+    ".services.ai.azure.com",
+    ".cognitiveservices.azure.com",
+)
+
+
+def provider_for_host(host: str | None) -> str:
+    """The `provider` label of a base URL's host (SPEC §2)."""
+    if not host:
+        return "unknown"
+    host = host.lower()[:_MAX_TEXT]
+    if host == "api.openai.com":
+        return "openai"
+    if host.endswith(_AZURE_SUFFIXES):
+        return "azure.ai.openai"
+    return host

@@ -89,7 +89,7 @@ class Generation:
         "_start",
         "_state",
         "_usage",
-        "_video_status",
+        "_video_keys",
         "_waited",
         "call_site",
         "model",
@@ -108,6 +108,7 @@ class Generation:
         provider: str | None = None,
         parent: Generation | None = None,
         span: Span | None = None,
+        count: bool = True,
     ) -> None:
         self._state = state
         self._parent = parent
@@ -123,12 +124,12 @@ class Generation:
         self._inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
         self._finish_reasons: list[str] = []
         self._usage: dict[str, int] = {}
-        self._video_status: str | None = None
+        self._video_keys: list[Any] = []
         self._closed = False
         self._waited = 0.0
         self._start = time.perf_counter()
         self._in_flight: Any = None
-        if parent is None:
+        if parent is None and count:
             self._in_flight = state.metrics.in_flight.child(self.labels())
             self._in_flight.inc()
 
@@ -217,9 +218,17 @@ class Generation:
             report_internal_error("record_usage")
 
     def record_retry(
-        self, reason: str, *, status_code: int | None = None, wait: float | None = None
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        wait: float | None = None,
+        span: Span | None = None,
     ) -> None:
-        """Count one retry of the logical request, with the reason of the attempt that failed."""
+        """Count one retry of the logical request, with the reason of the attempt that failed.
+
+        The `retry` event goes on `span` (an SDK call's span) or else on the scope's span.
+        """
         try:
             reason = sanitize_reason(str(reason))
             root = self._root
@@ -230,7 +239,7 @@ class Generation:
                 event["status_code"] = status_code
             if wait is not None:
                 event["wait_seconds"] = float(wait)
-            span = self._span
+            span = span or self._span
             if span is not None and span.is_recording():
                 span.add_event("retry", event)
         except Exception:
@@ -242,14 +251,21 @@ class Generation:
             normalized = normalize_video_status(status)
             if normalized is None:
                 return
-            self._video_status = normalized
             key: Any = job_id if job_id is not None else ("scope", id(self._root))
-            self._state.video_jobs.update(key, normalized, self.labels())
+            self.track_video(key, normalized)
             failure = _VIDEO_FAILURE.get(normalized)
             if failure is not None:
                 self._failure = (SOFT, failure)
         except Exception:
             report_internal_error("record_video_status")
+
+    def track_video(self, key: Any, status: str) -> str | None:
+        """Advance video job `key` with a normalised status; remembered so that a scope that
+        ends in an exception while its job is still open ends the job `timed_out`."""
+        root = self._root
+        if key not in root._video_keys and len(root._video_keys) < _MAX_FINISH_REASONS:
+            root._video_keys.append(key)
+        return self._state.video_jobs.update(key, status, self.labels())
 
     def mark_failure(self, failure_class: str, reason: str) -> None:
         """Mark the scope failed: `failure_class` is "hard", "soft" or "silent"."""
@@ -328,10 +344,10 @@ class Generation:
         validation = None
         if validate and validators:
             validation = _run_validators(validators, result)
-        if self._video_status is not None and exc is not None:
-            key = ("scope", id(self._root))
-            if self._state.video_jobs.end(key):
-                self._failure = (SOFT, "video_timeout")
+        if exc is not None and self._parent is None:
+            for key in self._video_keys:
+                if self._state.video_jobs.end(key):
+                    self._failure = (SOFT, "video_timeout")
         failure_class, reason, outcome = self._resolve(exc, validation)
         duration = time.perf_counter() - self._start
         if self._parent is not None:

@@ -42,6 +42,8 @@ class VideoJobs:
         self.timeout = timeout
         self._clock = clock
         self._open: OrderedDict[Hashable, tuple[float, tuple[str, ...]]] = OrderedDict()
+        # Recently ended ids: a finished job polled again is not a second end.
+        self._ended: OrderedDict[Hashable, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -55,16 +57,20 @@ class VideoJobs:
         with self._lock:
             self._expire(now, ended)
             entry = self._open.get(job_id)
-            if status in _ENDS:
+            if entry is None and job_id in self._ended:
+                pass
+            elif status in _ENDS:
                 started, labels = entry if entry is not None else (now, labels)
                 if entry is not None:
                     del self._open[job_id]
+                self._remember(job_id)
                 ended.append((labels, status, now - started))
                 result = status
             elif entry is None:
                 self._open[job_id] = (now, labels)
                 while len(self._open) > self.max_open:
-                    _, (started, old_labels) = self._open.popitem(last=False)
+                    old_id, (started, old_labels) = self._open.popitem(last=False)
+                    self._remember(old_id)
                     ended.append((old_labels, TIMED_OUT, now - started))
         for labels_, status_, seconds in ended:
             self._on_end(labels_, status_, seconds)
@@ -75,6 +81,8 @@ class VideoJobs:
         now = self._clock()
         with self._lock:
             entry = self._open.pop(job_id, None)
+            if entry is not None:
+                self._remember(job_id)
         if entry is None:
             return False
         self._on_end(entry[1], status, now - entry[0])
@@ -98,4 +106,10 @@ class VideoJobs:
             if now - started < self.timeout:
                 break
             del self._open[job_id]
+            self._remember(job_id)
             ended.append((labels, TIMED_OUT, now - started))
+
+    def _remember(self, job_id: Hashable) -> None:
+        self._ended[job_id] = None
+        if len(self._ended) > self.max_open:
+            self._ended.popitem(last=False)
