@@ -13,6 +13,17 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+# The patch tests also run against the newest release of each older openai major.
+.venv-openai%/.test-deps: pyproject.toml
+	$(PYTHON) -m venv .venv-openai$*
+	.venv-openai$*/bin/python -m pip install -q --upgrade pip
+	.venv-openai$*/bin/python -m pip install -q -e '.[test]' "openai>=$*,<$$(($*+1))"
+	touch $@
+
+OPENAI_MAJORS := 1 2
+PATCH_TESTS_1 := tests/test_openai_patch.py
+PATCH_TESTS_2 := tests/test_openai_patch.py tests/test_openai_videos.py
+
 $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[demo]'
 	touch $@
@@ -34,8 +45,13 @@ lint: $(VENV)/.test-deps
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
 
-test: $(VENV)/.test-deps prometheus lint typecheck
+test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps)
 	$(BIN)/python -m pytest
+	@for m in $(OPENAI_MAJORS); do \
+	  echo "== patch tests against openai $$(.venv-openai$$m/bin/python -c 'import openai; print(openai.__version__)')"; \
+	  tests="$(PATCH_TESTS_1)"; [ $$m -ge 2 ] && tests="$(PATCH_TESTS_2)"; \
+	  .venv-openai$$m/bin/python -m pytest -q $$tests || exit 1; \
+	done
 
 demo: $(VENV)/.demo-deps
 	$(BIN)/failsight demo
@@ -44,4 +60,4 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-openai* .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 import failsight
 from failsight import _config
+from failsight.testing import FaultServer
 
 # Telemetry bugs fail tests instead of hiding; fault-injection tests turn this off.
 os.environ["FAILSIGHT_RAISE_INTERNAL_ERRORS"] = "1"
@@ -116,3 +117,16 @@ def connection_error(timeout: bool = False) -> Exception:
     if timeout:
         return openai.APITimeoutError(request=request)
     return openai.APIConnectionError(request=request)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[FaultServer]:
+    with FaultServer(retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2) as srv:
+        yield srv
+
+
+@pytest.fixture
+def instrumented(telemetry: Telemetry) -> Iterator[Telemetry]:
+    failsight.instrument_openai()
+    yield telemetry
+    failsight.uninstrument_openai()

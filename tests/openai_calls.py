@@ -6,6 +6,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import openai
+
+from conftest import Telemetry
+from failsight.testing import FaultServer
+
 SCENARIO = "X-Failsight-Scenario"
 MESSAGES = [{"role": "user", "content": "hello"}]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -171,6 +176,10 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("images_edit", "image_empty", "soft", "image_filtered"),
     ("images_variation", "ok", "none", None),
     ("images_variation", "http_502", "hard", "bad_gateway"),
+]
+
+# Video jobs: the SDK has a videos resource from openai 2.x on.
+VIDEO_CASES: list[tuple[str, str, str, str | None]] = [
     ("videos_create_and_poll", "video_ok", "none", None),
     ("videos_create_and_poll", "video_succeed", "none", None),
     ("videos_create_and_poll", "video_failed", "soft", "video_failed"),
@@ -179,3 +188,35 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ("videos_create", "video_ok", "none", None),
     ("videos_create", "http_504", "hard", "gateway_timeout"),
 ]
+
+
+def sync_client(server: FaultServer, **options: Any) -> openai.OpenAI:
+    options.setdefault("max_retries", 0)
+    return openai.OpenAI(base_url=server.base_url, api_key="sk-test-key-123456", **options)
+
+
+def async_client(server: FaultServer, **options: Any) -> openai.AsyncOpenAI:
+    options.setdefault("max_retries", 0)
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test-key-123456", **options)
+
+
+async def invoke(name: str, client: Any, scenario: str) -> Any:
+    """Run one named call to completion (streams drained); returns result or raised error."""
+    try:
+        return await drain(await maybe_await(CALLS[name][2](client, scenario)))
+    except Exception as exc:  # e.g. the SDK's own JSONDecodeError on an undecodable body
+        return exc
+
+
+def assert_one_request(
+    t: Telemetry, operation: str, model: str, failure_class: str, reason: str | None
+) -> None:
+    labels = {"operation": operation, "model": model, "call_site": "unscoped"}
+    assert t.value("genai_requests_total") == 1, t.series("genai_requests_total")
+    assert t.value("genai_requests_total", failure_class=failure_class, **labels) == 1
+    assert t.value("genai_request_attempts_count", **labels) == 1
+    assert t.value("genai_in_flight_requests") == 0
+    if reason is None:
+        assert t.value("genai_failures_total") == 0
+    else:
+        assert t.value("genai_failures_total", reason=reason, failure_class=failure_class) == 1
