@@ -1,0 +1,56 @@
+"""An OpenAI-compatible fault-injection server for tests and demos.
+
+``FaultServer`` answers the OpenAI HTTP API on loopback and fails on request: HTTP
+errors, timeouts, dropped connections, undecodable bodies, soft failures such as
+``finish_reason="content_filter"``, empty image results and video jobs that fail or
+never finish. It imports nothing else from failsight, so it can check the rest of it.
+
+Example::
+
+    from failsight.testing import FaultServer
+
+    with FaultServer() as server:
+        ...  # point openai.OpenAI(base_url=server.base_url, ...) at it
+"""
+
+from ._payloads import OK_TEXT, REFUSAL_TEXT, TRUNCATED_TEXT
+from ._scenarios import (
+    HARD_SCENARIOS,
+    HTTP_ERROR_SCENARIOS,
+    IMAGE_SCENARIOS,
+    SCENARIOS,
+    TEXT_SCENARIOS,
+    USAGE,
+    VIDEO_SCENARIOS,
+    HttpError,
+    parse_mix,
+)
+from ._server import (
+    KEY_HEADER,
+    MODELS,
+    POLL_AFTER_HEADER,
+    SCENARIO_HEADER,
+    FaultServer,
+    RecordedRequest,
+)
+
+__all__ = [
+    "HARD_SCENARIOS",
+    "HTTP_ERROR_SCENARIOS",
+    "IMAGE_SCENARIOS",
+    "KEY_HEADER",
+    "MODELS",
+    "OK_TEXT",
+    "POLL_AFTER_HEADER",
+    "REFUSAL_TEXT",
+    "SCENARIOS",
+    "SCENARIO_HEADER",
+    "TEXT_SCENARIOS",
+    "TRUNCATED_TEXT",
+    "USAGE",
+    "VIDEO_SCENARIOS",
+    "FaultServer",
+    "HttpError",
+    "RecordedRequest",
+    "parse_mix",
+]

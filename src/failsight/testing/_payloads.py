@@ -1,0 +1,453 @@
+"""Response bodies in OpenAI's wire format, built from a scenario.
+
+Pure functions returning JSON-ready dicts; the server decides status codes and framing.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._scenarios import USAGE
+
+JSON = dict[str, Any]
+
+OK_TEXT = "The quick brown fox jumps over the lazy dog."
+TRUNCATED_TEXT = "The quick brown fox jumps"
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
+TOOL_NAME = "get_weather"
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+EMBEDDING_DIMENSIONS = 8
+VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+# A 1x1 transparent PNG, so image URLs and b64_json decode to a real image.
+PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+PNG_BYTES = base64.b64decode(PNG_B64)
+
+
+def new_id(prefix: str) -> str:
+    """An id shaped like OpenAI's, e.g. ``chatcmpl-…`` or ``video_…``."""
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def words(text: str) -> list[str]:
+    """Split text into stream deltas that concatenate back to it: ``["The", " quick", …]``."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> JSON:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the "model" says for a text scenario, independent of the API shape."""
+
+    text: str | None
+    finish_reason: str
+    refusal: str | None = None
+    tool_call: bool = False
+    call_id: str = field(default_factory=lambda: new_id("call_"))
+
+
+def answer_for(scenario: str, echo_text: str) -> Answer:
+    """Map a text scenario to the model's answer; anything else (e.g. after ``timeout``) is ok."""
+    if scenario == "echo":
+        return Answer(echo_text, "stop")
+    if scenario == "tool_calls":
+        return Answer(None, "tool_calls", tool_call=True)
+    if scenario == "content_filter":
+        return Answer(None, "content_filter")
+    if scenario == "length":
+        return Answer(TRUNCATED_TEXT, "length")
+    if scenario == "empty_content":
+        return Answer(None, "stop")
+    if scenario == "refusal":
+        return Answer(None, "stop", refusal=REFUSAL_TEXT)
+    return Answer(OK_TEXT, "stop")
+
+
+def chat_usage() -> JSON:
+    return {
+        "prompt_tokens": USAGE["prompt_tokens"],
+        "completion_tokens": USAGE["completion_tokens"],
+        "total_tokens": USAGE["total_tokens"],
+        "prompt_tokens_details": {"cached_tokens": USAGE["cached_tokens"], "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": USAGE["reasoning_tokens"],
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def responses_usage() -> JSON:
+    return {
+        "input_tokens": USAGE["prompt_tokens"],
+        "input_tokens_details": {"cached_tokens": USAGE["cached_tokens"], "cache_write_tokens": 0},
+        "output_tokens": USAGE["completion_tokens"],
+        "output_tokens_details": {"reasoning_tokens": USAGE["reasoning_tokens"]},
+        "total_tokens": USAGE["total_tokens"],
+    }
+
+
+def _tool_call(answer: Answer) -> JSON:
+    return {
+        "id": answer.call_id,
+        "type": "function",
+        "function": {"name": TOOL_NAME, "arguments": TOOL_ARGUMENTS},
+    }
+
+
+# --- chat completions -------------------------------------------------------------------------
+
+
+def chat_completion(model: str, answer: Answer, n: int) -> JSON:
+    message: JSON = {
+        "role": "assistant",
+        "content": answer.text,
+        "refusal": answer.refusal,
+        "annotations": [],
+    }
+    if answer.tool_call:
+        message["tool_calls"] = [_tool_call(answer)]
+    return {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+            for i in range(n)
+        ],
+        "usage": chat_usage(),
+        "service_tier": "default",
+        "system_fingerprint": "fp_failsight",
+    }
+
+
+def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list[JSON]:
+    """Every chunk of a streamed chat completion, ending with the finish (and usage) chunks."""
+    ident, created = new_id("chatcmpl-"), now()
+
+    def chunk(index: int, delta: JSON, finish: str | None = None) -> JSON:
+        body: JSON = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_failsight",
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
+        if include_usage:
+            body["usage"] = None
+        return body
+
+    chunks: list[JSON] = []
+    for index in range(n):
+        first: JSON = {"role": "assistant", "content": "", "refusal": None}
+        if answer.tool_call:
+            first["content"] = None
+            call = _tool_call(answer)
+            call["function"]["arguments"] = ""
+            first["tool_calls"] = [{"index": 0, **call}]
+        chunks.append(chunk(index, first))
+        for piece in words(answer.text or ""):
+            chunks.append(chunk(index, {"content": piece}))
+        for piece in words(answer.refusal or ""):
+            chunks.append(chunk(index, {"refusal": piece}))
+        if answer.tool_call:
+            for piece in words(TOOL_ARGUMENTS):
+                chunks.append(
+                    chunk(index, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                )
+        chunks.append(chunk(index, {}, answer.finish_reason))
+    if include_usage:
+        chunks.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_failsight",
+                "choices": [],
+                "usage": chat_usage(),
+            }
+        )
+    return chunks
+
+
+# --- legacy completions -----------------------------------------------------------------------
+
+
+def completion(model: str, answer: Answer, n: int) -> JSON:
+    return {
+        "id": new_id("cmpl-"),
+        "object": "text_completion",
+        "created": now(),
+        "model": model,
+        "choices": [
+            {
+                "text": answer.text or "",
+                "index": i,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+            for i in range(n)
+        ],
+        "usage": chat_usage(),
+        "system_fingerprint": "fp_failsight",
+    }
+
+
+def completion_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list[JSON]:
+    ident, created = new_id("cmpl-"), now()
+
+    def chunk(index: int, text: str, finish: str | None = None) -> JSON:
+        body: JSON = {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_failsight",
+            "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            body["usage"] = None
+        return body
+
+    chunks = [chunk(index, piece) for index in range(n) for piece in words(answer.text or "")] + [
+        chunk(index, "", answer.finish_reason) for index in range(n)
+    ]
+    if include_usage:
+        chunks.append(
+            {
+                "id": ident,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_failsight",
+                "choices": [],
+                "usage": chat_usage(),
+            }
+        )
+    return chunks
+
+
+# --- Responses API ----------------------------------------------------------------------------
+
+
+@dataclass
+class _ResponseIds:
+    response: str = field(default_factory=lambda: new_id("resp_"))
+    item: str = field(default_factory=lambda: new_id("msg_"))
+    call: str = field(default_factory=lambda: new_id("fc_"))
+
+
+def _response_status(answer: Answer) -> tuple[str, JSON | None]:
+    if answer.finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    if answer.finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    return "completed", None
+
+
+def _response_items(answer: Answer, ids: _ResponseIds) -> list[JSON]:
+    status, _ = _response_status(answer)
+    if answer.tool_call:
+        return [
+            {
+                "type": "function_call",
+                "id": ids.call,
+                "call_id": answer.call_id,
+                "name": TOOL_NAME,
+                "arguments": TOOL_ARGUMENTS,
+                "status": "completed",
+            }
+        ]
+    if answer.refusal is not None:
+        part: JSON = {"type": "refusal", "refusal": answer.refusal}
+    elif answer.text is not None:
+        part = {"type": "output_text", "text": answer.text, "annotations": [], "logprobs": []}
+    else:
+        return []
+    return [
+        {
+            "type": "message",
+            "id": ids.item,
+            "status": status,
+            "role": "assistant",
+            "content": [part],
+        }
+    ]
+
+
+def _response_object(
+    model: str, answer: Answer, ids: _ResponseIds, created: int, *, final: bool
+) -> JSON:
+    status, incomplete = _response_status(answer) if final else ("in_progress", None)
+    return {
+        "id": ids.response,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": incomplete,
+        "instructions": None,
+        "max_output_tokens": None,
+        "model": model,
+        "output": _response_items(answer, ids) if final else [],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": responses_usage() if final else None,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def response(model: str, answer: Answer) -> JSON:
+    return _response_object(model, answer, _ResponseIds(), now(), final=True)
+
+
+def response_events(model: str, answer: Answer) -> list[tuple[str, JSON]]:
+    """The ``(event, data)`` pairs of a streamed Response, as OpenAI sends them."""
+    ids, created = _ResponseIds(), now()
+    events: list[tuple[str, JSON]] = []
+
+    def emit(type_: str, **data: Any) -> None:
+        events.append((type_, {"type": type_, "sequence_number": len(events), **data}))
+
+    emit("response.created", response=_response_object(model, answer, ids, created, final=False))
+    emit(
+        "response.in_progress", response=_response_object(model, answer, ids, created, final=False)
+    )
+    items = _response_items(answer, ids)
+    for item in items:
+        at: JSON = {"output_index": 0}
+        if item["type"] == "function_call":
+            emit(
+                "response.output_item.added",
+                item={**item, "arguments": "", "status": "in_progress"},
+                **at,
+            )
+            for piece in words(TOOL_ARGUMENTS):
+                emit("response.function_call_arguments.delta", item_id=ids.call, delta=piece, **at)
+            emit(
+                "response.function_call_arguments.done",
+                item_id=ids.call,
+                name=TOOL_NAME,
+                arguments=TOOL_ARGUMENTS,
+                **at,
+            )
+            emit("response.output_item.done", item=item, **at)
+            continue
+        part = item["content"][0]
+        at = {**at, "item_id": ids.item, "content_index": 0}
+        emit(
+            "response.output_item.added",
+            item={**item, "status": "in_progress", "content": []},
+            output_index=0,
+        )
+        if part["type"] == "refusal":
+            emit("response.content_part.added", part={"type": "refusal", "refusal": ""}, **at)
+            for piece in words(part["refusal"]):
+                emit("response.refusal.delta", delta=piece, **at)
+            emit("response.refusal.done", refusal=part["refusal"], **at)
+        else:
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            emit("response.content_part.added", part=empty, **at)
+            for piece in words(part["text"]):
+                emit("response.output_text.delta", delta=piece, logprobs=[], **at)
+            emit("response.output_text.done", text=part["text"], logprobs=[], **at)
+        emit("response.content_part.done", part=part, **at)
+        emit("response.output_item.done", item=item, output_index=0)
+    final = _response_object(model, answer, ids, created, final=True)
+    emit(
+        "response.completed" if final["status"] == "completed" else "response.incomplete",
+        response=final,
+    )
+    return events
+
+
+# --- embeddings, images, models ---------------------------------------------------------------
+
+
+def _vector(text: str, index: int) -> list[float]:
+    seed = zlib.crc32(f"{index}:{text}".encode())
+    return [round(math.sin(seed + k), 6) for k in range(EMBEDDING_DIMENSIONS)]
+
+
+def embeddings(model: str, inputs: Sequence[str], encoding_format: str | None) -> JSON:
+    data = []
+    for index, text in enumerate(inputs):
+        vector = _vector(text, index)
+        # openai 1.x/2.x ask for base64 by default and decode little-endian float32 themselves.
+        encoded: Any = (
+            base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            if encoding_format == "base64"
+            else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": USAGE["prompt_tokens"], "total_tokens": USAGE["prompt_tokens"]},
+    }
+
+
+def images(scenario: str, n: int, prompt: str, origin: str) -> JSON:
+    data: list[JSON] = []
+    if scenario != "image_empty":
+        for _ in range(n):
+            if scenario == "image_b64":
+                data.append({"b64_json": PNG_B64})
+                continue
+            item: JSON = {"url": f"{origin}/v1/images/content/{new_id('img_')}.png"}
+            if scenario == "image_revised_prompt":
+                item["revised_prompt"] = f"A detailed, safe rendering of: {prompt}"
+            data.append(item)
+    return {"created": now(), "data": data}
+
+
+def models(names: Sequence[str]) -> JSON:
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "failsight"}
+            for name in names
+        ],
+    }

@@ -1,0 +1,713 @@
+"""The fault-injection server: an aiohttp app on loopback, run in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import types
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from . import _payloads as payloads
+from ._payloads import JSON
+from ._scenarios import (
+    HARD_SCENARIOS,
+    HTTP_ERROR_SCENARIOS,
+    SCENARIOS,
+    RouteKind,
+    ScenarioError,
+    applicable_scenarios,
+    parse_scenario_list,
+    pick_from_mix,
+    pick_from_sequence,
+    split_model,
+    validate_mix,
+)
+from ._videos import VideoJob
+
+__all__ = [
+    "KEY_HEADER",
+    "MODELS",
+    "POLL_AFTER_HEADER",
+    "SCENARIO_HEADER",
+    "FaultServer",
+    "RecordedRequest",
+]
+
+SCENARIO_HEADER: Final = "X-Failsight-Scenario"
+KEY_HEADER: Final = "X-Failsight-Key"
+RETRY_COUNT_HEADER: Final = "x-stainless-retry-count"
+POLL_AFTER_HEADER: Final = "openai-poll-after-ms"
+MODELS: Final = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "dall-e-3", "sora-2")
+_DEFAULT_MODEL: Final[Mapping[RouteKind, str]] = types.MappingProxyType(
+    {
+        "chat": "gpt-4o-mini",
+        "responses": "gpt-4o-mini",
+        "completions": "gpt-3.5-turbo-instruct",
+        "embeddings": "text-embedding-3-small",
+        "images": "dall-e-2",
+        "videos": "sora-2",
+        "video_get": "sora-2",
+        "models": "gpt-4o-mini",
+    }
+)
+_TEXT_KINDS: Final = frozenset({"chat", "completions", "responses"})
+# Long enough for a handler to notice cancellation, short enough that stop() feels instant.
+_SHUTDOWN_TIMEOUT: Final = 0.1
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it.
+
+    ``scenario`` is the scenario applied (``None`` for usage errors and file downloads);
+    ``retry_count`` is the ``x-stainless-retry-count`` header as an int, ``None`` when absent.
+    """
+
+    method: str
+    path: str
+    scenario: str | None
+    retry_count: int | None
+    model: str | None
+    stream: bool
+
+
+@dataclass
+class _Call:
+    """A parsed API request on its way to a renderer."""
+
+    request: web.Request
+    body: JSON
+    model: str
+    scenario: str
+    stream: bool
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, param: str | None, code: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class FaultServer:
+    """An OpenAI-compatible HTTP server on loopback that fails on purpose.
+
+    Pick the failure per request with the ``X-Failsight-Scenario`` header or a model
+    named ``<model>@<scenario>[,<scenario>…]``; see ``SCENARIOS`` for the names.
+
+    Example::
+
+        import openai
+        from failsight.testing import FaultServer
+
+        with FaultServer() as server:
+            client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+            resp = client.chat.completions.create(
+                model="gpt-4o-mini@content_filter", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert resp.choices[0].finish_reason == "content_filter"
+            assert server.requests[0].scenario == "content_filter"
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        default_scenario: str = "ok",
+        mix: Mapping[str, float] | None = None,
+        seed: int | None = None,
+        slow_seconds: float = 5.0,
+        retry_after_ms: int | None = None,
+        retry_after_seconds: int = 1,
+        video_polls_to_finish: int = 2,
+        poll_after_ms: int = 1,
+        stream_chunk_delay: float = 0.0,
+        access_log: bool = False,
+    ) -> None:
+        if default_scenario not in SCENARIOS:
+            raise ValueError(
+                f"unknown default_scenario {default_scenario!r}; valid: {sorted(SCENARIOS)}"
+            )
+        self.host = host
+        self.port = port
+        self.default_scenario = default_scenario
+        self.mix = validate_mix(mix) if mix is not None else None
+        self.seed = seed
+        self.slow_seconds = slow_seconds
+        self.retry_after_ms = retry_after_ms
+        self.retry_after_seconds = retry_after_seconds
+        self.video_polls_to_finish = video_polls_to_finish
+        self.poll_after_ms = poll_after_ms
+        self.stream_chunk_delay = stream_chunk_delay
+        self.access_log = access_log
+        self.requests: list[RecordedRequest] = []
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._key_counts: dict[str, int] = {}
+        self._jobs: dict[str, VideoJob] = {}
+        self._lifecycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- public surface --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:{port}``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:{port}/v1``, for ``openai.OpenAI(base_url=...)``."""
+        return f"{self.url}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> FaultServer:
+        """Listen in a daemon thread; return once bound. A busy port raises ``OSError``."""
+        with self._lifecycle:
+            if self._thread is not None:
+                return self
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            errors: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._serve,
+                args=(loop, ready, errors),
+                name=f"failsight-fault-server-{self._requested_port}",
+                daemon=True,
+            )
+            thread.start()
+            ready.wait()
+            if errors:
+                thread.join()
+                raise errors[0]
+            self._thread, self._loop = thread, loop
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; in-flight handlers (e.g. a sleeping ``timeout``) are cancelled."""
+        with self._lifecycle:
+            thread, loop = self._thread, self._loop
+            self._thread = self._loop = None
+            if thread is None or loop is None:
+                return
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+
+    def reset(self) -> None:
+        """Forget recorded requests, ``X-Failsight-Key`` counters and video jobs; reseed the mix."""
+        with self._lock:
+            self.requests.clear()
+            self._key_counts.clear()
+            self._jobs.clear()
+            self._rng = random.Random(self.seed)
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"FaultServer({self.url!r}, {state})"
+
+    # --- lifecycle (runs in the server thread) ---------------------------------------------
+
+    def _serve(
+        self, loop: asyncio.AbstractEventLoop, ready: threading.Event, errors: list[BaseException]
+    ) -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(
+            self._build_app(),
+            access_log=logging.getLogger("aiohttp.access") if self.access_log else None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        )
+        try:
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            loop.run_until_complete(site.start())
+            self.port = int(runner.addresses[0][1])
+        except BaseException as exc:
+            errors.append(exc)
+            _close_loop(loop, runner)
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            _close_loop(loop, runner)
+
+    def _build_app(self) -> web.Application:
+        # Image edits and video references are uploads; allow more than aiohttp's 1 MiB.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.on_response_prepare.append(self._add_common_headers)
+        api = self._api_route
+        app.router.add_post("/v1/chat/completions", api("chat", self._chat))
+        app.router.add_post("/v1/completions", api("completions", self._completions))
+        app.router.add_post("/v1/responses", api("responses", self._responses))
+        app.router.add_post("/v1/embeddings", api("embeddings", self._embeddings))
+        app.router.add_post("/v1/images/generations", api("images", self._images))
+        app.router.add_post("/v1/images/edits", api("images", self._images))
+        app.router.add_post("/v1/images/variations", api("images", self._images))
+        app.router.add_post("/v1/videos", api("videos", self._video_create))
+        app.router.add_get("/v1/videos/{video_id}", api("video_get", self._video_get))
+        app.router.add_post("/v1/videos/{video_id}/remix", api("videos", self._video_remix))
+        app.router.add_get("/v1/videos/{video_id}/content", self._video_content)
+        app.router.add_get("/v1/images/content/{name}", self._image_content)
+        app.router.add_get("/v1/models", api("models", self._models))
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        return app
+
+    # --- request plumbing ------------------------------------------------------------------
+
+    async def _add_common_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("x-request-id", payloads.new_id("req_"))
+        if request.path.startswith("/v1/videos"):
+            # Lets `client.videos.poll()` poll as fast as the test wants.
+            response.headers[POLL_AFTER_HEADER] = str(self.poll_after_ms)
+
+    def _api_route(
+        self, kind: RouteKind, render: Callable[[_Call], Awaitable[web.StreamResponse]]
+    ) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._handle_api(request, kind, render)
+
+        return handle
+
+    async def _handle_api(
+        self,
+        request: web.Request,
+        kind: RouteKind,
+        render: Callable[[_Call], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        try:
+            body = await _read_body(request)
+        except _BadRequest as exc:
+            self._record(request, None, None, stream=False)
+            return _error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
+        raw_model = body.get("model")
+        model, model_list = split_model(raw_model if isinstance(raw_model, str) else None)
+        stream = body.get("stream") is True
+        try:
+            chosen = self._choose(request, kind, model_list)
+        except ScenarioError as exc:
+            self._record(request, None, model, stream)
+            return _error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
+        if chosen is None and kind == "video_get":
+            # Polls follow the job's scenario; the renderer records them.
+            return await render(_Call(request, body, model or "", "ok", stream))
+        scenario = chosen or "ok"
+        self._record(request, scenario, model, stream)
+        if scenario in HARD_SCENARIOS:
+            faulted = await self._apply_hard_fault(
+                request, kind, scenario, stream, model or _DEFAULT_MODEL[kind]
+            )
+            if faulted is not None:
+                return faulted
+            scenario = "ok"  # `timeout` answers normally once it has slept
+        return await render(_Call(request, body, model or _DEFAULT_MODEL[kind], scenario, stream))
+
+    def _choose(self, request: web.Request, kind: RouteKind, model_list: str | None) -> str | None:
+        """Pick the scenario: header, then ``model@…``, then mix, then the default."""
+        index = self._sequence_index(request)
+        header = request.headers.get(SCENARIO_HEADER)
+        if header is not None:
+            text, param = header, SCENARIO_HEADER
+        elif model_list is not None:
+            text, param = model_list, "model"
+        elif kind == "video_get":
+            return None
+        else:
+            with self._lock:
+                if self.mix is not None:
+                    return pick_from_mix(self.mix, kind, self._rng)
+            usable = applicable_scenarios(kind)
+            return self.default_scenario if self.default_scenario in usable else "ok"
+        name = pick_from_sequence(parse_scenario_list(text, param=param), index)
+        if kind == "video_get" and name not in HARD_SCENARIOS:
+            return None
+        if name not in applicable_scenarios(kind):
+            raise ScenarioError(
+                f"failsight fault server: scenario {name!r} does not apply to "
+                f"{request.method} {request.path}. Applicable here: "
+                f"{', '.join(sorted(applicable_scenarios(kind)))}.",
+                param=param,
+                code="scenario_not_applicable",
+            )
+        return name
+
+    def _sequence_index(self, request: web.Request) -> int:
+        key = request.headers.get(KEY_HEADER)
+        if key is not None:
+            with self._lock:
+                index = self._key_counts.get(key, 0)
+                self._key_counts[key] = index + 1
+            return index
+        return _retry_count(request) or 0
+
+    def _record(
+        self, request: web.Request, scenario: str | None, model: str | None, stream: bool
+    ) -> None:
+        entry = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            scenario=scenario,
+            retry_count=_retry_count(request),
+            model=model,
+            stream=stream,
+        )
+        with self._lock:
+            self.requests.append(entry)
+
+    async def _apply_hard_fault(
+        self, request: web.Request, kind: RouteKind, scenario: str, stream: bool, model: str
+    ) -> web.StreamResponse | None:
+        """Answer a hard scenario, or return None to let the route answer (after ``timeout``)."""
+        error = HTTP_ERROR_SCENARIOS.get(scenario)
+        if error is not None:
+            headers: dict[str, str] = {}
+            if scenario == "http_429_retry_after":
+                headers["Retry-After"] = str(self.retry_after_seconds)
+            if self.retry_after_ms is not None and (error.status == 429 or error.status >= 500):
+                headers["retry-after-ms"] = str(self.retry_after_ms)
+            return _error_response(
+                error.status, error.message, error.type, error.param, error.code, headers
+            )
+        if scenario == "timeout":
+            await asyncio.sleep(self.slow_seconds)
+            return None
+        if scenario == "drop_mid_stream" and stream and kind in _TEXT_KINDS:
+            return await self._drop_mid_stream(request, kind, model)
+        if scenario in ("drop", "drop_mid_stream"):
+            return _drop_connection(request)
+        # invalid_json: a 200 whose body cannot be decoded.
+        if stream and kind in _TEXT_KINDS:
+            return await self._sse(request, [(None, '{"choices": [')], done=False)
+        return web.Response(status=200, body=b'{"choices": [', content_type="application/json")
+
+    async def _drop_mid_stream(
+        self, request: web.Request, kind: RouteKind, model: str
+    ) -> web.StreamResponse:
+        """Two content chunks, then the connection closes: no finish reason, no ``[DONE]``."""
+        ok = payloads.answer_for("ok", "")
+        events: list[tuple[str | None, JSON | str]]
+        if kind == "chat":
+            events = [(None, c) for c in payloads.chat_chunks(model, ok, 1, False)[:3]]
+        elif kind == "completions":
+            events = [(None, c) for c in payloads.completion_chunks(model, ok, 1, False)[:2]]
+        else:
+            stream = payloads.response_events(model, ok)
+            deltas = [i for i, (name, _) in enumerate(stream) if name.endswith("output_text.delta")]
+            events = [(name, data) for name, data in stream[: deltas[1] + 1]]
+        return await self._sse(request, events, done=False, cut=True)
+
+    async def _sse(
+        self,
+        request: web.Request,
+        events: Sequence[tuple[str | None, JSON | str]],
+        *,
+        done: bool,
+        cut: bool = False,
+    ) -> web.StreamResponse:
+        """Write server-sent events; ``cut`` closes the connection instead of ending the body."""
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            },
+        )
+        await response.prepare(request)
+        for event, data in events:
+            if self.stream_chunk_delay > 0:
+                await asyncio.sleep(self.stream_chunk_delay)
+            text = data if isinstance(data, str) else json.dumps(data)
+            head = f"event: {event}\n" if event else ""
+            await response.write(f"{head}data: {text}\n\n".encode())
+        if cut:
+            return _drop_connection(request, response)
+        if done:
+            await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # --- text routes -----------------------------------------------------------------------
+
+    async def _chat(self, call: _Call) -> web.StreamResponse:
+        messages = call.body.get("messages")
+        answer = payloads.answer_for(call.scenario, _last_user_text(messages))
+        n = _count(call.body.get("n"), limit=8)
+        if call.stream:
+            chunks = payloads.chat_chunks(call.model, answer, n, _include_usage(call.body))
+            return await self._sse(call.request, [(None, c) for c in chunks], done=True)
+        return web.json_response(payloads.chat_completion(call.model, answer, n))
+
+    async def _completions(self, call: _Call) -> web.StreamResponse:
+        prompt = call.body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = next((p for p in reversed(prompt) if isinstance(p, str)), "")
+        answer = payloads.answer_for(call.scenario, prompt if isinstance(prompt, str) else "")
+        n = _count(call.body.get("n"), limit=8)
+        if call.stream:
+            chunks = payloads.completion_chunks(call.model, answer, n, _include_usage(call.body))
+            return await self._sse(call.request, [(None, c) for c in chunks], done=True)
+        return web.json_response(payloads.completion(call.model, answer, n))
+
+    async def _responses(self, call: _Call) -> web.StreamResponse:
+        raw = call.body.get("input")
+        echo = raw if isinstance(raw, str) else _last_user_text(raw)
+        answer = payloads.answer_for(call.scenario, echo)
+        if call.stream:
+            events = payloads.response_events(call.model, answer)
+            return await self._sse(call.request, list(events), done=False)
+        return web.json_response(payloads.response(call.model, answer))
+
+    # --- embeddings, images, models --------------------------------------------------------
+
+    async def _embeddings(self, call: _Call) -> web.StreamResponse:
+        raw = call.body.get("input")
+        if isinstance(raw, str):
+            inputs = [raw]
+        elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+            inputs = [" ".join(map(str, raw))]  # one pre-tokenised input
+        elif isinstance(raw, list):
+            inputs = [x if isinstance(x, str) else json.dumps(x) for x in raw]
+        else:
+            inputs = [""]
+        encoding = call.body.get("encoding_format")
+        body = payloads.embeddings(
+            call.model, inputs, encoding if isinstance(encoding, str) else None
+        )
+        return web.json_response(body)
+
+    async def _images(self, call: _Call) -> web.StreamResponse:
+        prompt = call.body.get("prompt")
+        n = _count(call.body.get("n"), limit=10)
+        body = payloads.images(
+            call.scenario, n, prompt if isinstance(prompt, str) else "", _origin(call.request)
+        )
+        return web.json_response(body)
+
+    async def _image_content(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None, None, stream=False)
+        return web.Response(body=payloads.PNG_BYTES, content_type="image/png")
+
+    async def _models(self, call: _Call) -> web.StreamResponse:
+        return web.json_response(payloads.models(MODELS))
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None, None, stream=False)
+        return _error_response(
+            404,
+            f"failsight fault server: no route for {request.method} {request.path}.",
+            "invalid_request_error",
+            None,
+            "unknown_url",
+        )
+
+    # --- videos ----------------------------------------------------------------------------
+
+    def _new_job(self, call: _Call, *, remixed_from: VideoJob | None = None) -> VideoJob:
+        body = call.body
+        source = remixed_from
+        job = VideoJob(
+            # After `timeout` the job runs as ok; only video scenarios shape a job.
+            scenario=call.scenario if call.scenario.startswith("video_") else "ok",
+            model=source.model if source else call.model,
+            prompt=_text_field(body, "prompt", ""),
+            seconds=source.seconds if source else _text_field(body, "seconds", "4"),
+            size=source.size if source else _text_field(body, "size", "720x1280"),
+            polls_to_finish=self.video_polls_to_finish,
+            remixed_from_video_id=source.id if source else None,
+        )
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    async def _video_create(self, call: _Call) -> web.StreamResponse:
+        job = self._new_job(call)
+        return web.json_response(job.to_json(_origin(call.request)))
+
+    async def _video_remix(self, call: _Call) -> web.StreamResponse:
+        with self._lock:
+            source = self._jobs.get(call.request.match_info["video_id"])
+        if source is None:
+            return _video_not_found(call.request)
+        job = self._new_job(call, remixed_from=source)
+        return web.json_response(job.to_json(_origin(call.request)))
+
+    async def _video_get(self, call: _Call) -> web.StreamResponse:
+        request = call.request
+        with self._lock:
+            job = self._jobs.get(request.match_info["video_id"])
+            missing = job is not None and job.missing_on_first_poll
+            if job is not None:
+                if missing:
+                    job.missing_on_first_poll = False
+                else:
+                    job.advance()
+                body = job.to_json(_origin(request))
+        self._record(request, job.scenario if job else None, job.model if job else None, False)
+        if job is None:
+            return _video_not_found(request)
+        if missing:
+            # Some gateways answer the first poll before the task is registered.
+            return _error_response(
+                404, "task_not_exist", "invalid_request_error", None, "task_not_exist"
+            )
+        return web.json_response(body)
+
+    async def _video_content(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None, None, stream=False)
+        with self._lock:
+            job = self._jobs.get(request.match_info["video_id"])
+        if job is None:
+            return _video_not_found(request)
+        return web.Response(body=payloads.VIDEO_BYTES, content_type="video/mp4")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, runner: web.AppRunner) -> None:
+    """Shut the site down, cancel whatever handlers are left, close the loop."""
+    try:
+        loop.run_until_complete(runner.cleanup())
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+async def _read_body(request: web.Request) -> JSON:
+    """The request's fields: JSON object, or multipart/urlencoded form (files become names)."""
+    if request.method == "GET":
+        return {}
+    if request.content_type.startswith("multipart/") or (
+        request.content_type == "application/x-www-form-urlencoded"
+    ):
+        form = await request.post()
+        fields: JSON = {}
+        for name, value in form.items():
+            fields[name] = value if isinstance(value, str) else getattr(value, "filename", "")
+        return fields
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _BadRequest(
+            f"failsight fault server: request body is not valid JSON ({exc}).", None, "invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise _BadRequest(
+            "failsight fault server: request body must be a JSON object.", None, "invalid_json"
+        )
+    return body
+
+
+def _error_response(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None,
+    code: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = payloads.error_body(message, type_, param, code)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _video_not_found(request: web.Request) -> web.Response:
+    return _error_response(
+        404,
+        f"Video with id '{request.match_info['video_id']}' not found.",
+        "invalid_request_error",
+        None,
+        "video_not_found",
+    )
+
+
+def _drop_connection(
+    request: web.Request, response: web.StreamResponse | None = None
+) -> web.StreamResponse:
+    """Close the TCP connection; aiohttp then fails to write and quietly gives up."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return response if response is not None else web.Response()
+
+
+def _retry_count(request: web.Request) -> int | None:
+    value = request.headers.get(RETRY_COUNT_HEADER)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _count(value: object, *, limit: int) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 1), limit)
+    return 1
+
+
+def _include_usage(body: JSON) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _text_field(body: JSON, name: str, default: str) -> str:
+    value = body.get(name)
+    return default if value is None else str(value)
+
+
+def _text_of(content: object) -> str:
+    """Text of a message content: a string, or the text parts of a content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
