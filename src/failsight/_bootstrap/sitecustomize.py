@@ -1,0 +1,42 @@
+"""Imported first by programs started with `failsight run`.
+
+Applies the openai patch and serves /metrics before the program's own code runs, then
+hides itself from child processes and hands over to any other `sitecustomize`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+
+
+def _bootstrap() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    port = int(os.environ.pop("FAILSIGHT_METRICS_PORT", "9464"))
+    addr = os.environ.pop("FAILSIGHT_METRICS_ADDR", "127.0.0.1")
+    parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    rest = [part for part in parts if part and os.path.abspath(part) != here]
+    if rest:
+        os.environ["PYTHONPATH"] = os.pathsep.join(rest)
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    try:
+        import failsight
+
+        try:
+            failsight.instrument_openai()
+        except ImportError:
+            print("failsight: warning: openai is not installed; nothing to patch", file=sys.stderr)
+        failsight.start_metrics_server(port=port, addr=addr)
+    except Exception as exc:  # the program runs, with or without telemetry
+        print(f"failsight: warning: telemetry not started: {exc}", file=sys.stderr)
+    # Hand over to the sitecustomize this one shadowed, if there is one.
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
+    del sys.modules["sitecustomize"]
+    with contextlib.suppress(ImportError):
+        importlib.import_module("sitecustomize")
+
+
+_bootstrap()

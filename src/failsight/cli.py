@@ -1,0 +1,163 @@
+"""The `failsight` command: `demo` and `run`.
+
+Bad input (an unknown option, a busy port, a program that does not exist) is one line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from failsight._version import __version__
+
+__all__ = ["main"]
+
+BOOTSTRAP_DIR = Path(__file__).parent / "_bootstrap"
+PORT_ENV = "FAILSIGHT_METRICS_PORT"
+ADDR_ENV = "FAILSIGHT_METRICS_ADDR"
+
+
+class UsageError(Exception):
+    """A one-line error for the user, exit status attached."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see 'failsight {self.prog.split()[-1]} --help')")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="failsight", description="Why AI generations fail: metrics and spans.")
+    parser.add_argument("--version", action="version", version=f"failsight {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo", help="run a workload against the bundled fault-injection server"
+    )
+    demo.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
+    demo.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
+    demo.add_argument(
+        "--rounds", type=_positive, default=4, help="rounds of the 40-request mix (default 4)"
+    )
+    demo.add_argument(
+        "--async-requests", type=_positive, default=60, help="concurrent asyncio requests"
+    )
+    demo.add_argument(
+        "--keep-serving", action="store_true", help="keep /metrics up after the run (Ctrl-C)"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    run = commands.add_parser(
+        "run",
+        help="run a program with the openai patch applied and /metrics served",
+        usage="failsight run [--port N] [--addr A] -- program [args...]",
+    )
+    run.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
+    run.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
+    run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
+    return parser
+
+
+def _check_port_free(addr: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as probe:
+        try:
+            probe.bind((addr, port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UsageError(f"cannot serve /metrics on {addr}:{port}: {reason.lower()}") from None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        import aiohttp  # noqa: F401
+        import openai  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"the demo needs 'pip install failsight[demo]' ({exc.name} missing)"
+        ) from None
+    from failsight.demo import run_demo
+
+    _check_port_free(args.addr, args.port)
+    return run_demo(
+        rounds=args.rounds,
+        async_count=args.async_requests,
+        port=args.port,
+        addr=args.addr,
+        keep_serving=args.keep_serving,
+        progress=not args.no_progress,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    program = list(args.program)
+    if program and program[0] == "--":
+        program = program[1:]
+    if not program:
+        raise UsageError("no program given: failsight run -- python app.py")
+    executable = shutil.which(program[0])
+    if executable is None:
+        raise UsageError(f"program not found: {program[0]}", status=127)
+    _check_port_free(args.addr, args.port)
+    env = dict(os.environ)
+    # Python programs import our sitecustomize first: patch applied, /metrics served.
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(BOOTSTRAP_DIR), env.get("PYTHONPATH", "")) if part
+    )
+    env[PORT_ENV] = str(args.port)
+    env[ADDR_ENV] = args.addr
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(executable, program, env)  # the exit code is the program's own
+    return 0  # pragma: no cover - execve does not return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `failsight` command; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "demo":
+            return _demo(args)
+        return _run(args)
+    except UsageError as exc:
+        print(f"failsight: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
