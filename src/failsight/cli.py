@@ -34,7 +34,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see 'failsight {self.prog.split()[-1]} --help')")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _port(value: str) -> int:
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
     demo.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
     demo.add_argument(
-        "--rounds", type=_positive, default=4, help="rounds of the 40-request mix (default 4)"
+        "--rounds", type=_positive, default=4, help="rounds of the 43-request mix (default 4)"
     )
     demo.add_argument(
         "--async-requests", type=_positive, default=60, help="concurrent asyncio requests"

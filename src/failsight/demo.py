@@ -211,7 +211,7 @@ def _step(kind: str, scenario: str, failure_class: str, reason: str | None, call
 def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
     """The workload: `rounds` repetitions of a mix covering every failure class.
 
-    Each entry is (step, scenario); a round is 40 logical requests.
+    Each entry is (step, scenario); a round is 43 logical requests.
     """
     u = "unscoped"
     one_round = [
