@@ -1,0 +1,197 @@
+"""The Prometheus rules in dashboards/rules/: promtool checks, unit tests, runbooks, coverage."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from prom_harness import RULE_FILES, RULES_DIR, require_binary, run_promtool
+
+RECORDING = RULES_DIR / "failsight-recording.yml"
+ALERTS = RULES_DIR / "failsight-alerts.yml"
+UNIT_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
+KEY = "job, operation, provider, model, call_site"
+TRAFFIC_GUARD = f"sum by ({KEY}) (genai:requests:rate5m) * 300 >= 10"
+
+# The labels failsight puts on each metric (SPEC §2) plus the ones Prometheus adds.
+SERIES_LABELS = {
+    "genai_requests_total": {"failure_class"},
+    "genai_failures_total": {"failure_class", "reason"},
+    "genai_retries_total": {"reason"},
+    "genai_video_jobs_total": {"status"},
+}
+SCRAPE_LABELS = {"job", "instance"}
+COMMON_LABELS = {"operation", "provider", "model", "call_site"}
+
+
+def rules(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in rules(ALERTS)}
+
+
+def unit_test_cases() -> list[tuple[Path, dict[str, Any]]]:
+    return [
+        (path, case) for path in UNIT_TESTS for case in yaml.safe_load(path.read_text())["tests"]
+    ]
+
+
+def one_line(expr: str) -> str:
+    return re.sub(r"\s+", " ", expr).replace("( ", "(").replace(" )", ")").strip()
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_promtool_check_rules_with_all_lints(path: Path) -> None:
+    # promtool 2.42 knows --lint=all|duplicate-rules|none; --lint-fatal turns findings into exit 3.
+    result = run_promtool("check", "rules", "--lint=all", "--lint-fatal", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert UNIT_TESTS, "no promtool unit tests in dashboards/rules/tests/"
+    require_binary("promtool")  # skip or fail here, not inside a worker thread
+    # One promtool per file, side by side: the 1d-baseline files take a second or two each.
+    with ThreadPoolExecutor(max_workers=len(UNIT_TESTS)) as pool:
+        results = dict(
+            zip(
+                UNIT_TESTS,
+                pool.map(lambda p: run_promtool("test", "rules", str(p)), UNIT_TESTS),
+                strict=True,
+            )
+        )
+    failed = {p.name: r.stdout + r.stderr for p, r in results.items() if r.returncode != 0}
+    assert not failed, "\n".join(failed.values())
+    assert all("SUCCESS" in r.stdout for r in results.values())
+
+
+def test_unit_tests_load_the_shipped_rule_files() -> None:
+    for path in UNIT_TESTS:
+        rule_files = {
+            (path.parent / f).resolve() for f in yaml.safe_load(path.read_text())["rule_files"]
+        }
+        assert rule_files == {RECORDING.resolve(), ALERTS.resolve()}, path.name
+
+
+@pytest.mark.parametrize("alert", sorted(alerts()))
+def test_every_alert_has_a_firing_and_a_silent_unit_test(alert: str) -> None:
+    firing, silent = [], []
+    for path, case in unit_test_cases():
+        for check in case.get("alert_rule_test", []):
+            if check["alertname"] == alert:
+                where = f"{path.name}: {case.get('name')} @ {check['eval_time']}"
+                (firing if check.get("exp_alerts") else silent).append(where)
+    assert firing, f"no unit test expects {alert} to fire"
+    assert silent, f"no unit test expects {alert} to stay silent"
+
+
+def test_unit_tests_name_only_real_alerts() -> None:
+    known = set(alerts())
+    for path, case in unit_test_cases():
+        for check in case.get("alert_rule_test", []):
+            assert check["alertname"] in known, f"{path.name}: {check['alertname']}"
+
+
+@pytest.mark.parametrize("alert", sorted(alerts()))
+def test_every_alert_is_tested_under_its_guard(alert: str) -> None:
+    """Ratio alerts need a silent case at low traffic, spike alerts one at a steady baseline."""
+    expr = one_line(alerts()[alert]["expr"])
+    names = [
+        case.get("name", "")
+        for _, case in unit_test_cases()
+        for check in case.get("alert_rule_test", [])
+        if check["alertname"] == alert and not check.get("exp_alerts")
+    ]
+    assert any("minimum-" in name and "guard" in name for name in names), names
+    if "rate1d" in expr:
+        assert any("steady baseline" in name for name in names), names
+
+
+def test_unit_test_series_carry_the_real_label_set() -> None:
+    selector = re.compile(r"^(\w+)\{(.*)\}$")
+    for path, case in unit_test_cases():
+        for series in case["input_series"]:
+            match = selector.match(series["series"])
+            assert match, series["series"]
+            name, body = match.groups()
+            labels = set(re.findall(r'(\w+)="[^"]*"', body))
+            if name == "genai_telemetry_errors_total":
+                expected = SCRAPE_LABELS | {"stage"}
+            else:
+                expected = SCRAPE_LABELS | COMMON_LABELS | SERIES_LABELS[name]
+            assert labels == expected, f"{path.name}: {series['series']}"
+
+
+@pytest.mark.parametrize("alert", sorted(alerts()))
+def test_alert_has_a_runbook(alert: str) -> None:
+    rule = alerts()[alert]
+    assert re.fullmatch(r"GenAI[A-Za-z]+", alert)
+    assert re.fullmatch(r"\d+m", rule.get("for", "")), f"{alert} needs a `for:` duration"
+    assert rule["labels"]["severity"] in {"warning", "critical"}
+    annotations = rule["annotations"]
+    assert {"summary", "description", "runbook"} <= set(annotations)
+    steps = re.findall(r"^\d+\. ", annotations["runbook"], flags=re.MULTILINE)
+    assert len(steps) >= 2, f"{alert}: the runbook should list numbered steps"
+
+
+@pytest.mark.parametrize(
+    ("alert", "advice"),
+    [
+        ("GenAIContentFilterSpike", "Rephrase"),
+        ("GenAIContentFilterSpike", "call site"),
+        ("GenAIHardFailureRatioHigh", "failsight.error.param"),
+        ("GenAIRateLimitSurge", "Back off"),
+        ("GenAIRateLimitSurge", "quota"),
+        ("GenAITruncationSpike", "max_tokens"),
+        ("GenAITruncationSpike", "Shorten the prompt"),
+        ("GenAISilentFailures", "Log the full output when validation fails"),
+        ("GenAIVideoJobsFailing", "try another model"),
+    ],
+)
+def test_runbooks_carry_the_failure_checklist(alert: str, advice: str) -> None:
+    assert advice in alerts()[alert]["annotations"]["runbook"]
+
+
+@pytest.mark.parametrize("alert", sorted(alerts()))
+def test_alerts_read_the_shared_recording_rules(alert: str) -> None:
+    recorded = {rule["record"] for rule in rules(RECORDING)}
+    expr = alerts()[alert]["expr"]
+    used = set(re.findall(r"\bgenai:[\w:]+", expr))
+    assert used and used <= recorded, used - recorded
+    assert not re.search(r"\bgenai_\w+", expr), f"{alert} reads a raw metric"
+
+
+@pytest.mark.parametrize(
+    "alert",
+    [a for a, rule in alerts().items() if "genai:requests:rate5m" in one_line(rule["expr"])],
+)
+def test_ratio_alerts_share_the_minimum_traffic_guard(alert: str) -> None:
+    assert TRAFFIC_GUARD in one_line(alerts()[alert]["expr"])
+
+
+def test_spike_alerts_compare_with_twice_the_last_day() -> None:
+    spikes = {name for name, rule in alerts().items() if "rate1d" in rule["expr"]}
+    assert spikes == {"GenAIContentFilterSpike", "GenAIRateLimitSurge", "GenAITruncationSpike"}
+    for name in spikes:
+        expr = one_line(alerts()[name]["expr"])
+        current, baseline = re.search(
+            r"\((genai:\w+):rate5m > 2 \* (genai:\w+):rate1d\)", expr
+        ).groups()
+        assert current == baseline, name
+
+
+def test_recording_rules_follow_the_naming_convention() -> None:
+    for rule in rules(RECORDING):
+        assert re.fullmatch(r"genai:[a-z_]+:rate(5m|30m|1d)", rule["record"]), rule["record"]
+        window = rule["record"].rsplit(":rate", 1)[1]
+        windows = set(re.findall(r"\[(\w+)\]", rule["expr"])) | set(
+            re.findall(r"genai:\w+:rate(\w+)", rule["expr"])
+        )
+        assert windows == {window}, f"{rule['record']} mixes windows {windows}"

@@ -1,0 +1,653 @@
+"""The Grafana dashboards in dashboards/: JSON model, variables, layout, PromQL, metric names.
+
+PromQL is checked by the real promtool (every expression becomes a recording rule) and run
+against a real Prometheus scraping a registry that holds every failsight metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from prom_harness import (
+    DASHBOARDS_DIR,
+    PROMQL_DATASOURCE,
+    RULE_FILES,
+    RULES_DIR,
+    PrometheusServer,
+    PromQLError,
+    all_dashboard_queries,
+    dashboard_expressions,
+    iter_panels,
+    load_dashboards,
+    run_promtool,
+    sample_value,
+    serve_registry,
+    substitute_variables,
+)
+
+DASHBOARD_FILES = ("failsight-overview.json", "failsight-call-site.json")
+VARIABLES = ("datasource", "job", "provider", "model", "operation", "call_site")
+COMMON_FILTERS = ("job", "operation", "provider", "model", "call_site")
+SPEC_PATH = Path(__file__).parents[1] / ".." / "shared" / "SPEC.md"
+TEMPO_UID = "failsight-tempo"
+
+# The metric catalogue of SPEC §2, kept here so the check works without the SPEC file.
+# (To be replaced by the library's own metric set once failsight exposes it.)
+EXPECTED_METRICS = {
+    "genai_requests_total": "counter",
+    "genai_failures_total": "counter",
+    "genai_finish_reasons_total": "counter",
+    "genai_retries_total": "counter",
+    "genai_request_attempts": "histogram",
+    "genai_tokens_total": "counter",
+    "genai_request_duration_seconds": "histogram",
+    "genai_time_to_first_token_seconds": "histogram",
+    "genai_video_jobs_total": "counter",
+    "genai_video_job_duration_seconds": "histogram",
+    "genai_in_flight_requests": "gauge",
+    "genai_telemetry_errors_total": "counter",
+}
+
+DASHBOARDS = load_dashboards()
+
+
+def panels_of(name: str) -> list[dict[str, Any]]:
+    return list(iter_panels(DASHBOARDS[name]["panels"]))
+
+
+def panel(name: str, title: str) -> dict[str, Any]:
+    matches = [p for p in panels_of(name) if p.get("title") == title]
+    assert len(matches) == 1, f"{name}: expected one panel titled {title!r}"
+    return matches[0]
+
+
+def load_rules(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+def rule_expressions() -> list[tuple[str, str]]:
+    return [
+        (f"{path.name}: {rule.get('record') or rule.get('alert')}", rule["expr"])
+        for path in RULE_FILES
+        for rule in load_rules(path)
+    ]
+
+
+def variable_query(variable: dict[str, Any]) -> str:
+    query = variable.get("query", "")
+    return query.get("query", "") if isinstance(query, dict) else query
+
+
+# --------------------------------------------------------------------------------------
+# JSON model
+
+
+def test_the_two_dashboards_exist() -> None:
+    assert set(DASHBOARDS) == set(DASHBOARD_FILES)
+    assert DASHBOARDS["failsight-overview.json"]["title"] == "Generation failures overview"
+    assert DASHBOARDS["failsight-call-site.json"]["title"] == "Call-site drill-down"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_dashboard_model_is_provisionable(name: str) -> None:
+    dashboard = DASHBOARDS[name]
+    assert "__inputs" not in dashboard and "__requires" not in dashboard
+    assert "${DS_" not in json.dumps(dashboard), "import-time placeholders break provisioning"
+    assert dashboard["schemaVersion"] >= 39
+    assert re.fullmatch(r"[a-z0-9-]{1,40}", dashboard["uid"])
+    assert dashboard["title"] and dashboard.get("description")
+    assert "failsight" in dashboard["tags"]
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_panel_ids_are_unique(name: str) -> None:
+    ids = [p["id"] for p in panels_of(name)]
+    assert len(ids) == len(set(ids)), sorted(ids)
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_grid_layout_fits_24_columns_without_overlaps(name: str) -> None:
+    rects = []
+    for p in DASHBOARDS[name]["panels"]:
+        pos = p["gridPos"]
+        assert pos["x"] >= 0 and pos["y"] >= 0 and pos["w"] >= 1 and pos["h"] >= 1, p["title"]
+        assert pos["x"] + pos["w"] <= 24, f"{p['title']} ends past column 24"
+        rects.append((p["title"], pos["x"], pos["y"], pos["x"] + pos["w"], pos["y"] + pos["h"]))
+    for i, (title_a, ax0, ay0, ax1, ay1) in enumerate(rects):
+        for title_b, bx0, by0, bx1, by1 in rects[i + 1 :]:
+            overlap = ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
+            assert not overlap, f"{title_a!r} overlaps {title_b!r}"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_every_panel_and_target_uses_the_datasource_variable(name: str) -> None:
+    for p in panels_of(name):
+        if p["type"] == "row":
+            assert not p.get("targets"), p["title"]
+            continue
+        assert p.get("datasource") == PROMQL_DATASOURCE, p["title"]
+        assert p.get("targets"), f"{p['title']} has no query"
+        for target in p["targets"]:
+            assert target.get("datasource") == PROMQL_DATASOURCE, (p["title"], target["refId"])
+            assert target.get("expr"), (p["title"], target["refId"])
+    for annotation in DASHBOARDS[name]["annotations"]["list"]:
+        if annotation.get("expr"):
+            assert annotation["datasource"] == PROMQL_DATASOURCE
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_template_variables(name: str) -> None:
+    variables = DASHBOARDS[name]["templating"]["list"]
+    assert [v["name"] for v in variables] == list(VARIABLES)
+    datasource = variables[0]
+    assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
+    for variable in variables[1:]:
+        assert variable["type"] == "query", variable["name"]
+        assert variable["datasource"] == PROMQL_DATASOURCE, variable["name"]
+        assert variable["multi"] is True and variable["includeAll"] is True, variable["name"]
+        assert variable["allValue"] == ".*", variable["name"]
+        query = variable_query(variable)
+        match = re.fullmatch(r"label_values\((genai_\w+(?:\{.*\})?),\s*(\w+)\)", query)
+        assert match, f"{variable['name']}: {query!r} is not label_values(<selector>, <label>)"
+        assert match.group(2) == variable["name"]
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_every_template_variable_is_used(name: str) -> None:
+    dashboard = DASHBOARDS[name]
+    used_in = json.dumps(
+        [[p.get("datasource"), p.get("targets", [])] for p in panels_of(name) if p["type"] != "row"]
+        + [variable_query(v) for v in dashboard["templating"]["list"]]
+    )
+    for variable in VARIABLES:
+        assert re.search(rf"\$(\{{)?{variable}\b", used_in), f"${variable} is never used"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_every_query_is_filtered_by_the_variables(name: str) -> None:
+    selector = re.compile(r"\b(genai[_:][\w:]*)\s*(\{[^}]*\})?")
+    for p in panels_of(name):
+        for target in p.get("targets", []):
+            for metric, matchers in selector.findall(target["expr"]):
+                wanted = ("job",) if metric == "genai_telemetry_errors_total" else COMMON_FILTERS
+                for label in wanted:
+                    assert f'{label}=~"${label}"' in (matchers or ""), (
+                        f"{p['title']} [{target['refId']}]: {metric} is not filtered by ${label}"
+                    )
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_every_panel_says_what_it_means_and_what_to_do(name: str) -> None:
+    for p in panels_of(name):
+        if p["type"] != "row":
+            assert len(p.get("description", "")) >= 60, f"{p['title']}: description too short"
+
+
+def test_overview_descriptions_carry_the_failure_checklist() -> None:
+    text = " ".join(p.get("description", "") for p in panels_of("failsight-overview.json"))
+    for advice in (
+        "raise max_tokens or shorten the prompt",  # length
+        "rephrase",  # content_filter
+        "back off",  # 429
+        "check quota",
+        "failsight.error.param",  # 400
+        "inspect the prompt",  # empty_content
+        "revised_prompt",  # image_filtered
+        "try another model",  # video stuck in queued
+        "log the full output when validation fails",  # silent
+    ):
+        assert advice in text, f"no panel description says {advice!r}"
+
+
+# Each required view of the overview: a regex that some panel query must match.
+OVERVIEW_QUERIES = {
+    "request rate by class": r"sum by \(failure_class\) \(rate\(genai_requests_total\{",
+    "failure ratio by class": r"failure_class!=\"none\".*group_left.*genai_requests_total",
+    "failures by reason": r"sum by \(failure_class, reason\) \(rate\(genai_failures_total",
+    "content_filter ratio": r"^genai:content_filter_ratio:rate5m\{",
+    "finish_reason mix": r"sum by \(finish_reason\) \(rate\(genai_finish_reasons_total",
+    "retries per request": r"genai_retries_total.*/.*genai_requests_total",
+    "retry reasons": r"sum by \(reason\) \(rate\(genai_retries_total",
+    "attempts distribution": r"genai_request_attempts_bucket",
+    "latency p99 by model and class": (
+        r"histogram_quantile\(0\.99, sum by \(le, model, failure_class\) "
+        r"\(rate\(genai_request_duration_seconds_bucket"
+    ),
+    "time to first token": r"genai_time_to_first_token_seconds_bucket",
+    "tokens by model and type": r"sum by \(model, token_type\) \(rate\(genai_tokens_total",
+    "video outcomes": r"sum by \(status\) \(rate\(genai_video_jobs_total",
+    "video duration": r"genai_video_job_duration_seconds_bucket",
+    "image filtered ratio": r"reason=\"image_filtered\".*operation=\"image_generation\"",
+    "in-flight requests": r"genai_in_flight_requests",
+    "telemetry errors by stage": r"sum by \(stage\) \(rate\(genai_telemetry_errors_total",
+}
+
+
+@pytest.mark.parametrize("view", sorted(OVERVIEW_QUERIES))
+def test_overview_has_the_required_view(view: str) -> None:
+    pattern = re.compile(OVERVIEW_QUERIES[view])
+    exprs = [t["expr"] for p in panels_of("failsight-overview.json") for t in p.get("targets", [])]
+    assert any(pattern.search(expr) for expr in exprs), f"no overview query shows {view}"
+
+
+def test_failures_by_reason_are_stacked() -> None:
+    custom = panel("failsight-overview.json", "Failures by reason")["fieldConfig"]["defaults"]
+    assert custom["custom"]["stacking"]["mode"] == "normal"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_latency_panels_show_exemplars_linked_to_traces(name: str) -> None:
+    latency = [
+        p
+        for p in panels_of(name)
+        if any("genai_request_duration_seconds_bucket" in t["expr"] for t in p.get("targets", []))
+    ]
+    assert latency
+    for p in latency:
+        quantiles = {re.search(r"histogram_quantile\(([\d.]+)", t["expr"])[1] for t in p["targets"]}
+        assert quantiles == {"0.5", "0.95", "0.99"}, p["title"]
+        assert all(t.get("exemplar") is True for t in p["targets"]), p["title"]
+        links = p["fieldConfig"]["defaults"]["links"]
+        assert links and all(TEMPO_UID in link["url"] for link in links), p["title"]
+    # The exemplar's trace_id label opens the trace: configured on the Prometheus datasource.
+    destinations = prometheus_datasource()["jsonData"]["exemplarTraceIdDestinations"]
+    assert {"name": "trace_id", "datasourceUid": TEMPO_UID}.items() <= destinations[0].items()
+
+
+# Panels that draw an alert's threshold: (file, title) -> (alert, series compared).
+THRESHOLD_PANELS = {
+    ("failsight-overview.json", "content_filter ratio vs alert threshold"): (
+        "GenAIContentFilterSpike",
+        "genai:content_filter_ratio:rate5m",
+    ),
+    ("failsight-overview.json", "HTTP 429 per request vs alert threshold"): (
+        "GenAIRateLimitSurge",
+        "genai:rate_limited_per_request:rate5m",
+    ),
+    ("failsight-overview.json", "Truncation (length) ratio vs alert threshold"): (
+        "GenAITruncationSpike",
+        "genai:length_ratio:rate5m",
+    ),
+    ("failsight-overview.json", "Retries per request"): (
+        "GenAIRetryStorm",
+        "genai:retries_per_request:rate5m",
+    ),
+    ("failsight-overview.json", "Failure ratio by class"): (
+        "GenAIHardFailureRatioHigh",
+        "genai:failure_ratio:rate5m",
+    ),
+    ("failsight-call-site.json", "Failure ratio by class"): (
+        "GenAIHardFailureRatioHigh",
+        "genai:failure_ratio:rate5m",
+    ),
+    ("failsight-call-site.json", "Retries per request"): (
+        "GenAIRetryStorm",
+        "genai:retries_per_request:rate5m",
+    ),
+    ("failsight-call-site.json", "content_filter and length ratios"): (
+        "GenAIContentFilterSpike",
+        "genai:content_filter_ratio:rate5m",
+    ),
+}
+
+
+def alert_threshold(alert: str, series: str) -> float:
+    rule = next(
+        r for r in load_rules(RULES_DIR / "failsight-alerts.yml") if r.get("alert") == alert
+    )
+    match = re.search(
+        rf"\(\s*{re.escape(series)}(?:\{{[^}}]*\}})?\s*>\s*([0-9.]+)\s*\)", rule["expr"]
+    )
+    assert match, f"{alert} does not compare {series} with a number"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize(("name", "title"), sorted(THRESHOLD_PANELS))
+def test_drawn_thresholds_match_the_alert_rules(name: str, title: str) -> None:
+    alert, series = THRESHOLD_PANELS[(name, title)]
+    expected = alert_threshold(alert, series)
+    p = panel(name, title)
+    defaults = p["fieldConfig"]["defaults"]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
+    assert defaults["thresholds"]["steps"][-1]["value"] == pytest.approx(expected)
+    constants = [t["expr"] for t in p["targets"] if t["expr"].startswith("vector(")]
+    for constant in constants:
+        assert float(constant[len("vector(") : -1]) == pytest.approx(expected)
+    if "vs alert threshold" in title:
+        assert constants, f"{title} draws no constant threshold series"
+
+
+def test_hard_failure_stat_turns_red_at_the_alert_threshold() -> None:
+    steps = panel("failsight-overview.json", "Hard failures")["fieldConfig"]["defaults"]
+    expected = alert_threshold("GenAIHardFailureRatioHigh", "genai:failure_ratio:rate5m")
+    assert steps["thresholds"]["steps"][-1] == {"color": "red", "value": expected}
+
+
+def test_trace_links_point_at_the_provisioned_tempo() -> None:
+    urls = [
+        url
+        for dashboard in DASHBOARDS.values()
+        for url in re.findall(r'"url": "(/explore[^"]*)"', json.dumps(dashboard))
+    ]
+    assert urls
+    tempo_uids = {ds["uid"] for ds in datasources() if ds["type"] == "tempo"}
+    for url in urls:
+        assert any(uid in url for uid in tempo_uids), url
+
+
+# --------------------------------------------------------------------------------------
+# PromQL and metric names
+
+
+def variable_selectors() -> list[tuple[str, str]]:
+    found = []
+    for name, dashboard in DASHBOARDS.items():
+        for variable in dashboard["templating"]["list"][1:]:
+            selector = re.fullmatch(r"label_values\((.*),\s*\w+\)", variable_query(variable))
+            assert selector, variable["name"]
+            found.append((f"{name}: variable {variable['name']}", selector.group(1)))
+    return found
+
+
+def all_expressions() -> list[tuple[str, str]]:
+    """Every PromQL expression shipped: dashboard panels, annotations, variables, rules."""
+    dashboard_exprs = [
+        (where, substitute_variables(expr))
+        for where, expr in dashboard_expressions() + variable_selectors()
+    ]
+    return dashboard_exprs + rule_expressions()
+
+
+def test_every_promql_expression_parses(tmp_path: Path) -> None:
+    """promtool parses each expression as the body of a recording rule."""
+    expressions = all_expressions()
+    assert len(expressions) > 60
+    path = tmp_path / "expressions.yml"
+
+    def promtool_accepts(exprs: list[str]) -> tuple[bool, str]:
+        rules = [{"record": f"failsight_check:expr_{i}", "expr": e} for i, e in enumerate(exprs)]
+        path.write_text(yaml.safe_dump({"groups": [{"name": "check", "rules": rules}]}))
+        result = run_promtool("check", "rules", str(path))
+        return result.returncode == 0, result.stdout + result.stderr
+
+    ok, output = promtool_accepts([expr for _, expr in expressions])
+    if not ok:  # Name the culprits, one promtool run each.
+        bad = [f"{where}: {e}" for where, e in expressions if not promtool_accepts([e])[0]]
+        pytest.fail("promtool rejects:\n" + "\n".join(bad) + "\n" + output)
+
+
+def spec_metrics() -> dict[str, str] | None:
+    """SPEC §2's table as {name: type}, or None without the SPEC file."""
+    if not SPEC_PATH.exists():
+        return None
+    text = SPEC_PATH.read_text()
+    section = text.split("## 2.", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*`(genai_\w+)`\s*\|\s*(\w+)", section, flags=re.MULTILINE)
+    return {name: kind for name, kind in rows}
+
+
+def test_local_metric_list_matches_the_spec() -> None:
+    spec = spec_metrics()
+    if spec is None:
+        pytest.skip(f"{SPEC_PATH} is not present (outside the development checkout)")
+    assert spec == EXPECTED_METRICS
+
+
+def exposed_series_names(metrics: dict[str, str]) -> dict[str, str]:
+    """Series name -> metric family: histograms expose _bucket/_count/_sum only."""
+    series = {}
+    for name, kind in metrics.items():
+        if kind == "histogram":
+            series.update({f"{name}{suffix}": name for suffix in ("_bucket", "_count", "_sum")})
+        else:  # counters are named with their _total suffix in the catalogue
+            series[name] = name
+    return series
+
+
+def test_every_metric_name_is_in_the_catalogue() -> None:
+    catalogue = exposed_series_names(spec_metrics() or EXPECTED_METRICS)
+    provisioning = (DASHBOARDS_DIR / "provisioning" / "datasources" / "prometheus.yaml").read_text()
+    sources = [*all_expressions(), ("datasource provisioning", provisioning)]
+    referenced: set[str] = set()
+    for where, expr in sources:
+        for name in re.findall(r"\bgenai_[a-z_]+\b", expr):
+            referenced.add(name)
+            assert name in catalogue, f"{where}: {name} is not a failsight series"
+    families = {catalogue[name] for name in referenced}
+    # Every metric of the catalogue is shown somewhere.
+    assert families == set(EXPECTED_METRICS), set(EXPECTED_METRICS) - families
+
+
+def test_every_recorded_series_used_is_recorded() -> None:
+    recorded = {r["record"] for r in load_rules(RULES_DIR / "failsight-recording.yml")}
+    for where, expr in all_expressions():
+        for name in re.findall(r"\bgenai:[\w:]+", expr):
+            assert name in recorded, f"{where}: {name} is not a recording rule"
+
+
+# --------------------------------------------------------------------------------------
+# Provisioning
+
+
+def datasources() -> list[dict[str, Any]]:
+    path = DASHBOARDS_DIR / "provisioning" / "datasources" / "prometheus.yaml"
+    return yaml.safe_load(path.read_text())["datasources"]
+
+
+def prometheus_datasource() -> dict[str, Any]:
+    (prometheus,) = [ds for ds in datasources() if ds["type"] == "prometheus"]
+    return prometheus
+
+
+def test_datasource_provisioning() -> None:
+    by_uid = {ds["uid"]: ds for ds in datasources()}
+    assert len(by_uid) == len(datasources())
+    prometheus = prometheus_datasource()
+    assert prometheus["isDefault"] is True
+    for destination in prometheus["jsonData"]["exemplarTraceIdDestinations"]:
+        assert destination["name"] == "trace_id"
+        assert by_uid[destination["datasourceUid"]]["type"] == "tempo"
+
+
+def test_dashboard_provider_loads_the_json_folder() -> None:
+    config = yaml.safe_load(
+        (DASHBOARDS_DIR / "provisioning" / "dashboards" / "failsight.yaml").read_text()
+    )
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
+
+
+# --------------------------------------------------------------------------------------
+# Against a real Prometheus
+
+
+CHAT = ("chat", "openai", "gpt-4o-mini", "support.draft_reply")
+IMAGE = ("image_generation", "openai", "gpt-image-1", "catalog.render")
+VIDEO = ("video_generation", "api.cometapi.com", "sora-2", "promo.render_clip")
+
+
+class Workload:
+    """Every catalogue metric, labelled as SPEC §2 says, fed in fixed proportions.
+
+    Each tick: chat 24 requests (20 ok, 1 content_filter, 1 length, 1 rate_limited after
+    2 retried 429s, 1 invalid_json); images 21 (1 image_filtered); video 4 jobs (1 timed
+    out, a soft failure of its scope).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        common = ["operation", "provider", "model", "call_site"]
+        kw: dict[str, Any] = {"registry": registry}
+        self.requests = Counter("genai_requests", "", [*common, "failure_class"], **kw)
+        self.failures = Counter("genai_failures", "", [*common, "failure_class", "reason"], **kw)
+        self.finish = Counter("genai_finish_reasons", "", [*common, "finish_reason"], **kw)
+        self.retries = Counter("genai_retries", "", [*common, "reason"], **kw)
+        self.attempts = Histogram(
+            "genai_request_attempts", "", common, buckets=(1, 2, 3, 4, 5, 6, 8, 10), **kw
+        )
+        self.tokens = Counter("genai_tokens", "", [*common, "token_type"], **kw)
+        self.duration = Histogram(
+            "genai_request_duration_seconds", "", [*common, "failure_class"], **kw
+        )
+        self.ttft = Histogram("genai_time_to_first_token_seconds", "", common, **kw)
+        self.videos = Counter("genai_video_jobs", "", [*common, "status"], **kw)
+        self.video_duration = Histogram(
+            "genai_video_job_duration_seconds", "", [*common, "status"], **kw
+        )
+        self.in_flight = Gauge("genai_in_flight_requests", "", common, **kw)
+        self.telemetry = Counter("genai_telemetry_errors", "", ["stage"], **kw)
+
+    def request(
+        self, labels: tuple[str, ...], failure_class: str = "none", reason: str = ""
+    ) -> None:
+        self.requests.labels(*labels, failure_class).inc()
+        if reason:
+            self.failures.labels(*labels, failure_class, reason).inc()
+        self.duration.labels(*labels, failure_class).observe(2.5 if reason else 1.2)
+        self.attempts.labels(*labels).observe(3 if reason == "rate_limited" else 1)
+
+    def tick(self) -> None:
+        for _ in range(20):
+            self.request(CHAT)
+            self.request(IMAGE)
+        for failure_class, reason in [
+            ("soft", "content_filter"),
+            ("soft", "length"),
+            ("hard", "rate_limited"),
+            ("silent", "invalid_json"),
+        ]:
+            self.request(CHAT, failure_class, reason)
+        self.request(IMAGE, "soft", "image_filtered")
+        self.retries.labels(*CHAT, "rate_limited").inc(2)
+        for finish_reason, count in [("stop", 21), ("length", 1), ("content_filter", 1)]:
+            self.finish.labels(*CHAT, finish_reason).inc(count)
+        for token_type in ("input", "output", "reasoning", "cached_input"):
+            self.tokens.labels(*CHAT, token_type).inc(100)
+        self.ttft.labels(*CHAT).observe(0.4)
+        for status in ("succeeded", "succeeded", "succeeded", "timed_out"):
+            self.videos.labels(*VIDEO, status).inc()
+            self.video_duration.labels(*VIDEO, status).observe(90 if status == "succeeded" else 600)
+        for _ in range(3):
+            self.request(VIDEO)
+        self.request(VIDEO, "soft", "video_timeout")
+        for labels in (CHAT, IMAGE, VIDEO):
+            self.in_flight.labels(*labels).set(2)
+        self.telemetry.labels("extract_response").inc()
+
+
+@pytest.fixture(scope="module")
+def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
+    """One real Prometheus for the module (its first scrape takes ~5 s): it scrapes a
+    registry fed by `Workload` 20 times a second plus a probe counter, and runs the rules."""
+    registry = CollectorRegistry()
+    workload = Workload(registry)
+    probe = Counter("failsight_harness_probe", "Harness self-test.", ["kind"], registry=registry)
+    probe.labels(kind="probe").inc(3)
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            workload.tick()
+            stop.wait(0.05)
+
+    feeder = threading.Thread(target=feed, name="workload", daemon=True)
+    feeder.start()
+    try:
+        with serve_registry(registry) as target, PrometheusServer([target], RULE_FILES) as prom:
+            # Three scrapes for rate(), then rule evaluations on top of them.
+            prom.wait_for("count(count_over_time(genai_requests_total[10s]) >= 3)", bool, 20)
+            for recorded in ("genai:content_filter_ratio:rate1d", "genai:length_ratio:rate5m"):
+                prom.wait_for(recorded, bool, timeout=20)
+            yield prom, target
+    finally:
+        stop.set()
+        feeder.join(timeout=5)
+
+
+def test_prometheus_harness_scrapes_a_registry(
+    live_prometheus: tuple[PrometheusServer, str],
+) -> None:
+    prom, target = live_prometheus
+    result = prom.wait_for('failsight_harness_probe_total{kind="probe"}', bool, timeout=15)
+    assert sample_value(result) == 3
+    assert result[0]["metric"]["job"] == "failsight"
+    assert result[0]["metric"]["instance"] == target
+    assert sample_value(prom.query("scalar(up)")) == 1
+    with pytest.raises(PromQLError):
+        prom.query("sum by (")
+
+
+def test_every_panel_query_runs_on_prometheus(
+    live_prometheus: tuple[PrometheusServer, str],
+) -> None:
+    """Each panel query evaluates without error and returns a number from the workload."""
+    prom, _ = live_prometheus
+    failed, no_number = [], []
+    for where, expr in all_dashboard_queries(rate_interval="10s", interval="1s", range_="1m"):
+        try:
+            result = prom.query(expr)
+        except PromQLError as exc:
+            failed.append(f"{where}: {exc}")
+            continue
+        if not any(math.isfinite(float(sample["value"][1])) for sample in result):
+            no_number.append(f"{where}: {result}")
+    assert not failed, "\n".join(failed)
+    assert not no_number, "queries without a finite value:\n" + "\n".join(no_number)
+
+
+CHAT_SELECTOR = 'operation="chat", call_site="support.draft_reply"'
+
+# Recorded series and panel queries vs the workload's proportions.
+EXPECTED_RATIOS = {
+    f"genai:content_filter_ratio:rate5m{{{CHAT_SELECTOR}}}": 1 / 24,
+    f"genai:length_ratio:rate5m{{{CHAT_SELECTOR}}}": 1 / 24,
+    f'genai:failure_ratio:rate5m{{{CHAT_SELECTOR}, failure_class="hard"}}': 1 / 24,
+    f'genai:failure_ratio:rate5m{{{CHAT_SELECTOR}, failure_class="soft"}}': 2 / 24,
+    f"genai:rate_limited_per_request:rate5m{{{CHAT_SELECTOR}}}": 3 / 24,
+    f"genai:retries_per_request:rate5m{{{CHAT_SELECTOR}}}": 2 / 24,
+    'genai:video_job_failure_ratio:rate30m{status="timed_out"}': 1 / 4,
+    'genai:video_job_failure_ratio:rate30m{status="failed"}': None,  # never failed: absent
+    "genai:content_filter_ratio:rate1d" + f"{{{CHAT_SELECTOR}}}": 1 / 24,
+    'genai:failure_ratio:rate5m{operation="image_generation", failure_class="soft"}': 1 / 21,
+}
+
+
+@pytest.mark.parametrize("expr", sorted(EXPECTED_RATIOS))
+def test_recording_rules_compute_the_workload_ratios(
+    live_prometheus: tuple[PrometheusServer, str], expr: str
+) -> None:
+    prom, _ = live_prometheus
+    result = prom.query(expr)
+    expected = EXPECTED_RATIOS[expr]
+    if expected is None:
+        assert result == []
+    else:
+        assert sample_value(result) == pytest.approx(expected, rel=0.1)
+
+
+def test_image_filtered_panel_computes_the_workload_ratio(
+    live_prometheus: tuple[PrometheusServer, str],
+) -> None:
+    prom, _ = live_prometheus
+    (expr,) = [e for w, e in all_dashboard_queries(rate_interval="10s") if "Image filtered" in w]
+    result = prom.query(expr)
+    assert result[0]["metric"] == {"model": "gpt-image-1"}
+    assert sample_value(result) == pytest.approx(1 / 21, rel=0.1)
+
+
+def test_harness_lists_every_panel_query() -> None:
+    queries = all_dashboard_queries()
+    assert len(queries) == len({where for where, _ in queries})
+    assert all("$" not in expr for _, expr in queries)
+    targets = sum(len(p.get("targets", [])) for n in DASHBOARD_FILES for p in panels_of(n))
+    assert len(queries) == targets
