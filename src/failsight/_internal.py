@@ -18,6 +18,14 @@ T = TypeVar("T")
 # tests turn it off to prove the caller sees no difference.
 RAISE_INTERNAL_ERRORS_ENV: Final = "FAILSIGHT_RAISE_INTERNAL_ERRORS"
 
+# Every stage that reports errors; initialised to 0 so dashboards and alerts see the series.
+STAGES: Final = (
+    "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
+    "record_finish_reason", "record_usage", "record_retry", "record_video_status",
+    "mark_failure", "openai_start", "openai_enter", "openai_exit", "openai_result",
+    "openai_finish", "openai_attempt", "stream_chunk", "stream_end", "http",
+)  # fmt: skip
+
 _error_sink: Callable[[str], None] | None = None
 
 

@@ -8,6 +8,8 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from failsight._internal import STAGES
+
 __all__ = [
     "ATTEMPT_BUCKETS",
     "COMMON_LABELS",
@@ -150,6 +152,8 @@ class MetricSet:
             namespace=namespace,
             registry=registry,
         )
+        for stage in STAGES:
+            self.telemetry_errors.labels(stage)
 
     @property
     def capped(self) -> tuple[CappedMetric, ...]:

@@ -1,0 +1,124 @@
+"""End to end: the demo workload through the real SDK, /metrics scraped by real Prometheus.
+
+The plan declares what each step should record; the totals Prometheus stored must equal
+the plan's, per failure class and reason, and every dashboard and rule query must answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+import failsight
+from failsight import _config
+from failsight.demo import expected_totals, run_workload
+from failsight.testing import FaultServer
+from prom_harness import PrometheusServer, all_dashboard_queries
+
+ROOT = Path(__file__).resolve().parents[1]
+RULE_FILES = sorted((ROOT / "dashboards" / "rules").glob("*.yml"))
+
+
+class Run:
+    def __init__(self, prom: PrometheusServer, plan: list[Any]) -> None:
+        self.prom = prom
+        self.plan = plan
+        self.expected = expected_totals(plan)
+
+    def value(self, expr: str) -> float:
+        result = self.prom.query(expr)
+        return sum(float(sample["value"][1]) for sample in result)
+
+    def by(self, expr: str, *labels: str) -> dict[Any, float]:
+        out: dict[Any, float] = {}
+        for sample in self.prom.query(expr):
+            key = tuple(sample["metric"].get(label, "") for label in labels)
+            out[key if len(key) > 1 else key[0]] = float(sample["value"][1])
+        return out
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[Run]:
+    registry = CollectorRegistry()
+    provider = TracerProvider()
+    failsight.configure(registry=registry, tracer_provider=provider)
+    server, _ = failsight.start_metrics_server(port=0, registry=registry)
+    target = f"127.0.0.1:{server.server_address[1]}"
+    failsight.instrument_openai()
+    try:
+        with (
+            FaultServer(retry_after_ms=1, slow_seconds=1.0) as fault,
+            PrometheusServer([target], RULE_FILES) as prom,
+        ):
+            plan = run_workload(fault.base_url, rounds=2, async_count=30)
+            total = len(plan)
+            # Scraped at least twice after the workload ended: rates over the data exist.
+            prom.wait_for(
+                "sum(genai_requests_total)",
+                lambda r: bool(r) and float(r[0]["value"][1]) == total,
+                timeout=30,
+            )
+            prom.wait_for(
+                "sum(count_over_time(genai_requests_total[1m]))",
+                lambda r: (
+                    bool(r)
+                    and float(r[0]["value"][1]) >= 3 * len(prom.query("genai_requests_total"))
+                ),
+                timeout=30,
+            )
+            yield Run(prom, plan)
+    finally:
+        failsight.uninstrument_openai()
+        server.shutdown()
+        provider.shutdown()
+        _config._state = None
+
+
+def test_requests_by_class_match_the_plan(run: Run) -> None:
+    stored = run.by("sum by (failure_class) (genai_requests_total)", "failure_class")
+    assert stored == {cls: float(n) for cls, n in run.expected["requests"].items()}
+
+
+def test_failures_by_reason_match_the_plan(run: Run) -> None:
+    stored = run.by(
+        "sum by (failure_class, reason) (genai_failures_total)", "failure_class", "reason"
+    )
+    assert stored == {key: float(n) for key, n in run.expected["failures"].items()}
+
+
+def test_retries_and_attempts_match_the_plan(run: Run) -> None:
+    stored = run.by("sum by (reason) (genai_retries_total)", "reason")
+    assert stored == {reason: float(n) for reason, n in run.expected["retries"].items()}
+    retries = sum(run.expected["retries"].values())
+    assert run.value("sum(genai_request_attempts_sum)") == len(run.plan) + retries
+    assert run.value("sum(genai_request_attempts_count)") == len(run.plan)
+
+
+def test_video_jobs_match_the_plan(run: Run) -> None:
+    stored = run.by("sum by (status) (genai_video_jobs_total)", "status")
+    assert stored == {status: float(n) for status, n in run.expected["videos"].items()}
+
+
+def test_every_dashboard_query_returns_series(run: Run) -> None:
+    empty = [where for where, expr in all_dashboard_queries() if not run.prom.query(expr)]
+    assert empty == []
+
+
+def test_recording_rules_produce_series(run: Run) -> None:
+    import yaml
+
+    records = [
+        rule["record"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    assert records
+    for record in records:
+        run.prom.wait_for(record, bool, timeout=20)
