@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "FAILURE_CLASSES",
@@ -130,8 +129,7 @@ _VIDEO_FAILURE: Final[Mapping[str, str]] = {
 _MAX_TEXT: Final = 256  # bound on any string copied out of an input
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """Token counts reported by one API response; None where the response did not say."""
 
     input: int | None = None
@@ -151,8 +149,7 @@ class Usage:
             yield "cached_input", self.cached_input
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one exception or response means in the failure taxonomy.
 
     >>> classify_result({"choices": [{"finish_reason": "content_filter", "message": {}}]})
@@ -175,7 +172,6 @@ class Outcome:
     video_status: str | None = None
     revised_prompt: str | None = None
     transient: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -190,12 +186,21 @@ class Outcome:
 # --------------------------------------------------------------------------- accessors
 
 
+_mapping_types: dict[type, bool] = {dict: True}
+
+
 def _get(obj: Any, key: str) -> Any:
     """obj[key] for mappings, obj.key otherwise; None on any failure (odd objects never raise)."""
     if obj is None:
         return None
+    cls = type(obj)
+    is_mapping = _mapping_types.get(cls)
     try:
-        if isinstance(obj, Mapping):
+        if is_mapping is None:
+            is_mapping = issubclass(cls, Mapping)
+            if len(_mapping_types) < 512:
+                _mapping_types[cls] = is_mapping
+        if is_mapping:
             return obj.get(key)
         return getattr(obj, key, None)
     except Exception:
@@ -389,6 +394,9 @@ def classify_exception(exc: BaseException) -> Outcome:
 # --------------------------------------------------------------------------- responses
 
 
+_NO_USAGE: Final = Usage()
+
+
 def extract_usage(usage: Any) -> Usage | None:
     """Token usage from chat (`prompt_tokens`…) or Responses (`input_tokens`…) shapes."""
     if usage is None:
@@ -408,7 +416,7 @@ def extract_usage(usage: Any) -> Usage | None:
         reasoning=_int(_get(output_details, "reasoning_tokens")),
         cached_input=_int(_get(input_details, "cached_tokens")),
     )
-    if result == Usage():
+    if result == _NO_USAGE:
         return None
     return result
 

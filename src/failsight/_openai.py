@@ -144,6 +144,7 @@ class _Call:
         "attempt_end",
         "attempt_outcome",
         "attempts",
+        "attrs",
         "endpoint",
         "gen",
         "own",
@@ -164,6 +165,11 @@ class _Call:
     ) -> None:
         self.state = state
         self.stream = stream
+        # Span attributes gathered during the call, set once at its end.
+        self.attrs: dict[str, Any] = {
+            attrs.OPENAI_API_TYPE: endpoint.api_type,
+            attrs.GEN_AI_REQUEST_STREAM: stream,
+        }
         self.endpoint = endpoint
         self.gen = gen
         self.own = own  # this call is the logical request (no enclosing scope)
@@ -187,7 +193,7 @@ class _Call:
                 self.gen.record_retry(reason, status_code=status, wait=wait, span=self.span)
         self.attempt_outcome = None
 
-    def attempt_ended(self, outcome: Outcome) -> None:
+    def attempt_ended(self, outcome: Outcome | None) -> None:
         self.attempt_outcome = outcome
         self.attempt_end = time.perf_counter()
 
@@ -196,23 +202,22 @@ class _Call:
     def record_response(self, outcome: Outcome, result: Any) -> None:
         """Tokens, finish reasons, response attributes and video progress of a response."""
         gen = self.gen
+        usage = outcome.usage
         if gen is not None:
             if outcome.finish_reasons:
                 gen.count_finish_reasons(outcome.finish_reasons)
-            usage = outcome.usage
             if usage is not None:
                 gen.record_usage(usage.input, usage.output, usage.reasoning, usage.cached_input)
-        span = self.span
-        if span.is_recording():
-            values: dict[str, Any] = {}
+        if self.span.is_recording():
+            values = self.attrs
             if outcome.response_model:
                 values[attrs.GEN_AI_RESPONSE_MODEL] = outcome.response_model
             if outcome.response_id:
                 values[attrs.GEN_AI_RESPONSE_ID] = outcome.response_id
             if outcome.finish_reasons:
                 values[attrs.GEN_AI_FINISH_REASONS] = outcome.finish_reasons
-            if outcome.usage is not None:
-                for token_type, count in outcome.usage.items():
+            if usage is not None:
+                for token_type, count in usage.items():
                     values[attrs.USAGE_ATTRIBUTES[token_type]] = count
             request_id = getattr(result, "_request_id", None)
             if isinstance(request_id, str):
@@ -222,7 +227,6 @@ class _Call:
             if outcome.revised_prompt and self.state.settings.capture_content:
                 limit = self.state.settings.max_content_length
                 values[attrs.REVISED_PROMPT] = mask_secrets(outcome.revised_prompt, limit)
-            span.set_attributes(values)
         if outcome.video_status and outcome.response_id and gen is not None:
             gen.track_video(outcome.response_id, outcome.video_status)
 
@@ -237,12 +241,14 @@ class _Call:
         if gen is not None and counts_as_call:
             gen.call_finished(operation, outcome)
         if self.own and gen is not None:
-            gen.finish(exc)  # ends the span with the logical request's failsight.* attributes
+            # Ends the span with the call's and the logical request's attributes at once.
+            gen.finish(exc, span_attributes=self.attrs)
             return
         span = self.span
         if span.is_recording():
             failure_class = NONE if outcome.transient else outcome.failure_class
-            values: dict[str, Any] = {attrs.FAILURE_CLASS: failure_class}
+            values = self.attrs
+            values[attrs.FAILURE_CLASS] = failure_class
             if gen is not None:
                 values[attrs.CALL_SITE] = gen.call_site
             if failure_class != NONE and outcome.reason:
@@ -287,12 +293,11 @@ def _start(endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> _Call:
     model = _model_of(kwargs)
     provider, address, port = _server_of(resource)
     stream = kwargs.get("stream") is True
+    # Only the sampling-relevant attributes at start: each costs twice there.
     start_attrs: dict[str, Any] = {
         attrs.GEN_AI_OPERATION: endpoint.operation,
         attrs.GEN_AI_PROVIDER: provider,
         attrs.GEN_AI_REQUEST_MODEL: model,
-        attrs.OPENAI_API_TYPE: endpoint.api_type,
-        attrs.GEN_AI_REQUEST_STREAM: stream,
     }
     if address is not None:
         start_attrs[attrs.SERVER_ADDRESS] = address
@@ -315,8 +320,9 @@ def _start(endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> _Call:
         )  # fmt: skip
         return _Call(state, endpoint, gen, False, span, stream)
     gen = Generation(
-        state, "unscoped", operation=endpoint.operation, model=model, provider=provider, span=span
-    )
+        state, "unscoped", operation=endpoint.operation, model=model, provider=provider,
+        span=span, client_span=True,
+    )  # fmt: skip
     return _Call(state, endpoint, gen, True, span, stream)
 
 
@@ -519,26 +525,31 @@ class StreamRecorder:
         choices = getattr(chunk, "choices", None)
         if choices:
             for choice in choices:
-                delta = getattr(choice, "delta", None)
-                if delta is not None:
-                    if getattr(delta, "content", None):
-                        self.saw_content = True
-                        self._first()
-                    if getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None):
-                        self.saw_tools = True
-                        self._first()
-                    if getattr(delta, "refusal", None):
-                        self.saw_refusal = True
-                        self._first()
-                elif getattr(choice, "text", None):  # legacy completions
-                    self.saw_content = True
-                    self._first()
+                if not self.saw_content:  # once content arrived, deltas decide nothing more
+                    self._delta(choice)
                 reason = getattr(choice, "finish_reason", None)
                 if reason is not None and len(self.finish_reasons) < _MAX_STREAM_REASONS:
                     self.finish_reasons.append(normalize_finish_reason(reason) or "other")
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
+
+    def _delta(self, choice: Any) -> None:
+        delta = getattr(choice, "delta", None)
+        if delta is None:
+            if getattr(choice, "text", None):  # legacy completions
+                self.saw_content = True
+                self._first()
+            return
+        if getattr(delta, "content", None):
+            self.saw_content = True
+            self._first()
+        if getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None):
+            self.saw_tools = True
+            self._first()
+        if getattr(delta, "refusal", None):
+            self.saw_refusal = True
+            self._first()
 
     def _response_event(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -726,7 +737,7 @@ def _attempt_ended(call: _Call, *, exc: BaseException | None = None, response: A
         if status >= 400:
             call.attempt_ended(classify_exception(_StatusOnly(status, response)))
         else:
-            call.attempt_ended(Outcome(status_code=status))
+            call.attempt_ended(None)
     except Exception:
         report_internal_error("openai_attempt")
 

@@ -77,6 +77,7 @@ class Generation:
 
     __slots__ = (
         "__weakref__",
+        "_client_span",
         "_closed",
         "_exemplar",
         "_failure",
@@ -109,6 +110,7 @@ class Generation:
         parent: Generation | None = None,
         span: Span | None = None,
         count: bool = True,
+        client_span: bool = False,
     ) -> None:
         self._state = state
         self._parent = parent
@@ -119,6 +121,7 @@ class Generation:
         self.provider = provider or UNKNOWN
         self.retries = 0
         self._span = span
+        self._client_span = client_span  # the span is an SDK call's: it has the call's details
         self._exemplar: dict[str, str] | None = attrs.exemplar_of(span)
         self._failure: tuple[str, str] | None = None  # marked by the user; sticky
         self._inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
@@ -336,8 +339,12 @@ class Generation:
         result: Any = None,
         validators: tuple[tuple[str, Validator], ...] = (),
         validate: bool = False,
+        span_attributes: dict[str, Any] | None = None,
     ) -> None:
-        """End the scope once: resolve its outcome, record metrics, end its span."""
+        """End the scope once: resolve its outcome, record metrics, end its span.
+
+        `span_attributes` are set on the span with the scope's own, in one call.
+        """
         if self._closed:
             return
         self._closed = True
@@ -355,7 +362,7 @@ class Generation:
                 self._parent._failure = (failure_class, reason)
         else:
             self._count(failure_class, reason, duration)
-        self._end_span(failure_class, reason, outcome, exc)
+        self._end_span(failure_class, reason, outcome, exc, span_attributes)
 
     def _count(self, failure_class: str, reason: str | None, duration: float) -> None:
         metrics = self._state.metrics
@@ -387,28 +394,29 @@ class Generation:
         reason: str | None,
         outcome: Outcome | None,
         exc: BaseException | None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         span = self._span
         if span is None:
             return
         if span.is_recording():
             root = self._root
-            values: dict[str, Any] = {
-                attrs.FAILURE_CLASS: failure_class,
-                attrs.ATTEMPTS: 1 + root.retries,
-                attrs.RETRY_COUNT: root.retries,
-                attrs.CALL_SITE: self.call_site,
-            }
+            values: dict[str, Any] = extra if extra is not None else {}
+            values[attrs.FAILURE_CLASS] = failure_class
+            values[attrs.ATTEMPTS] = 1 + root.retries
+            values[attrs.RETRY_COUNT] = root.retries
+            values[attrs.CALL_SITE] = self.call_site
             if reason is not None:
                 values[attrs.FAILURE_REASON] = reason
-            if self._finish_reasons:
-                values[attrs.GEN_AI_FINISH_REASONS] = tuple(self._finish_reasons)
-            for token_type, count in self._usage.items():
-                values[attrs.USAGE_ATTRIBUTES[token_type]] = count
-            if self.model != UNKNOWN:
-                values[attrs.GEN_AI_REQUEST_MODEL] = self.model
-            if self.operation != UNKNOWN:
-                values[attrs.GEN_AI_OPERATION] = self.operation
+            if not self._client_span:  # an SDK call's span has these from the call itself
+                if self._finish_reasons:
+                    values[attrs.GEN_AI_FINISH_REASONS] = tuple(self._finish_reasons)
+                for token_type, count in self._usage.items():
+                    values[attrs.USAGE_ATTRIBUTES[token_type]] = count
+                if self.model != UNKNOWN:
+                    values[attrs.GEN_AI_REQUEST_MODEL] = self.model
+                if self.operation != UNKNOWN:
+                    values[attrs.GEN_AI_OPERATION] = self.operation
             if outcome is not None:
                 _set_error_attributes(values, outcome)
             if failure_class != NONE:

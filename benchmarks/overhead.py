@@ -1,0 +1,223 @@
+"""CPU added per call by failsight's openai patch, against the unpatched SDK and a floor.
+
+    python benchmarks/overhead.py [--rounds 15] [--calls 200] [--chunks 50]
+
+Everything runs in one process on an in-process mock transport (no sockets), so the
+figures are the instrumentation's own cost. Three modes alternate round by round:
+
+- off:       the unpatched openai SDK;
+- floor:     a minimal wrapt wrapper on `Completions.create` recording one span, three
+             counters and one histogram, and nothing else;
+- failsight: `failsight.instrument_openai()` with its full telemetry.
+
+Each figure is the median over rounds of process CPU time per call (`time.process_time`,
+so the span export thread is included). Nothing here is asserted; it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import openai
+import wrapt
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+import failsight
+
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "The quick brown fox."},
+        }
+    ],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
+}
+
+
+def sse_body(chunks: int) -> bytes:
+    events = []
+    for i in range(chunks):
+        last = i == chunks - 1
+        chunk = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": "" if last else "word "},
+                    "finish_reason": "stop" if last else None,
+                }
+            ],
+        }
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append("data: [DONE]\n\n")
+    return "".join(events).encode()
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def make_client(chunks: int) -> openai.OpenAI:
+    import openai._base_client as base
+
+    http = getattr(base, "httpx2", None) or base.httpx
+    stream_body = sse_body(chunks)
+    plain_body = json.dumps(COMPLETION).encode()
+
+    def handler(request: Any) -> Any:
+        if b'"stream":true' in request.content or b'"stream": true' in request.content:
+            return http.Response(
+                200, content=stream_body, headers={"content-type": "text/event-stream"}
+            )
+        return http.Response(200, content=plain_body, headers={"content-type": "application/json"})
+
+    return openai.OpenAI(
+        api_key="sk-bench",
+        base_url="http://bench.local/v1",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
+    )
+
+
+class Floor:
+    """One span, three counters and one histogram per call: the least any telemetry costs."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        registry = CollectorRegistry()
+        self.tracer = provider.get_tracer("floor")
+        labels = ("operation", "provider", "model", "call_site")
+        self.requests = Counter("floor_requests", "", labels, registry=registry)
+        self.failures = Counter("floor_failures", "", labels, registry=registry)
+        self.tokens = Counter("floor_tokens", "", labels, registry=registry)
+        self.duration = Histogram("floor_duration_seconds", "", labels, registry=registry)
+        self._original: Any = None
+
+    def wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        start = time.perf_counter()
+        with self.tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT):
+            result = wrapped(*args, **kwargs)
+        labels = ("chat", "bench.local", kwargs.get("model", "unknown"), "unscoped")
+        self.requests.labels(*labels).inc()
+        self.failures.labels(*labels)
+        self.tokens.labels(*labels).inc(20)
+        self.duration.labels(*labels).observe(time.perf_counter() - start)
+        return result
+
+    def on(self) -> None:
+        from openai.resources.chat.completions import Completions
+
+        self._original = Completions.__dict__["create"]
+        wrapt.wrap_function_wrapper(Completions, "create", self.wrapper)
+
+    def off(self) -> None:
+        from openai.resources.chat.completions import Completions
+
+        Completions.create = self._original
+
+
+def plain_call(client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def stream_call(client: openai.OpenAI) -> None:
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+        pass
+
+
+def measure(call: Callable[[openai.OpenAI], None], client: openai.OpenAI, n: int) -> float:
+    """CPU seconds per call over `n` calls."""
+    start = time.process_time()
+    for _ in range(n):
+        call(client)
+    return (time.process_time() - start) / n
+
+
+def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
+    provider = TracerProvider()
+    # Exported often enough that no span is dropped: every mode pays its export in full.
+    provider.add_span_processor(
+        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+    )
+    failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
+    floor = Floor(provider)
+    client = make_client(chunks)
+    modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "off": (lambda: None, lambda: None),
+        "floor": (floor.on, floor.off),
+        "failsight": (failsight.instrument_openai, failsight.uninstrument_openai),
+    }
+    samples: dict[str, dict[str, list[float]]] = {
+        kind: {mode: [] for mode in modes} for kind in ("call", "stream")
+    }
+    for on, off in modes.values():  # warm-up
+        on()
+        measure(plain_call, client, 20)
+        measure(stream_call, client, 5)
+        off()
+    for _ in range(rounds):
+        for mode, (on, off) in modes.items():
+            on()
+            try:
+                samples["call"][mode].append(measure(plain_call, client, calls))
+                samples["stream"][mode].append(measure(stream_call, client, max(calls // 4, 1)))
+            finally:
+                off()
+    provider.shutdown()
+    return {
+        kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
+        for kind, by_mode in samples.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=50)
+    args = parser.parse_args()
+    result = run(args.rounds, args.calls, args.chunks)
+    us = 1e6
+    call, stream = result["call"], result["stream"]
+    floor_added = call["floor"] - call["off"]
+    ours_added = call["failsight"] - call["off"]
+    print(
+        f"openai {openai.__version__}, {args.rounds} rounds x {args.calls} calls, "
+        f"medians of process CPU time per call"
+    )
+    print(f"  unpatched SDK call        {call['off'] * us:8.1f} us")
+    print(f"  floor added per call      {floor_added * us:8.1f} us")
+    print(
+        f"  failsight added per call  {ours_added * us:8.1f} us"
+        f"   ({ours_added / floor_added:.2f}x the floor; target <= 1.2x)"
+    )
+    stream_floor = stream["floor"] - stream["off"]
+    stream_ours = stream["failsight"] - stream["off"]
+    # Per chunk: what a streamed call costs beyond the floor, less the per-call difference.
+    per_chunk = ((stream_ours - stream_floor) - (ours_added - floor_added)) / args.chunks
+    print(f"  streamed call ({args.chunks} chunks), unpatched {stream['off'] * us:8.1f} us")
+    print(f"  floor added per streamed call      {stream_floor * us:8.1f} us")
+    print(f"  failsight added per streamed call  {stream_ours * us:8.1f} us")
+    print(f"  failsight beyond the floor, per chunk {per_chunk * us:6.2f} us (target <= 2 us)")
+
+
+if __name__ == "__main__":
+    main()
