@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
+from failsight._metrics import MetricSet
 from prom_harness import (
     DASHBOARDS_DIR,
     PROMQL_DATASOURCE,
@@ -41,22 +42,18 @@ COMMON_FILTERS = ("job", "operation", "provider", "model", "call_site")
 SPEC_PATH = Path(__file__).parents[1] / ".." / "shared" / "SPEC.md"
 TEMPO_UID = "failsight-tempo"
 
-# The metric catalogue of SPEC §2, kept here so the check works without the SPEC file.
-# (To be replaced by the library's own metric set once failsight exposes it.)
-EXPECTED_METRICS = {
-    "genai_requests_total": "counter",
-    "genai_failures_total": "counter",
-    "genai_finish_reasons_total": "counter",
-    "genai_retries_total": "counter",
-    "genai_request_attempts": "histogram",
-    "genai_tokens_total": "counter",
-    "genai_request_duration_seconds": "histogram",
-    "genai_time_to_first_token_seconds": "histogram",
-    "genai_video_jobs_total": "counter",
-    "genai_video_job_duration_seconds": "histogram",
-    "genai_in_flight_requests": "gauge",
-    "genai_telemetry_errors_total": "counter",
-}
+
+def library_metrics() -> dict[str, str]:
+    """The library's own metric set as {exposed name: type}, read from a fresh registry."""
+    registry = CollectorRegistry()
+    MetricSet(registry)
+    return {
+        metric.name + ("_total" if metric.type == "counter" else ""): metric.type
+        for metric in registry.collect()
+    }
+
+
+EXPECTED_METRICS = library_metrics()
 
 DASHBOARDS = load_dashboards()
 
@@ -396,7 +393,7 @@ def spec_metrics() -> dict[str, str] | None:
     return {name: kind for name, kind in rows}
 
 
-def test_local_metric_list_matches_the_spec() -> None:
+def test_library_metric_set_matches_the_spec() -> None:
     spec = spec_metrics()
     if spec is None:
         pytest.skip(f"{SPEC_PATH} is not present (outside the development checkout)")
@@ -486,26 +483,19 @@ class Workload:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        common = ["operation", "provider", "model", "call_site"]
-        kw: dict[str, Any] = {"registry": registry}
-        self.requests = Counter("genai_requests", "", [*common, "failure_class"], **kw)
-        self.failures = Counter("genai_failures", "", [*common, "failure_class", "reason"], **kw)
-        self.finish = Counter("genai_finish_reasons", "", [*common, "finish_reason"], **kw)
-        self.retries = Counter("genai_retries", "", [*common, "reason"], **kw)
-        self.attempts = Histogram(
-            "genai_request_attempts", "", common, buckets=(1, 2, 3, 4, 5, 6, 8, 10), **kw
-        )
-        self.tokens = Counter("genai_tokens", "", [*common, "token_type"], **kw)
-        self.duration = Histogram(
-            "genai_request_duration_seconds", "", [*common, "failure_class"], **kw
-        )
-        self.ttft = Histogram("genai_time_to_first_token_seconds", "", common, **kw)
-        self.videos = Counter("genai_video_jobs", "", [*common, "status"], **kw)
-        self.video_duration = Histogram(
-            "genai_video_job_duration_seconds", "", [*common, "status"], **kw
-        )
-        self.in_flight = Gauge("genai_in_flight_requests", "", common, **kw)
-        self.telemetry = Counter("genai_telemetry_errors", "", ["stage"], **kw)
+        metrics = MetricSet(registry)  # the library's own metric objects and label order
+        self.requests = metrics.requests.metric
+        self.failures = metrics.failures.metric
+        self.finish = metrics.finish_reasons.metric
+        self.retries = metrics.retries.metric
+        self.attempts = metrics.attempts.metric
+        self.tokens = metrics.tokens.metric
+        self.duration = metrics.duration.metric
+        self.ttft = metrics.time_to_first_token.metric
+        self.videos = metrics.video_jobs.metric
+        self.video_duration = metrics.video_job_duration.metric
+        self.in_flight = metrics.in_flight.metric
+        self.telemetry = metrics.telemetry_errors
 
     def request(
         self, labels: tuple[str, ...], failure_class: str = "none", reason: str = ""
@@ -542,7 +532,7 @@ class Workload:
         self.request(VIDEO, "soft", "video_timeout")
         for labels in (CHAT, IMAGE, VIDEO):
             self.in_flight.labels(*labels).set(2)
-        self.telemetry.labels("extract_response").inc()
+        self.telemetry.labels("openai_result").inc()
 
 
 @pytest.fixture(scope="module")
