@@ -88,6 +88,7 @@ async def test_tokens_and_finish_reasons(
     assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert span.attributes["gen_ai.response.id"]
     assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert span.attributes["failsight.request_id"].startswith("req_")
     assert instrumented.value("genai_time_to_first_token_seconds_count") == 1
 
 

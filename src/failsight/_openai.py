@@ -96,16 +96,17 @@ _active_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
     "failsight_openai_call", default=None
 )
 
-_server_cache: dict[Any, tuple[str, str | None, int | None]] = {}
+# id(resource) -> (weak resource, server): the base URL is read once per resource object.
+_server_cache: dict[int, tuple[weakref.ref[Any], tuple[str, str | None, int | None]]] = {}
 
 
 def _server_of(resource: Any) -> tuple[str, str | None, int | None]:
-    """(provider, address, port) of the client behind a resource; cached per base URL."""
+    """(provider, address, port) of the client behind a resource."""
+    entry = _server_cache.get(id(resource))
+    if entry is not None and entry[0]() is resource:
+        return entry[1]
     client = getattr(resource, "_client", None)
     base_url = getattr(client, "base_url", None)
-    cached = _server_cache.get(base_url)
-    if cached is not None:
-        return cached
     host = getattr(base_url, "host", None)
     port = getattr(base_url, "port", None)
     provider = provider_for_host(host if isinstance(host, str) else None)
@@ -114,8 +115,12 @@ def _server_of(resource: Any) -> tuple[str, str | None, int | None]:
     if port is None:
         port = 443 if getattr(base_url, "scheme", "") == "https" else 80
     result = (provider, host if isinstance(host, str) else None, port)
-    if base_url is not None and len(_server_cache) < 256:
-        _server_cache[base_url] = result
+    try:
+        if len(_server_cache) > 1024:
+            _server_cache.clear()
+        _server_cache[id(resource)] = (weakref.ref(resource), result)
+    except TypeError:
+        pass  # not weak-referenceable: computed each time
     return result
 
 
@@ -219,7 +224,7 @@ class _Call:
             if usage is not None:
                 for token_type, count in usage.items():
                     values[attrs.USAGE_ATTRIBUTES[token_type]] = count
-            request_id = getattr(result, "_request_id", None)
+            request_id = _request_id_of(result)
             if isinstance(request_id, str):
                 values[attrs.REQUEST_ID] = request_id
             if outcome.video_status:
@@ -260,6 +265,16 @@ class _Call:
             if exc is not None:
                 _exception_event(span, exc)
         span.end()
+
+
+def _request_id_of(result: Any) -> Any:
+    """The SDK's `_request_id` of a parsed response, read without pydantic's slow path."""
+    for store in (getattr(result, "__dict__", None), getattr(result, "__pydantic_private__", None)):
+        if isinstance(store, dict):
+            value = store.get("_request_id")
+            if value is not None:
+                return value
+    return None
 
 
 def _error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
