@@ -260,10 +260,10 @@ class _Call:
                 values[attrs.FAILURE_REASON] = outcome.reason
                 values[attrs.ERROR_TYPE] = outcome.error_type or outcome.reason
                 span.set_status(Status(StatusCode.ERROR, outcome.reason))
-            _error_attributes(values, outcome)
+            attrs.error_attributes(values, outcome)
             span.set_attributes(values)
             if exc is not None:
-                _exception_event(span, exc)
+                attrs.add_exception_event(span, exc)
         span.end()
 
 
@@ -275,29 +275,6 @@ def _request_id_of(result: Any) -> Any:
             if value is not None:
                 return value
     return None
-
-
-def _error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
-    if outcome.status_code is not None:
-        values[attrs.HTTP_STATUS] = outcome.status_code
-    if outcome.error_param is not None:
-        values[attrs.ERROR_PARAM] = outcome.error_param
-    if outcome.error_code is not None:
-        values[attrs.ERROR_CODE] = outcome.error_code
-    if outcome.request_id is not None:
-        values[attrs.REQUEST_ID] = outcome.request_id
-
-
-def _exception_event(span: Span, exc: BaseException) -> None:
-    cls = type(exc)
-    try:
-        message = mask_secrets(str(exc))
-    except Exception:
-        message = "<unprintable>"
-    span.add_event(
-        "exception",
-        {"exception.type": f"{cls.__module__}.{cls.__qualname__}", "exception.message": message},
-    )
 
 
 # ---------------------------------------------------------------------- starting a call

@@ -31,7 +31,7 @@ from failsight._classify import (
     normalize_video_status,
 )
 from failsight._config import State, get_state
-from failsight._internal import mask_secrets, report_internal_error, sanitize_reason
+from failsight._internal import report_internal_error, sanitize_reason
 from failsight._retry import RetryPolicy
 from failsight.validators import Validator, prepare
 
@@ -418,7 +418,7 @@ class Generation:
                 if self.operation != UNKNOWN:
                     values[attrs.GEN_AI_OPERATION] = self.operation
             if outcome is not None:
-                _set_error_attributes(values, outcome)
+                attrs.error_attributes(values, outcome)
             if failure_class != NONE:
                 if outcome is not None and outcome.reason == reason and outcome.error_type:
                     values[attrs.ERROR_TYPE] = outcome.error_type
@@ -427,35 +427,8 @@ class Generation:
                 span.set_status(Status(StatusCode.ERROR, reason))
             span.set_attributes(values)
             if exc is not None:
-                _record_exception(span, exc)
+                attrs.add_exception_event(span, exc)
         span.end()
-
-
-def _set_error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
-    if outcome.status_code is not None:
-        values[attrs.HTTP_STATUS] = outcome.status_code
-    if outcome.error_param is not None:
-        values[attrs.ERROR_PARAM] = outcome.error_param
-    if outcome.error_code is not None:
-        values[attrs.ERROR_CODE] = outcome.error_code
-    if outcome.request_id is not None:
-        values[attrs.REQUEST_ID] = outcome.request_id
-
-
-def _record_exception(span: Span, exc: BaseException) -> None:
-    """An `exception` event with the message masked (never `span.record_exception`'s raw text)."""
-    try:
-        message = mask_secrets(str(exc))
-    except Exception:
-        message = "<unprintable>"
-    cls = type(exc)
-    span.add_event(
-        "exception",
-        {
-            "exception.type": f"{cls.__module__}.{cls.__qualname__}",
-            "exception.message": message,
-        },
-    )
 
 
 def _run_validators(

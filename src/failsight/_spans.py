@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.trace import Span
 
-__all__ = ["exemplar_of"]
+from failsight._internal import mask_secrets
+
+if TYPE_CHECKING:
+    from failsight._classify import Outcome
+
+__all__ = ["add_exception_event", "error_attributes", "exemplar_of"]
 
 # GenAI semantic conventions.
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"
@@ -58,3 +63,28 @@ def exemplar_of(span: Span | None) -> dict[str, str] | None:
     if not context.is_valid or not context.trace_flags.sampled:
         return None
     return {"trace_id": format(context.trace_id, "032x")}
+
+
+def error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
+    """Add an API error's status, param, code and request id to span `values`."""
+    if outcome.status_code is not None:
+        values[HTTP_STATUS] = outcome.status_code
+    if outcome.error_param is not None:
+        values[ERROR_PARAM] = outcome.error_param
+    if outcome.error_code is not None:
+        values[ERROR_CODE] = outcome.error_code
+    if outcome.request_id is not None:
+        values[REQUEST_ID] = outcome.request_id
+
+
+def add_exception_event(span: Span, exc: BaseException) -> None:
+    """An `exception` event with the message masked (never `span.record_exception`'s raw text)."""
+    try:
+        message = mask_secrets(str(exc))
+    except Exception:
+        message = "<unprintable>"
+    cls = type(exc)
+    span.add_event(
+        "exception",
+        {"exception.type": f"{cls.__module__}.{cls.__qualname__}", "exception.message": message},
+    )
