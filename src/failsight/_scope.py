@@ -501,6 +501,50 @@ def _join(items: list[Any]) -> Any:
     return items
 
 
+# Steps shared by the four wrappers; each is guarded, so none can reach the caller.
+
+
+def _leave(gen: Generation, tokens: Any) -> None:
+    if tokens is not None:
+        _guard("scope_exit", gen.exit, tokens)
+
+
+def _attempt_failed(
+    gen: Generation, tokens: Any, policy: RetryPolicy | None, attempt: int, exc: BaseException
+) -> float | None:
+    """Leave the attempt; the wait before re-running, or None after finishing the scope."""
+    _leave(gen, tokens)
+    wait: float | None = _guard("retry", _retry_wait, gen, policy, attempt, exc)
+    if wait is None:
+        _guard("scope_finish", gen.finish, exc)
+    return wait
+
+
+def _succeeded(gen: Generation, tokens: Any, result: Any, validators: Any, validate: bool) -> None:
+    _leave(gen, tokens)
+    _guard("scope_finish", gen.finish, result=result, validators=validators, validate=validate)
+
+
+def _failed(gen: Generation, tokens: Any, exc: BaseException) -> None:
+    _leave(gen, tokens)
+    _guard("scope_finish", gen.finish, exc)
+
+
+class _Collector:
+    """Generator output kept for validators, bounded."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.size = 0
+
+    def add(self, item: Any) -> None:
+        if self.size < _MAX_COLLECTED:
+            self.items.append(item)
+            self.size += len(item) if isinstance(item, (str, bytes)) else 1
+
+
 def _wrap_sync(
     fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
     validators: tuple[tuple[str, Validator], ...], policy: RetryPolicy | None,
@@ -515,11 +559,8 @@ def _wrap_sync(
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                wait = _guard("retry", _retry_wait, gen, policy, attempt, exc)
+                wait = _attempt_failed(gen, tokens, policy, attempt, exc)
                 if wait is None:
-                    _guard("scope_finish", gen.finish, exc)
                     raise
                 attempt += 1
                 try:
@@ -528,9 +569,7 @@ def _wrap_sync(
                     _guard("scope_finish", gen.finish, exc)
                     raise
                 continue
-            if tokens is not None:
-                _guard("scope_exit", gen.exit, tokens)
-            _guard("scope_finish", gen.finish, result=result, validators=validators, validate=True)
+            _succeeded(gen, tokens, result, validators, True)
             return result
 
     return wrapper
@@ -550,11 +589,8 @@ def _wrap_async(
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                wait = _guard("retry", _retry_wait, gen, policy, attempt, exc)
+                wait = _attempt_failed(gen, tokens, policy, attempt, exc)
                 if wait is None:
-                    _guard("scope_finish", gen.finish, exc)
                     raise
                 attempt += 1
                 try:
@@ -563,9 +599,7 @@ def _wrap_async(
                     _guard("scope_finish", gen.finish, exc)
                     raise
                 continue
-            if tokens is not None:
-                _guard("scope_exit", gen.exit, tokens)
-            _guard("scope_finish", gen.finish, result=result, validators=validators, validate=True)
+            _succeeded(gen, tokens, result, validators, True)
             return result
 
     return wrapper
@@ -580,8 +614,7 @@ def _wrap_generator(
         gen = _open(site, operation, model)
         if gen is None:
             return (yield from inner)
-        collected: list[Any] | None = [] if validators else None
-        size = 0
+        collected = _Collector() if validators else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -589,33 +622,24 @@ def _wrap_generator(
             try:
                 item = inner.throw(thrown) if thrown is not None else inner.send(sent)
             except StopIteration as stop:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                result = _join(collected) if collected is not None else None
-                _guard("scope_finish", gen.finish, result=result, validators=validators,
-                       validate=collected is not None)  # fmt: skip
+                result = _join(collected.items) if collected is not None else None
+                _succeeded(gen, tokens, result, validators, collected is not None)
                 return stop.value
             except BaseException as exc:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                _guard("scope_finish", gen.finish, exc)
+                _failed(gen, tokens, exc)
                 raise
-            if tokens is not None:
-                _guard("scope_exit", gen.exit, tokens)
-            if collected is not None and size < _MAX_COLLECTED:
-                collected.append(item)
-                size += len(item) if isinstance(item, (str, bytes)) else 1
+            _leave(gen, tokens)
+            if collected is not None:
+                collected.add(item)
             thrown = None
             try:
                 sent = yield item
             except GeneratorExit:
                 tokens = _guard("scope_enter", gen.enter)
                 try:
-                    inner.close()
+                    inner.close()  # the generator's own cleanup runs inside its scope
                 finally:
-                    if tokens is not None:
-                        _guard("scope_exit", gen.exit, tokens)
-                    _guard("scope_finish", gen.finish)
+                    _succeeded(gen, tokens, None, (), False)
                 raise
             except BaseException as exc:
                 thrown = exc
@@ -634,8 +658,7 @@ def _wrap_async_generator(
             async for item in inner:
                 yield item
             return
-        collected: list[Any] | None = [] if validators else None
-        size = 0
+        collected = _Collector() if validators else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -646,22 +669,15 @@ def _wrap_async_generator(
                 else:
                     item = await inner.asend(sent)
             except StopAsyncIteration:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                result = _join(collected) if collected is not None else None
-                _guard("scope_finish", gen.finish, result=result, validators=validators,
-                       validate=collected is not None)  # fmt: skip
+                result = _join(collected.items) if collected is not None else None
+                _succeeded(gen, tokens, result, validators, collected is not None)
                 return
             except BaseException as exc:
-                if tokens is not None:
-                    _guard("scope_exit", gen.exit, tokens)
-                _guard("scope_finish", gen.finish, exc)
+                _failed(gen, tokens, exc)
                 raise
-            if tokens is not None:
-                _guard("scope_exit", gen.exit, tokens)
-            if collected is not None and size < _MAX_COLLECTED:
-                collected.append(item)
-                size += len(item) if isinstance(item, (str, bytes)) else 1
+            _leave(gen, tokens)
+            if collected is not None:
+                collected.add(item)
             thrown = None
             try:
                 sent = yield item
@@ -670,9 +686,7 @@ def _wrap_async_generator(
                 try:
                     await inner.aclose()
                 finally:
-                    if tokens is not None:
-                        _guard("scope_exit", gen.exit, tokens)
-                    _guard("scope_finish", gen.finish)
+                    _succeeded(gen, tokens, None, (), False)
                 raise
             except BaseException as exc:
                 thrown = exc
