@@ -528,3 +528,37 @@ def test_current_generation_inside_sdk_scope(instrumented: Telemetry, server: Fa
     assert current_generation() is None
     CALLS["chat"][2](sync_client(server), "ok")
     assert current_generation() is None
+
+
+def test_responses_stream_helper(instrumented: Telemetry, server: FaultServer) -> None:
+    client = sync_client(server)
+    with client.responses.stream(
+        model="gpt-4o-mini", input="hello", extra_headers=headers("content_filter")
+    ) as s:
+        for _ in s:
+            pass
+    assert_one_request(instrumented, "chat", "gpt-4o-mini", "soft", "content_filter")
+
+
+async def test_async_chat_stream_helper(instrumented: Telemetry, server: FaultServer) -> None:
+    client = async_client(server)
+    async with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers("ok")
+    ) as s:
+        async for _ in s:
+            pass
+        final = await s.get_final_completion()
+    assert final.choices[0].finish_reason == "stop"
+    assert_one_request(instrumented, "chat", "gpt-4o-mini", "none", None)
+    assert instrumented.value("genai_time_to_first_token_seconds_count") == 1
+
+
+def test_azure_client_provider(instrumented: Telemetry, server: FaultServer) -> None:
+    client = openai.AzureOpenAI(
+        api_key="sk-test", api_version="2024-10-21", azure_endpoint=server.url, max_retries=0
+    )
+    with pytest.raises(openai.NotFoundError):  # the fault server has no Azure deployment routes
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    span = instrumented.spans()[0]
+    assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
+    assert instrumented.value("genai_requests_total", provider="azure.ai.openai") == 1

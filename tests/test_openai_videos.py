@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import openai
 import pytest
 
@@ -104,3 +106,23 @@ def test_video_stuck_times_out_via_bounded_tracker(
     for _ in range(3):
         client.videos.create(model="sora-2", prompt="x", extra_headers=headers("video_stuck"))
     assert instrumented.value("genai_video_jobs_total", status="timed_out") == 1
+
+
+def test_video_poll_helper_ends_the_job(instrumented: Telemetry, server: FaultServer) -> None:
+    client = sync_client(server)
+    video = client.videos.create(model="sora-2", prompt="x", extra_headers=headers("video_ok"))
+    final = client.videos.poll(video.id)
+    assert final.status == "completed"
+    assert instrumented.value("genai_requests_total") == 1
+    assert instrumented.value("genai_video_jobs_total", status="succeeded") == 1
+
+
+@pytest.mark.parametrize("scenario", ["video_ok", "http_429"])
+def test_video_remix(instrumented: Telemetry, server: FaultServer, scenario: str) -> None:
+    client = sync_client(server)
+    video = client.videos.create(model="sora-2", prompt="x", extra_headers=headers("video_ok"))
+    with contextlib.suppress(openai.RateLimitError):
+        client.videos.remix(video.id, prompt="again", extra_headers=headers(scenario))
+    assert instrumented.value("genai_requests_total", operation="video_generation") == 2
+    expected = 1 if scenario == "http_429" else 0
+    assert instrumented.value("genai_failures_total", reason="rate_limited") == expected
