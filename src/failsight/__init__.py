@@ -9,6 +9,7 @@
 from failsight import validators
 from failsight._classify import Outcome, Usage, classify_exception, classify_result
 from failsight._config import Settings, configure
+from failsight._http import instrument_http, uninstrument_http
 from failsight._openai import instrument_openai, uninstrument_openai
 from failsight._retry import RetryPolicy
 from failsight._scope import Generation, current_generation, traced_generation
@@ -26,11 +27,13 @@ __all__ = [
     "classify_result",
     "configure",
     "current_generation",
+    "instrument_http",
     "instrument_openai",
     "make_asgi_app",
     "make_wsgi_app",
     "start_metrics_server",
     "traced_generation",
+    "uninstrument_http",
     "uninstrument_openai",
     "validators",
 ]

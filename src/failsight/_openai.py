@@ -281,10 +281,17 @@ def _request_id_of(result: Any) -> Any:
 
 
 def _start(endpoint: Endpoint, resource: Any, kwargs: dict[str, Any]) -> _Call:
-    state = get_state()
-    model = _model_of(kwargs)
     provider, address, port = _server_of(resource)
     stream = kwargs.get("stream") is True
+    return _begin(endpoint, _model_of(kwargs), provider, address, port, stream)
+
+
+def _begin(
+    endpoint: Endpoint, model: str, provider: str, address: str | None, port: int | None,
+    stream: bool,
+) -> _Call:  # fmt: skip
+    """Start a call from what is known of it; shared with the raw-HTTP patch (`_http`)."""
+    state = get_state()
     # Only the sampling-relevant attributes at start: each costs twice there.
     start_attrs: dict[str, Any] = {
         attrs.GEN_AI_OPERATION: endpoint.operation,
@@ -682,9 +689,17 @@ class AsyncStreamProxy(_ProxyBase):
 # ---------------------------------------------------------------------- HTTP-layer retries
 
 
+# The raw-HTTP patch's recorders (sync, async), run for httpx(2) sends outside SDK calls: they
+# ride on this one `send` wrapper so two wrappers never stack (their undo order would matter).
+_raw_send_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+
+
 def _send_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = _active_call.get()
     if call is None:
+        hooks = _raw_send_hooks
+        if hooks is not None:
+            return hooks[0](wrapped, instance, args, kwargs)
         return wrapped(*args, **kwargs)
     _attempt_started(call, args, kwargs)
     try:
@@ -699,6 +714,9 @@ def _send_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 async def _async_send_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = _active_call.get()
     if call is None:
+        hooks = _raw_send_hooks
+        if hooks is not None:
+            return await hooks[1](wrapped, instance, args, kwargs)
         return await wrapped(*args, **kwargs)
     _attempt_started(call, args, kwargs)
     try:
@@ -825,7 +843,21 @@ def uninstrument_openai(client: Any = None) -> None:
                 resource.__dict__.pop(name, None)
         else:
             _unpatch(_patched)
-        if not _patched and not len(_client_patches):
+        if not _patched and not len(_client_patches) and _raw_send_hooks is None:
+            _unpatch(_send_patched)
+
+
+def set_raw_send_hooks(hooks: tuple[Callable[..., Any], Callable[..., Any]] | None) -> None:
+    """Install (None: remove) the raw-HTTP recorders on the shared httpx(2) `send` wrapper.
+
+    `send` stays wrapped while either patch needs it and is restored exactly after both.
+    """
+    global _raw_send_hooks
+    with _lock:
+        _raw_send_hooks = hooks
+        if hooks is not None:
+            _patch_send()
+        elif not _patched and not len(_client_patches):
             _unpatch(_send_patched)
 
 

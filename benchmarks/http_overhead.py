@@ -1,0 +1,174 @@
+"""CPU added per request by `failsight.instrument_http()`, on requests and httpx.
+
+    python benchmarks/http_overhead.py [--rounds 15] [--calls 300]
+
+Everything runs in one process without sockets: httpx on `httpx.MockTransport`, requests on
+an adapter stub that answers at once, so the figures are the patch's own cost. Two requests
+per library: a non-matching one (`GET /v1/models`, which must pass through after one string
+check) and a matching one (`POST /v1/chat/completions`, recorded in full: span, metrics,
+classifier on the body). "off" and "on" alternate round by round; each figure is the median
+over rounds of process CPU time per call (`time.process_time`, so the span export thread is
+included). Nothing here is asserted; it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import timeit
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import requests
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry
+from requests.structures import CaseInsensitiveDict
+
+import failsight
+from failsight import _http
+
+BASE = "http://bench.local/v1"
+CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "The quick brown fox."},
+            }
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
+    }
+).encode()
+MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}).encode()
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def body_for(path: str) -> bytes:
+    return COMPLETION if path.endswith("/chat/completions") else MODELS
+
+
+class StubAdapter(requests.adapters.BaseAdapter):
+    """A requests transport that answers from memory, like `httpx.MockTransport`."""
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response._content = body_for(request.url)
+        response.headers = CaseInsensitiveDict({"content-type": "application/json"})
+        response.encoding = "utf-8"
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def make_clients() -> dict[str, Callable[[], Any]]:
+    session = requests.Session()
+    session.mount("http://bench.local/", StubAdapter())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=body_for(request.url.path), headers={"content-type": "application/json"}
+        )
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return {
+        "requests  GET /v1/models          ": lambda: session.get(f"{BASE}/models"),
+        "requests  POST /v1/chat/completions": lambda: session.post(
+            f"{BASE}/chat/completions", json=CHAT_BODY
+        ),
+        "httpx     GET /v1/models          ": lambda: client.get(f"{BASE}/models"),
+        "httpx     POST /v1/chat/completions": lambda: client.post(
+            f"{BASE}/chat/completions", json=CHAT_BODY
+        ),
+    }
+
+
+def measure(call: Callable[[], Any], n: int) -> float:
+    """CPU seconds per call over `n` calls."""
+    start = time.process_time()
+    for _ in range(n):
+        call()
+    return (time.process_time() - start) / n
+
+
+def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    provider = TracerProvider()
+    # Exported often enough that no span is dropped: "on" pays its export in full.
+    provider.add_span_processor(
+        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+    )
+    failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
+    workloads = make_clients()
+    modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "off": (lambda: None, lambda: None),
+        "on": (failsight.instrument_http, failsight.uninstrument_http),
+    }
+    samples = {name: {mode: [] for mode in modes} for name in workloads}  # type: ignore[var-annotated]
+    for on, off in modes.values():  # warm-up
+        on()
+        for call in workloads.values():
+            measure(call, 50)
+        off()
+    for _ in range(rounds):
+        for mode, (on, off) in modes.items():
+            on()
+            try:
+                for name, call in workloads.items():
+                    samples[name][mode].append(measure(call, calls))
+            finally:
+                off()
+    provider.shutdown()
+    return {
+        name: {mode: statistics.median(values) for mode, values in by_mode.items()}
+        for name, by_mode in samples.items()
+    }
+
+
+def route_check_cost() -> float:
+    """Seconds for the string check a non-matching path gets (the whole added work but the
+    wrapper call itself)."""
+    table = _http._build_table(None)
+    number = 200_000
+    return timeit.timeit(lambda: table.candidates("/v1/models"), number=number) / number
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    result = run(args.rounds, args.calls)
+    us = 1e6
+    print(
+        f"requests {requests.__version__}, httpx {httpx.__version__}; {args.rounds} rounds x "
+        f"{args.calls} calls; medians of process CPU time per call"
+    )
+    print(f"  {'request':<38}{'off':>10}{'on':>10}{'added':>10}")
+    for name, figures in result.items():
+        added = figures["on"] - figures["off"]
+        print(
+            f"  {name:<38}{figures['off'] * us:8.1f}us{figures['on'] * us:8.1f}us"
+            f"{added * us:+8.1f}us  ({added / figures['off']:+.1%})"
+        )
+    print(f"  route check on a non-matching path: {route_check_cost() * 1e9:.0f} ns")
+
+
+if __name__ == "__main__":
+    main()
