@@ -10,6 +10,7 @@ from failsight import validators
 from failsight._classify import Outcome, Usage, classify_exception, classify_result
 from failsight._config import Settings, configure
 from failsight._http import instrument_http, uninstrument_http
+from failsight._multiprocess import mark_process_dead
 from failsight._openai import instrument_openai, uninstrument_openai
 from failsight._retry import RetryPolicy
 from failsight._scope import Generation, current_generation, traced_generation
@@ -31,6 +32,7 @@ __all__ = [
     "instrument_openai",
     "make_asgi_app",
     "make_wsgi_app",
+    "mark_process_dead",
     "start_metrics_server",
     "traced_generation",
     "uninstrument_http",
