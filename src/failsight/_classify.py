@@ -327,7 +327,7 @@ def _error_fields(exc: BaseException) -> tuple[str | None, str | None]:
         body = _get(exc, "body")
         err = _get(body, "error") if isinstance(_get(body, "error"), Mapping) else body
         if isinstance(err, Mapping):
-            param, code = _str(err.get("param")), _str(err.get("code"))
+            param, code = _str(_get(err, "param")), _str(_get(err, "code"))
     return param, code
 
 
@@ -346,6 +346,17 @@ def classify_exception(exc: BaseException) -> Outcome:
     >>> classify_exception(TimeoutError()).reason
     'timeout'
     """
+    try:
+        return _classify_exception(exc)
+    except Exception:  # an exception with hostile attributes never escapes as an error
+        try:
+            error_type: str | None = _qualified_name(exc)
+        except Exception:
+            error_type = None
+        return Outcome(HARD, "exception", error_type=error_type)
+
+
+def _classify_exception(exc: BaseException) -> Outcome:
     names = _mro_names(exc)
     error_type = _qualified_name(exc)
     for name, reason in _SOFT_EXCEPTIONS.items():

@@ -32,6 +32,17 @@ VIDEO_DURATION_BUCKETS: Final = (
 _CHILD_CACHE_LIMIT: Final = 4096
 
 
+def _encodable(value: str) -> str:
+    """`value`, with lone surrogates replaced: one of them would fail every later scrape."""
+    if not isinstance(value, str) or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 class CappedMetric:
     """A labelled metric whose common labels keep at most `cap` distinct values each.
 
@@ -63,6 +74,8 @@ class CappedMetric:
             for i in range(self._n_capped):
                 seen = self._seen[i]
                 value = values[i]
+                if value not in seen:
+                    value = capped[i] = _encodable(value)
                 if value not in seen:
                     if len(seen) >= self._cap:
                         capped[i] = OTHER

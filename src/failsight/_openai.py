@@ -226,7 +226,7 @@ class _Call:
                     values[attrs.USAGE_ATTRIBUTES[token_type]] = count
             request_id = _request_id_of(result)
             if isinstance(request_id, str):
-                values[attrs.REQUEST_ID] = request_id
+                values[attrs.REQUEST_ID] = mask_secrets(request_id)
             if outcome.video_status:
                 values[attrs.VIDEO_STATUS] = outcome.video_status
             if outcome.revised_prompt and self.state.settings.capture_content:
@@ -522,7 +522,7 @@ class StreamRecorder:
 
     def _chat_chunk(self, chunk: Any) -> None:
         choices = getattr(chunk, "choices", None)
-        if choices:
+        if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
             for choice in choices:
                 if not self.saw_content:  # once content arrived, deltas decide nothing more
                     self._delta(choice)

@@ -66,15 +66,18 @@ def exemplar_of(span: Span | None) -> dict[str, str] | None:
 
 
 def error_attributes(values: dict[str, Any], outcome: Outcome) -> None:
-    """Add an API error's status, param, code and request id to span `values`."""
+    """Add an API error's status, param, code and request id to span `values`.
+
+    They come from the server's body and headers, so they are masked like messages.
+    """
     if outcome.status_code is not None:
         values[HTTP_STATUS] = outcome.status_code
     if outcome.error_param is not None:
-        values[ERROR_PARAM] = outcome.error_param
+        values[ERROR_PARAM] = mask_secrets(outcome.error_param)
     if outcome.error_code is not None:
-        values[ERROR_CODE] = outcome.error_code
+        values[ERROR_CODE] = mask_secrets(outcome.error_code)
     if outcome.request_id is not None:
-        values[REQUEST_ID] = outcome.request_id
+        values[REQUEST_ID] = mask_secrets(outcome.request_id)
 
 
 def add_exception_event(span: Span, exc: BaseException) -> None:
