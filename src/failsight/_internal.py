@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-__all__ = ["guarded", "mask_secrets", "report_internal_error", "sanitize_reason"]
+__all__ = ["mask_secrets", "report_internal_error", "sanitize_reason"]
 
 logger = logging.getLogger("failsight")
 
@@ -49,15 +49,6 @@ def report_internal_error(stage: str) -> None:
             logger.debug("failsight could not count a telemetry error", exc_info=True)
     if os.environ.get(RAISE_INTERNAL_ERRORS_ENV) == "1":
         raise
-
-
-def guarded(stage: str, func: Callable[[], T], default: T) -> T:
-    """`func()`, or `default` after an internal error was reported."""
-    try:
-        return func()
-    except Exception:
-        report_internal_error(stage)
-        return default
 
 
 _SECRET_PATTERNS: Final = (
