@@ -17,6 +17,7 @@ so the span export thread is included). Nothing here is asserted; it prints figu
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -144,11 +145,16 @@ def stream_call(client: openai.OpenAI) -> None:
 
 
 def measure(call: Callable[[openai.OpenAI], None], client: openai.OpenAI, n: int) -> float:
-    """CPU seconds per call over `n` calls."""
-    start = time.process_time()
-    for _ in range(n):
-        call(client)
-    return (time.process_time() - start) / n
+    """CPU seconds per call over `n` calls (the collector paused: its pauses are noise here)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.process_time()
+        for _ in range(n):
+            call(client)
+        return (time.process_time() - start) / n
+    finally:
+        gc.enable()
 
 
 def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
@@ -173,8 +179,11 @@ def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
         measure(plain_call, client, 20)
         measure(stream_call, client, 5)
         off()
-    for _ in range(rounds):
-        for mode, (on, off) in modes.items():
+    order = list(modes.items())
+    for round_number in range(rounds):
+        # Rotate the order each round so no mode always runs first (or after the same one).
+        shift = round_number % len(order)
+        for mode, (on, off) in order[shift:] + order[:shift]:
             on()
             try:
                 samples["call"][mode].append(measure(plain_call, client, calls))
