@@ -48,11 +48,37 @@ from failsight.testing import FaultServer
 from openai_calls import MESSAGES, headers, sync_client
 
 SEMCONV_DURATION_BUCKETS = [
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-]  # fmt: skip
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+]
 SEMCONV_TOKEN_BUCKETS = [
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
-]  # fmt: skip
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+]
 
 
 # --------------------------------------------------------------------------- the endpoint
@@ -500,3 +526,39 @@ def test_broken_endpoints_never_change_or_block_the_calls(
         assert requests_total[mode] == {"none": CALLS * 3 / 4 + 6, "hard": CALLS / 4 + 2}, mode
     assert receiver.posts > 0
     assert receiver.all_spans(), "the healthy endpoint received spans"
+
+
+def test_demo_exports_spans_when_the_otlp_endpoint_is_set(receiver: Receiver) -> None:
+    """`failsight demo` with OTEL_EXPORTER_OTLP_ENDPOINT sends its spans to that endpoint."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "failsight",
+            "demo",
+            "--port",
+            "0",
+            "--rounds",
+            "1",
+            "--async-requests",
+            "3",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Spans exported over OTLP to {receiver.url}" in result.stdout
+    spans = receiver.all_spans()
+    call_sites = {attributes_of(span.attributes).get("failsight.call_site") for _, _, span in spans}
+    assert {"unscoped", "classify_review", "extract_json", "submit_and_poll_video"} <= call_sites
+    names = {span.name for _, _, span in spans}
+    assert "chat gpt-4o-mini" in names and "classify_review" in names
