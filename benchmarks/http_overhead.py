@@ -30,25 +30,11 @@ from requests.structures import CaseInsensitiveDict
 
 import failsight
 from failsight import _http
+from failsight.testing import completion_body
 
 BASE = "http://bench.local/v1"
 CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-COMPLETION = json.dumps(
-    {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "The quick brown fox."},
-            }
-        ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
-    }
-).encode()
+COMPLETION = json.dumps(completion_body(content="The quick brown fox.")).encode()
 MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}).encode()
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,44 +31,9 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 import failsight
+from failsight.testing import completion_body, mock_openai_client, stream_body
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-4o-mini",
-    "choices": [
-        {
-            "index": 0,
-            "finish_reason": "stop",
-            "message": {"role": "assistant", "content": "The quick brown fox."},
-        }
-    ],
-    "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
-}
-
-
-def sse_body(chunks: int) -> bytes:
-    events = []
-    for i in range(chunks):
-        last = i == chunks - 1
-        chunk = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": "" if last else "word "},
-                    "finish_reason": "stop" if last else None,
-                }
-            ],
-        }
-        events.append(f"data: {json.dumps(chunk)}\n\n")
-    events.append("data: [DONE]\n\n")
-    return "".join(events).encode()
 
 
 class NullExporter(SpanExporter):
@@ -78,25 +42,14 @@ class NullExporter(SpanExporter):
 
 
 def make_client(chunks: int) -> openai.OpenAI:
-    import openai._base_client as base
-
-    http = getattr(base, "httpx2", None) or base.httpx
-    stream_body = sse_body(chunks)
-    plain_body = json.dumps(COMPLETION).encode()
+    stream = stream_body(chunks=chunks)
+    plain = completion_body(content="The quick brown fox.")
 
     def handler(request: Any) -> Any:
-        if b'"stream":true' in request.content or b'"stream": true' in request.content:
-            return http.Response(
-                200, content=stream_body, headers={"content-type": "text/event-stream"}
-            )
-        return http.Response(200, content=plain_body, headers={"content-type": "application/json"})
+        return stream if b'"stream":true' in request.content.replace(b" ", b"") else plain
 
-    return openai.OpenAI(
-        api_key="sk-bench",
-        base_url="http://bench.local/v1",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
-    )
+    client: openai.OpenAI = mock_openai_client(handler, api_key="sk-bench")
+    return client
 
 
 class Floor:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from prometheus_client import CollectorRegistry
 import failsight
 from failsight import _config
 from failsight._openai import StreamRecorder
+from failsight.testing import completion_body, mock_openai_client, stream_body
 from failsight.validators import json_output
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
@@ -77,82 +77,27 @@ def rss_kib(field: str = "VmRSS") -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _completion(model: str, finish_reason: str, content: str | None) -> bytes:
-    return json.dumps(
-        {
-            "id": "chatcmpl-soak",
-            "object": "chat.completion",
-            "created": 1,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": finish_reason,
-                    "message": {"role": "assistant", "content": content},
-                }
-            ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
-        }
-    ).encode()
-
-
-def _sse(chunks: int = 5) -> bytes:
-    events = []
-    for i in range(chunks):
-        last = i == chunks - 1
-        chunk = {
-            "id": "chatcmpl-soak",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": "" if last else "word "},
-                    "finish_reason": "stop" if last else None,
-                }
-            ],
-        }
-        events.append(f"data: {json.dumps(chunk)}\n\n")
-    return ("".join(events) + "data: [DONE]\n\n").encode()
-
-
 def make_client() -> openai.OpenAI:
     """An OpenAI client on an in-process mock transport; `x-soak` picks the answer."""
-    import openai._base_client as base
-
-    http = getattr(base, "httpx2", None) or base.httpx
-    stream_body = _sse()
-    ok = _completion("gpt-4o-mini", "stop", "The quick brown fox.")
-    filtered = _completion("gpt-4o-mini", "content_filter", None)
-    rate_limited = json.dumps(
-        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit"}}
-    ).encode()
+    ok = completion_body(content="The quick brown fox.")
+    replies: dict[str, Any] = {
+        "stream": stream_body(),
+        "429": (429, {"error": {"message": "Rate limit reached", "type": "requests"}}),
+        "content_filter": completion_body(finish_reason="content_filter", content=None),
+    }
     jobs = iter(range(1 << 62))
-    json_headers = {"content-type": "application/json"}
 
     def handler(request: Any) -> Any:
         mode = request.headers.get("x-soak", "ok")
-        if mode == "stream":
-            return http.Response(
-                200, content=stream_body, headers={"content-type": "text/event-stream"}
-            )
-        if mode == "429":
-            return http.Response(429, content=rate_limited, headers=json_headers)
-        if mode == "content_filter":
-            return http.Response(200, content=filtered, headers=json_headers)
         if mode == "video":
-            job = {"id": f"video_{next(jobs)}", "object": "video", "status": "queued",
-                   "model": "sora-2", "progress": 0, "created_at": 1}  # fmt: skip
-            return http.Response(200, json=job)
-        return http.Response(200, content=ok, headers=json_headers)
+            return {"id": f"video_{next(jobs)}", "object": "video", "status": "queued",
+                    "model": "sora-2", "progress": 0, "created_at": 1}  # fmt: skip
+        return replies.get(mode, ok)
 
-    return openai.OpenAI(
-        api_key="sk-soak",
-        base_url="http://soak.local/v1",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
+    client: openai.OpenAI = mock_openai_client(
+        handler, api_key="sk-soak", base_url="http://soak.local/v1"
     )
+    return client
 
 
 class Workload:

@@ -16,10 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import failsight
-from conftest import Telemetry, sdk_httpx
+from conftest import Telemetry
 from failsight import _config
 from failsight._metrics import _CHILD_CACHE_LIMIT
 from failsight._openai import StreamRecorder
+from failsight.testing import completion_body, mock_openai_client, stream_body
 
 CAP = 50
 DISTINCT = 100_000
@@ -88,57 +89,21 @@ def test_label_caps_hold_under_100k_models_and_call_sites(capped: CollectorRegis
         assert len(metric._cache) <= _CHILD_CACHE_LIMIT
 
 
-def _completion(model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": "ok"}}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    }  # fmt: skip
-
-
-def _stream_body(chunks: int = 5) -> bytes:
-    events = []
-    for i in range(chunks):
-        last = i == chunks - 1
-        chunk = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": {"content": "" if last else "word "},
-                         "finish_reason": "stop" if last else None}],
-        }  # fmt: skip
-        events.append(f"data: {json.dumps(chunk)}\n\n")
-    return ("".join(events) + "data: [DONE]\n\n").encode()
-
-
 def mock_client() -> openai.OpenAI:
-    http = sdk_httpx()
-    stream_body = _stream_body()
     counter = iter(range(10**9))
+    stream = stream_body()
 
     def handler(request: Any) -> Any:
         if request.url.path.endswith("/videos"):  # a multipart upload: no JSON body
-            job = {"id": f"video_{next(counter)}", "object": "video", "status": "queued",
-                   "model": "sora-2", "progress": 0, "created_at": 1}  # fmt: skip
-            return http.Response(200, json=job)
+            return {"id": f"video_{next(counter)}", "object": "video", "status": "queued",
+                    "model": "sora-2", "progress": 0, "created_at": 1}  # fmt: skip
         body = json.loads(request.content or b"{}")
         if body.get("stream"):
-            return http.Response(
-                200, content=stream_body, headers={"content-type": "text/event-stream"}
-            )
-        return http.Response(200, json=_completion(body.get("model", "gpt-4o-mini")))
+            return stream
+        return completion_body(model=body.get("model", "gpt-4o-mini"), content="ok")
 
-    return openai.OpenAI(
-        api_key="sk-memory-test",
-        base_url="http://mock.local/v1",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
-    )
+    client: openai.OpenAI = mock_openai_client(handler, api_key="sk-memory-test")
+    return client
 
 
 def test_sdk_calls_with_distinct_models_are_capped(capped: CollectorRegistry) -> None:

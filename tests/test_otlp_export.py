@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import json
 import socket
 import statistics
 import threading
@@ -42,9 +41,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
 
 import failsight
-from conftest import sdk_httpx
 from failsight import _config
-from failsight.testing import FaultServer
+from failsight.testing import FaultServer, completion_body, mock_openai_client, stream_body
 from openai_calls import MESSAGES, headers, sync_client
 
 SEMCONV_DURATION_BUCKETS = [
@@ -396,52 +394,25 @@ def test_spans_and_semconv_metrics_reach_an_otlp_endpoint(
 
 # --------------------------------------------------------------------------- broken endpoints
 
-COMPLETION = {
-    "id": "chatcmpl-otlp",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-4o-mini",
-    "choices": [
-        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
-    ],
-    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-}
-
-
-def _stream_body() -> bytes:
-    chunks = []
-    for content, finish in [("a", None), ("b", None), ("", "stop")]:
-        chunk = {
-            "id": "chatcmpl-otlp",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
-        }
-        chunks.append(f"data: {json.dumps(chunk)}\n\n")
-    return ("".join(chunks) + "data: [DONE]\n\n").encode()
+COMPLETION = completion_body(
+    content="hi", usage={"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+)
 
 
 def _mock_client() -> openai.OpenAI:
-    http = sdk_httpx()
-    stream_body = _stream_body()
+    stream = stream_body(chunks=3)
 
     def handler(request: Any) -> Any:
         if b'"stream":true' in request.content:
-            return http.Response(
-                200, content=stream_body, headers={"content-type": "text/event-stream"}
-            )
+            return stream
         if request.headers.get("x-fail") == "429":
-            body = {"error": {"message": "slow down", "type": "requests", "code": "rate_limited"}}
-            return http.Response(429, json=body)
-        return http.Response(200, json=COMPLETION)
+            return 429, {
+                "error": {"message": "slow down", "type": "requests", "code": "rate_limited"}
+            }
+        return COMPLETION
 
-    return openai.OpenAI(
-        api_key="sk-otlp-test",
-        base_url="http://mock.local/v1",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
-    )
+    client: openai.OpenAI = mock_openai_client(handler, api_key="sk-otlp-test")
+    return client
 
 
 def _workload_call(client: openai.OpenAI, i: int) -> Any:

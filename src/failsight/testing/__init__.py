@@ -13,6 +13,7 @@ Example::
         ...  # point openai.OpenAI(base_url=server.base_url, ...) at it
 """
 
+from ._mock import completion_body, mock_openai_client, stream_body
 from ._payloads import OK_TEXT, REFUSAL_TEXT, TRUNCATED_TEXT
 from ._scenarios import (
     HARD_SCENARIOS,
@@ -52,5 +53,8 @@ __all__ = [
     "FaultServer",
     "HttpError",
     "RecordedRequest",
+    "completion_body",
+    "mock_openai_client",
     "parse_mix",
+    "stream_body",
 ]
