@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -396,6 +397,8 @@ def spec_metrics() -> dict[str, str] | None:
 def test_library_metric_set_matches_the_spec() -> None:
     spec = spec_metrics()
     if spec is None:
+        # CI runs beside shared/; elsewhere (an sdist, say) the contract file may be absent.
+        assert not os.environ.get("CI"), f"{SPEC_PATH} is missing under CI"
         pytest.skip(f"{SPEC_PATH} is not present (outside the development checkout)")
     assert spec == EXPECTED_METRICS
 

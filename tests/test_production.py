@@ -30,8 +30,6 @@ from prometheus_client.parser import text_string_to_metric_families
 import failsight
 from failsight.testing import FaultServer
 
-pytest.importorskip("gunicorn")
-
 WORKERS = 4
 
 APP = textwrap.dedent(
