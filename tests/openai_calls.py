@@ -220,3 +220,19 @@ def assert_one_request(
         assert t.value("genai_failures_total") == 0
     else:
         assert t.value("genai_failures_total", reason=reason, failure_class=failure_class) == 1
+
+
+async def run_case(
+    t: Telemetry,
+    server: FaultServer,
+    mode: str,
+    name: str,
+    scenario: str,
+    failure_class: str,
+    reason: str | None,
+) -> None:
+    """One named call in `mode` (sync/async), then exactly one logical request as expected."""
+    client = sync_client(server) if mode == "sync" else async_client(server)
+    await invoke(name, client, scenario)
+    operation, model, _ = CALLS[name]
+    assert_one_request(t, operation, model, failure_class, reason)

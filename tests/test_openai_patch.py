@@ -25,6 +25,7 @@ from openai_calls import (
     headers,
     invoke,
     maybe_await,
+    run_case,
     sync_client,
 )
 
@@ -40,10 +41,8 @@ async def test_endpoint(
     failure_class: str,
     reason: str | None,
 ) -> None:
-    client = sync_client(server) if mode == "sync" else async_client(server)
-    await invoke(name, client, scenario)
+    await run_case(instrumented, server, mode, name, scenario, failure_class, reason)
     operation, model, _ = CALLS[name]
-    assert_one_request(instrumented, operation, model, failure_class, reason)
     client_spans = [s for s in instrumented.spans() if s.kind == SpanKind.CLIENT]
     root = next(s for s in client_spans if s.parent is None)
     assert root.name == f"{operation} {model}"

@@ -12,12 +12,9 @@ from conftest import Telemetry
 from failsight import traced_generation
 from failsight.testing import FaultServer
 from openai_calls import (
-    CALLS,
     VIDEO_CASES,
-    assert_one_request,
-    async_client,
     headers,
-    invoke,
+    run_case,
     sync_client,
 )
 
@@ -33,10 +30,7 @@ async def test_video_endpoint(
     failure_class: str,
     reason: str | None,
 ) -> None:
-    client = sync_client(server) if mode == "sync" else async_client(server)
-    await invoke(name, client, scenario)
-    operation, model, _ = CALLS[name]
-    assert_one_request(instrumented, operation, model, failure_class, reason)
+    await run_case(instrumented, server, mode, name, scenario, failure_class, reason)
     if name == "videos_create_and_poll" and scenario.startswith("video_"):
         status = {"video_ok": "succeeded", "video_succeed": "succeeded"}.get(
             scenario, scenario.removeprefix("video_")

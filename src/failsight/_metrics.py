@@ -90,6 +90,12 @@ class CappedMetric:
 class MetricSet:
     """Every failsight metric, registered on one registry under one namespace.
 
+    Exposed as `genai_requests_total`, `genai_failures_total`, `genai_finish_reasons_total`,
+    `genai_retries_total`, `genai_request_attempts`, `genai_tokens_total`,
+    `genai_request_duration_seconds`, `genai_time_to_first_token_seconds`,
+    `genai_video_jobs_total`, `genai_video_job_duration_seconds`, `genai_in_flight_requests`
+    and `genai_telemetry_errors_total` with the default namespace.
+
     >>> from prometheus_client import CollectorRegistry
     >>> metrics = MetricSet(CollectorRegistry(), namespace="genai", max_label_values=100)
     >>> metrics.requests.child(("chat", "openai", "gpt-4o", "unscoped", "none")).inc()
