@@ -92,6 +92,9 @@ def plain_call(client: openai.OpenAI) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
+SHORT_STREAM = 5  # chunks of the short stream; per-chunk cost is the slope between the two
+
+
 def stream_call(client: openai.OpenAI) -> None:
     for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
         pass
@@ -119,13 +122,14 @@ def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
     failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
     floor = Floor(provider)
     client = make_client(chunks)
+    short = make_client(SHORT_STREAM)
     modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "off": (lambda: None, lambda: None),
         "floor": (floor.on, floor.off),
         "failsight": (failsight.instrument_openai, failsight.uninstrument_openai),
     }
     samples: dict[str, dict[str, list[float]]] = {
-        kind: {mode: [] for mode in modes} for kind in ("call", "stream")
+        kind: {mode: [] for mode in modes} for kind in ("call", "stream", "short")
     }
     for on, off in modes.values():  # warm-up
         on()
@@ -141,6 +145,7 @@ def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
             try:
                 samples["call"][mode].append(measure(plain_call, client, calls))
                 samples["stream"][mode].append(measure(stream_call, client, max(calls // 4, 1)))
+                samples["short"][mode].append(measure(stream_call, short, max(calls // 4, 1)))
             finally:
                 off()
     provider.shutdown()
@@ -150,11 +155,81 @@ def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
     }
 
 
+def isolated(rounds: int, calls: int) -> dict[str, float]:
+    """The wrappers alone, called on a ready-made response: no SDK, no transport, no noise.
+
+    Per call: failsight's wrapper and the floor's around a function returning a parsed
+    ChatCompletion. Per chunk: a stream proxy over parsed chunks against bare iteration
+    (the floor does no work per chunk).
+    """
+    from openai._models import construct_type
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    from failsight import _openai
+
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+    )
+    failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
+    floor = Floor(provider)
+    completion = construct_type(type_=ChatCompletion, value=completion_body())
+    resource = make_client(5).chat.completions
+    endpoint = next(e for e in _openai.ENDPOINTS if e.kind == "chat" and e.method == "create")
+    ours = _openai._make_sync_wrapper(endpoint)
+    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
+
+    def ready(**_: Any) -> Any:
+        return completion
+
+    def per_call(wrapper: Callable[..., Any]) -> float:
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.process_time()
+            for _ in range(calls):
+                wrapper(ready, resource, (), kwargs)
+            return (time.process_time() - start) / calls
+        finally:
+            gc.enable()
+
+    chunk = construct_type(
+        type_=ChatCompletionChunk,
+        value={
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}],
+        },
+    )
+    chunks = [chunk] * 1000
+
+    def per_chunk(proxied: bool) -> float:
+        recorder = _openai.StreamRecorder.__new__(_openai.StreamRecorder)
+        _openai.StreamRecorder.__init__(recorder, None, "chat")  # type: ignore[arg-type]
+        recorder.done = True  # the end of the stream is per call, not per chunk
+        iterator = _openai.StreamProxy(iter(chunks), recorder) if proxied else iter(chunks)
+        start = time.process_time()
+        for _ in iterator:
+            pass
+        return (time.process_time() - start) / len(chunks)
+
+    samples: dict[str, list[float]] = {"ours": [], "floor": [], "proxy": [], "bare": []}
+    for _ in range(rounds):
+        samples["ours"].append(per_call(ours))
+        samples["floor"].append(per_call(floor.wrapper))
+        samples["proxy"].append(per_chunk(True))
+        samples["bare"].append(per_chunk(False))
+    provider.shutdown()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--chunks", type=int, default=50)
+    parser.add_argument("--chunks", type=int, default=50)  # the long stream; > SHORT_STREAM
     args = parser.parse_args()
     result = run(args.rounds, args.calls, args.chunks)
     us = 1e6
@@ -173,12 +248,28 @@ def main() -> None:
     )
     stream_floor = stream["floor"] - stream["off"]
     stream_ours = stream["failsight"] - stream["off"]
-    # Per chunk: what a streamed call costs beyond the floor, less the per-call difference.
-    per_chunk = ((stream_ours - stream_floor) - (ours_added - floor_added)) / args.chunks
+    short = result["short"]
+    # Per chunk: the slope of streamed-call cost over chunk count, failsight's less the floor's.
+    # (The SDK's own ~130 us per chunk is noisy: this figure is too; see the isolated one.)
+    extra = args.chunks - SHORT_STREAM
+    per_chunk = (
+        (stream["failsight"] - short["failsight"]) - (stream["floor"] - short["floor"])
+    ) / extra
     print(f"  streamed call ({args.chunks} chunks), unpatched {stream['off'] * us:8.1f} us")
     print(f"  floor added per streamed call      {stream_floor * us:8.1f} us")
     print(f"  failsight added per streamed call  {stream_ours * us:8.1f} us")
     print(f"  failsight beyond the floor, per chunk {per_chunk * us:6.2f} us (target <= 2 us)")
+    alone = isolated(args.rounds, args.calls)
+    print("The wrappers alone (no SDK around them; stable figures):")
+    print(f"  floor per call            {alone['floor'] * us:8.1f} us")
+    print(
+        f"  failsight per call        {alone['ours'] * us:8.1f} us"
+        f"   ({alone['ours'] / alone['floor']:.2f}x the floor)"
+    )
+    print(
+        f"  failsight per chunk       {(alone['proxy'] - alone['bare']) * us:8.2f} us"
+        "   (the floor does nothing per chunk)"
+    )
 
 
 if __name__ == "__main__":
