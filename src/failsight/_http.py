@@ -782,19 +782,35 @@ def _observe_httpx_async(observer: _BodyObserver, response: Any) -> None:
 _table: _RouteTable | None = None
 
 
-def _requests_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+def _matched_call(
+    args: Any, kwargs: Any, path_of: Callable[[Any], str], start: Callable[..., Any]
+) -> tuple[_Call, str | None] | None:
+    """The started call of a request to an AI route; None (pass through) for anything else."""
     table = _table
     if table is None:
-        return wrapped(*args, **kwargs)
+        return None
     try:
         request = args[0] if args else kwargs["request"]
-        routes = table.candidates(request.url.partition("?")[0])
+        routes = table.candidates(path_of(request))
     except Exception:
         report_internal_error(_STAGE)
-        routes = None
+        return None
     if routes is None:
-        return wrapped(*args, **kwargs)
-    started = _guard(_start_requests, routes, request)
+        return None
+    started: tuple[_Call, str | None] | None = _guard(start, routes, request)
+    return started
+
+
+def _requests_path(request: Any) -> str:
+    return str(request.url.partition("?")[0])
+
+
+def _httpx_path(request: Any) -> str:
+    return str(request.url.path)
+
+
+def _requests_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    started = _matched_call(args, kwargs, _requests_path, _start_requests)
     if started is None:
         return wrapped(*args, **kwargs)
     call, job_id = started
@@ -812,18 +828,7 @@ def _requests_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _httpx_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    table = _table
-    if table is None:
-        return wrapped(*args, **kwargs)
-    try:
-        request = args[0] if args else kwargs["request"]
-        routes = table.candidates(request.url.path)
-    except Exception:
-        report_internal_error(_STAGE)
-        routes = None
-    if routes is None:
-        return wrapped(*args, **kwargs)
-    started = _guard(_start_httpx, routes, request)
+    started = _matched_call(args, kwargs, _httpx_path, _start_httpx)
     if started is None:
         return wrapped(*args, **kwargs)
     call, job_id = started
@@ -835,24 +840,12 @@ def _httpx_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         _record_error(call, exc)
         raise
     _exit(tokens)
-    streamed = kwargs.get("stream") is True
-    _record_response(call, job_id, response, streamed, _observe_httpx_sync)
+    _record_response(call, job_id, response, kwargs.get("stream") is True, _observe_httpx_sync)
     return response
 
 
 async def _httpx_send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    table = _table
-    if table is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        request = args[0] if args else kwargs["request"]
-        routes = table.candidates(request.url.path)
-    except Exception:
-        report_internal_error(_STAGE)
-        routes = None
-    if routes is None:
-        return await wrapped(*args, **kwargs)
-    started = _guard(_start_httpx, routes, request)
+    started = _matched_call(args, kwargs, _httpx_path, _start_httpx)
     if started is None:
         return await wrapped(*args, **kwargs)
     call, job_id = started
@@ -864,8 +857,7 @@ async def _httpx_send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
         _record_error(call, exc)
         raise
     _exit(tokens)
-    streamed = kwargs.get("stream") is True
-    _record_response(call, job_id, response, streamed, _observe_httpx_async)
+    _record_response(call, job_id, response, kwargs.get("stream") is True, _observe_httpx_async)
     return response
 
 
