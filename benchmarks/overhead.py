@@ -1,34 +1,49 @@
-"""CPU added per call by failsight's openai patch, against the unpatched SDK and a floor.
+"""CPU added per call by failsight's openai patch, against the unpatched SDK and two floors.
 
-    python benchmarks/overhead.py [--rounds 15] [--calls 200] [--chunks 50]
+    python benchmarks/overhead.py [--rounds 15] [--calls 200] [--chunks 50] [--instructions]
 
 Everything runs in one process on an in-process mock transport (no sockets), so the
-figures are the instrumentation's own cost. Three modes alternate round by round:
+figures are the instrumentation's own cost. Four modes alternate round by round:
 
 - off:       the unpatched openai SDK;
 - floor:     a minimal wrapt wrapper on `Completions.create` recording one span, three
              counters and one histogram, and nothing else;
+- contract:  a hand-written wrapper doing only what SPEC §2 and §3 ask of this call (the
+             span's attributes, the metrics), with nothing to spare: the least any
+             implementation of the contract costs;
 - failsight: `failsight.instrument_openai()` with its full telemetry.
 
 Each figure is the median over rounds of process CPU time per call (`time.process_time`,
-so the span export thread is included). Nothing here is asserted; it prints figures.
+so the span export thread is included). On a shared or virtual machine those times wander
+by tens of percent between runs; `--instructions` instead runs the same rounds under
+valgrind's callgrind and reports instructions per call, which are the same on every run
+(a few minutes: valgrind runs Python about fifty times slower). Nothing here is asserted;
+it prints figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import openai
 import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import failsight
 from failsight.testing import completion_body, mock_openai_client, stream_body
@@ -52,10 +67,32 @@ def make_client(chunks: int) -> openai.OpenAI:
     return client
 
 
-class Floor:
+class _Wrapper:
+    """A wrapt wrapper on `Completions.create`, switched on and off like the patch."""
+
+    def __init__(self) -> None:
+        self._original: Any = None
+
+    def wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def on(self) -> None:
+        from openai.resources.chat.completions import Completions
+
+        self._original = Completions.__dict__["create"]
+        wrapt.wrap_function_wrapper(Completions, "create", self.wrapper)
+
+    def off(self) -> None:
+        from openai.resources.chat.completions import Completions
+
+        Completions.create = self._original
+
+
+class Floor(_Wrapper):
     """One span, three counters and one histogram per call: the least any telemetry costs."""
 
     def __init__(self, provider: TracerProvider) -> None:
+        super().__init__()
         registry = CollectorRegistry()
         self.tracer = provider.get_tracer("floor")
         labels = ("operation", "provider", "model", "call_site")
@@ -63,7 +100,6 @@ class Floor:
         self.failures = Counter("floor_failures", "", labels, registry=registry)
         self.tokens = Counter("floor_tokens", "", labels, registry=registry)
         self.duration = Histogram("floor_duration_seconds", "", labels, registry=registry)
-        self._original: Any = None
 
     def wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         start = time.perf_counter()
@@ -76,16 +112,99 @@ class Floor:
         self.duration.labels(*labels).observe(time.perf_counter() - start)
         return result
 
-    def on(self) -> None:
-        from openai.resources.chat.completions import Completions
 
-        self._original = Completions.__dict__["create"]
-        wrapt.wrap_function_wrapper(Completions, "create", self.wrapper)
+class ContractFloor(_Wrapper):
+    """The least that SPEC §2 and §3 ask of a successful, non-streamed chat call.
 
-    def off(self) -> None:
-        from openai.resources.chat.completions import Completions
+    Written by hand for this one call, trusting the response's shape: the span with the
+    GenAI and failsight attributes the SPEC names (start attributes at start), the span made
+    current during the call, the in-flight gauge, `genai_requests_total`, attempts, duration
+    with its `trace_id` exemplar, two token counters and one finish reason. No classifier,
+    no guards, no retries, no label cap: what no implementation of the contract can skip.
+    Plain calls only: the streamed figures compare failsight with the floor.
+    """
 
-        Completions.create = self._original
+    def __init__(self, provider: TracerProvider) -> None:
+        super().__init__()
+        registry = CollectorRegistry()
+        self.tracer = provider.get_tracer("contract")
+        common = ("operation", "provider", "model", "call_site")
+        self.requests = Counter("c_requests", "", (*common, "failure_class"), registry=registry)
+        self.finish = Counter("c_finish_reasons", "", (*common, "finish_reason"), registry=registry)
+        self.tokens = Counter("c_tokens", "", (*common, "token_type"), registry=registry)
+        self.attempts = Histogram("c_request_attempts", "", common, registry=registry)
+        self.duration = Histogram(
+            "c_request_duration_seconds", "", (*common, "failure_class"), registry=registry
+        )
+        self.in_flight = Gauge("c_in_flight_requests", "", common, registry=registry)
+        self._children: dict[str, tuple[Any, ...]] = {}
+
+    def children(self, model: str) -> tuple[Any, ...]:
+        """The metric children of one model, looked up once (as any real implementation would)."""
+        children = self._children.get(model)
+        if children is None:
+            labels = ("chat", "bench.local", model, "unscoped")
+            children = self._children[model] = (
+                self.in_flight.labels(*labels),
+                self.finish.labels(*labels, "stop"),
+                self.tokens.labels(*labels, "input"),
+                self.tokens.labels(*labels, "output"),
+                self.requests.labels(*labels, "none"),
+                self.attempts.labels(*labels),
+                self.duration.labels(*labels, "none"),
+            )
+        return children
+
+    def wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        start = time.perf_counter()
+        model = kwargs["model"]
+        in_flight, finish, input_tokens, output_tokens, requests, attempts, duration = (
+            self.children(model)
+        )
+        span = self.tracer.start_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "bench.local",
+                "gen_ai.request.model": model,
+                "server.address": "bench.local",
+                "server.port": 80,
+            },
+        )
+        in_flight.inc()
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+        finish_reason = result.choices[0].finish_reason  # "stop" here: its child is cached
+        usage = result.usage
+        finish.inc()
+        input_tokens.inc(usage.prompt_tokens)
+        output_tokens.inc(usage.completion_tokens)
+        span.set_attributes(
+            {
+                "openai.api.type": "chat_completions",
+                "gen_ai.request.stream": False,
+                "gen_ai.response.model": result.model,
+                "gen_ai.response.id": result.id,
+                "gen_ai.response.finish_reasons": (finish_reason,),
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
+                "failsight.failure_class": "none",
+                "failsight.attempts": 1,
+                "failsight.retry_count": 0,
+                "failsight.call_site": "unscoped",
+            }
+        )
+        span.end()
+        exemplar = {"trace_id": format(span.get_span_context().trace_id, "032x")}
+        requests.inc()
+        attempts.observe(1)
+        duration.observe(time.perf_counter() - start, exemplar)
+        in_flight.dec()
+        return result
 
 
 def plain_call(client: openai.OpenAI) -> None:
@@ -100,129 +219,262 @@ def stream_call(client: openai.OpenAI) -> None:
         pass
 
 
-def measure(call: Callable[[openai.OpenAI], None], client: openai.OpenAI, n: int) -> float:
+class Bench:
+    """The clients, the modes and the wrappers alone, shared by the timed and counted runs."""
+
+    def __init__(self, chunks: int) -> None:
+        self.provider = TracerProvider()
+        # Exported often enough that no span is dropped: every mode pays its export in full.
+        self.provider.add_span_processor(
+            BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+        )
+        failsight.configure(registry=CollectorRegistry(), tracer_provider=self.provider)
+        floor, contract = Floor(self.provider), ContractFloor(self.provider)
+        self.client = make_client(chunks)
+        self.short = make_client(SHORT_STREAM)
+        self.modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+            "off": (lambda: None, lambda: None),
+            "floor": (floor.on, floor.off),
+            "contract": (contract.on, contract.off),
+            "failsight": (failsight.instrument_openai, failsight.uninstrument_openai),
+        }
+        self.wrappers = self._wrappers_alone(floor, contract)
+
+    def _wrappers_alone(
+        self, floor: Floor, contract: ContractFloor
+    ) -> dict[str, Callable[[], Any]]:
+        """Each wrapper called on a ready-made response: no SDK, no transport, no noise.
+
+        Per chunk: a stream proxy over parsed chunks against bare iteration (the floor does no
+        work per chunk), 1000 chunks a call.
+        """
+        from openai._models import construct_type
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        from failsight import _openai
+
+        completion = construct_type(type_=ChatCompletion, value=completion_body())
+        resource = self.client.chat.completions
+        endpoint = next(e for e in _openai.ENDPOINTS if e.kind == "chat" and e.method == "create")
+        ours = _openai._make_sync_wrapper(endpoint)
+        kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
+
+        def ready(**_: Any) -> Any:
+            return completion
+
+        chunk = construct_type(
+            type_=ChatCompletionChunk,
+            value={
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}],
+            },
+        )
+        chunks = [chunk] * 1000
+
+        def proxied() -> None:
+            recorder = _openai.StreamRecorder.__new__(_openai.StreamRecorder)
+            _openai.StreamRecorder.__init__(recorder, None, "chat")  # type: ignore[arg-type]
+            recorder.done = True  # the end of the stream is per call, not per chunk
+            for _ in _openai.StreamProxy(iter(chunks), recorder):
+                pass
+
+        def bare() -> None:
+            for _ in iter(chunks):
+                pass
+
+        return {
+            "floor": lambda: floor.wrapper(ready, resource, (), kwargs),
+            "contract": lambda: contract.wrapper(ready, resource, (), kwargs),
+            "failsight": lambda: ours(ready, resource, (), kwargs),
+            "proxy": proxied,
+            "bare": bare,
+        }
+
+    def rounds(self, rounds: int) -> Iterator[tuple[str, int]]:
+        """(mode, round) with the mode switched on: the order rotates so none always runs first."""
+        order = list(self.modes.items())
+        for round_number in range(rounds):
+            shift = round_number % len(order)
+            for mode, (on, off) in order[shift:] + order[:shift]:
+                on()
+                try:
+                    yield mode, round_number
+                finally:
+                    off()
+
+    def runs(self, calls: int) -> list[tuple[str, Callable[[], None], int]]:
+        """(kind, call, count) measured per mode and round; the contract floor streams not."""
+        streams = max(calls // 4, 1)
+        return [
+            ("call", lambda: plain_call(self.client), calls),
+            ("stream", lambda: stream_call(self.client), streams),
+            ("short", lambda: stream_call(self.short), streams),
+        ]
+
+    def warm_up(self) -> None:
+        for mode, (on, off) in self.modes.items():
+            on()
+            for kind, call, _ in self.runs(20):
+                if kind == "call" or mode != "contract":
+                    for _ in range(5):
+                        call()
+            off()
+        for wrapper in self.wrappers.values():
+            for _ in range(20):
+                wrapper()
+
+
+def timed(n: int, call: Callable[[], Any]) -> float:
     """CPU seconds per call over `n` calls (the collector paused: its pauses are noise here)."""
     gc.collect()
     gc.disable()
     try:
         start = time.process_time()
         for _ in range(n):
-            call(client)
+            call()
         return (time.process_time() - start) / n
     finally:
         gc.enable()
 
 
-def run(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
-    provider = TracerProvider()
-    # Exported often enough that no span is dropped: every mode pays its export in full.
-    provider.add_span_processor(
-        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
-    )
-    failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
-    floor = Floor(provider)
-    client = make_client(chunks)
-    short = make_client(SHORT_STREAM)
-    modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
-        "off": (lambda: None, lambda: None),
-        "floor": (floor.on, floor.off),
-        "failsight": (failsight.instrument_openai, failsight.uninstrument_openai),
+def run_timed(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
+    """Medians over rounds of CPU seconds per call: `call`, `stream`, `short`, `alone`."""
+    bench = Bench(chunks)
+    bench.warm_up()
+    samples: dict[str, dict[str, list[float]]] = {}
+    for mode, _ in bench.rounds(rounds):
+        for kind, call, n in bench.runs(calls):
+            if kind == "call" or mode != "contract":
+                samples.setdefault(kind, {}).setdefault(mode, []).append(timed(n, call))
+    alone: dict[str, list[float]] = {name: [] for name in bench.wrappers}
+    for _ in range(rounds):
+        for name, wrapper in bench.wrappers.items():
+            alone[name].append(timed(calls if name not in ("proxy", "bare") else 5, wrapper))
+    bench.provider.shutdown()
+    result = {
+        kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
+        for kind, by_mode in samples.items()
     }
-    samples: dict[str, dict[str, list[float]]] = {
-        kind: {mode: [] for mode in modes} for kind in ("call", "stream", "short")
-    }
-    for on, off in modes.values():  # warm-up
-        on()
-        measure(plain_call, client, 20)
-        measure(stream_call, client, 5)
-        off()
-    order = list(modes.items())
-    for round_number in range(rounds):
-        # Rotate the order each round so no mode always runs first (or after the same one).
-        shift = round_number % len(order)
-        for mode, (on, off) in order[shift:] + order[:shift]:
-            on()
-            try:
-                samples["call"][mode].append(measure(plain_call, client, calls))
-                samples["stream"][mode].append(measure(stream_call, client, max(calls // 4, 1)))
-                samples["short"][mode].append(measure(stream_call, short, max(calls // 4, 1)))
-            finally:
-                off()
-    provider.shutdown()
+    result["alone"] = {name: statistics.median(values) for name, values in alone.items()}
+    return result
+
+
+# ---------------------------------------------------------------------- instruction counts
+#
+# Valgrind's callgrind counts the instructions the process runs (every thread, the span
+# export thread included): the same figure on every run, whatever else the machine does.
+# `--dump-before=getppid` starts a new count at each `os.getppid()`, so the child marks each
+# segment with one and the parent reads one dump file per segment.
+
+
+def count_segments(rounds: int, calls: int, chunks: int) -> None:
+    """The child under valgrind: prints the segment labels, one `os.getppid()` before each."""
+    bench = Bench(chunks)
+    bench.warm_up()
+    labels = []
+    gc.collect()
+    gc.disable()
+    for mode, round_number in bench.rounds(rounds):
+        for kind, call, n in bench.runs(calls):
+            if kind != "call" and mode == "contract":
+                continue
+            labels.append(f"{kind}/{mode}/{round_number}/{n}")
+            os.getppid()
+            for _ in range(n):
+                call()
+    for name, wrapper in bench.wrappers.items():
+        n = 5 if name in ("proxy", "bare") else calls
+        labels.append(f"alone/{name}/0/{n}")
+        os.getppid()
+        for _ in range(n):
+            wrapper()
+    os.getppid()
+    gc.enable()
+    bench.provider.shutdown()
+    print(json.dumps(labels))
+
+
+def run_counted(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
+    """Medians over rounds of instructions per call, from the child run under callgrind."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package `valgrind`)")
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "callgrind.out")
+        child = subprocess.run(
+            [
+                "valgrind", "--tool=callgrind", "--dump-before=getppid",
+                f"--callgrind-out-file={out}", sys.executable, __file__, "--segments",
+                f"--rounds={rounds}", f"--calls={calls}", f"--chunks={chunks}",
+            ],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        labels = json.loads(child.stdout.strip().splitlines()[-1])
+        # Dump 1 is the start-up before the first mark; segment i is dump i + 2.
+        counts = [_instructions(f"{out}.{i + 2}") for i in range(len(labels))]
+    samples: dict[str, dict[str, list[float]]] = {}
+    for label, count in zip(labels, counts, strict=True):
+        kind, mode, _, n = label.split("/")
+        samples.setdefault(kind, {}).setdefault(mode, []).append(count / int(n))
     return {
         kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
         for kind, by_mode in samples.items()
     }
 
 
-def isolated(rounds: int, calls: int) -> dict[str, float]:
-    """The wrappers alone, called on a ready-made response: no SDK, no transport, no noise.
+def _instructions(path: str) -> int:
+    with open(path) as dump:
+        for line in dump:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise ValueError(f"no summary line in {path}")
 
-    Per call: failsight's wrapper and the floor's around a function returning a parsed
-    ChatCompletion. Per chunk: a stream proxy over parsed chunks against bare iteration
-    (the floor does no work per chunk).
-    """
-    from openai._models import construct_type
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-    from failsight import _openai
+# ---------------------------------------------------------------------- report
 
-    provider = TracerProvider()
-    provider.add_span_processor(
-        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+
+def report(result: dict[str, dict[str, float]], chunks: int, unit: str) -> None:
+    scale, fmt = (1e6, "{:9.1f} us") if unit == "time" else (1.0, "{:9.0f} instr")
+
+    def show(value: float) -> str:
+        return fmt.format(value * scale)
+
+    call, stream, short, alone = result["call"], result["stream"], result["short"], result["alone"]
+    added = {mode: call[mode] - call["off"] for mode in ("floor", "contract", "failsight")}
+    print(f"  unpatched SDK call             {show(call['off'])}")
+    print(f"  floor added per call           {show(added['floor'])}")
+    print(
+        f"  contract floor added per call  {show(added['contract'])}"
+        f"   ({added['contract'] / added['floor']:.2f}x the floor)"
     )
-    failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
-    floor = Floor(provider)
-    completion = construct_type(type_=ChatCompletion, value=completion_body())
-    resource = make_client(5).chat.completions
-    endpoint = next(e for e in _openai.ENDPOINTS if e.kind == "chat" and e.method == "create")
-    ours = _openai._make_sync_wrapper(endpoint)
-    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
-
-    def ready(**_: Any) -> Any:
-        return completion
-
-    def per_call(wrapper: Callable[..., Any]) -> float:
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.process_time()
-            for _ in range(calls):
-                wrapper(ready, resource, (), kwargs)
-            return (time.process_time() - start) / calls
-        finally:
-            gc.enable()
-
-    chunk = construct_type(
-        type_=ChatCompletionChunk,
-        value={
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}],
-        },
+    print(
+        f"  failsight added per call       {show(added['failsight'])}"
+        f"   ({added['failsight'] / added['floor']:.2f}x the floor, target <= 1.2x;"
+        f" {added['failsight'] / added['contract']:.2f}x the contract floor)"
     )
-    chunks = [chunk] * 1000
-
-    def per_chunk(proxied: bool) -> float:
-        recorder = _openai.StreamRecorder.__new__(_openai.StreamRecorder)
-        _openai.StreamRecorder.__init__(recorder, None, "chat")  # type: ignore[arg-type]
-        recorder.done = True  # the end of the stream is per call, not per chunk
-        iterator = _openai.StreamProxy(iter(chunks), recorder) if proxied else iter(chunks)
-        start = time.process_time()
-        for _ in iterator:
-            pass
-        return (time.process_time() - start) / len(chunks)
-
-    samples: dict[str, list[float]] = {"ours": [], "floor": [], "proxy": [], "bare": []}
-    for _ in range(rounds):
-        samples["ours"].append(per_call(ours))
-        samples["floor"].append(per_call(floor.wrapper))
-        samples["proxy"].append(per_chunk(True))
-        samples["bare"].append(per_chunk(False))
-    provider.shutdown()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    # Per chunk: the slope of streamed-call cost over chunk count, failsight's less the floor's.
+    extra = chunks - SHORT_STREAM
+    per_chunk = (
+        (stream["failsight"] - short["failsight"]) - (stream["floor"] - short["floor"])
+    ) / extra
+    print(f"  streamed call ({chunks} chunks), unpatched {show(stream['off'])}")
+    print(f"  failsight added per streamed call    {show(stream['failsight'] - stream['off'])}")
+    print(f"  failsight beyond the floor per chunk {show(per_chunk)}  (target <= 2 us)")
+    print("  the wrappers alone, on a ready-made response (no SDK around them):")
+    print(f"    floor per call               {show(alone['floor'])}")
+    print(
+        f"    contract floor per call      {show(alone['contract'])}"
+        f"   ({alone['contract'] / alone['floor']:.2f}x the floor)"
+    )
+    print(
+        f"    failsight per call           {show(alone['failsight'])}"
+        f"   ({alone['failsight'] / alone['floor']:.2f}x the floor;"
+        f" {alone['failsight'] / alone['contract']:.2f}x the contract floor)"
+    )
+    per_chunk_alone = (alone["proxy"] - alone["bare"]) / 1000
+    print(f"    failsight per chunk          {show(per_chunk_alone)}  (the floor does nothing)")
 
 
 def main() -> None:
@@ -230,46 +482,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--chunks", type=int, default=50)  # the long stream; > SHORT_STREAM
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="count instructions under valgrind (the same on every run) instead of timing",
+    )  # fmt: skip
+    parser.add_argument("--segments", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.chunks <= SHORT_STREAM:
+        parser.error(f"--chunks must be more than {SHORT_STREAM}")
+    if args.segments:
+        count_segments(args.rounds, args.calls, args.chunks)
+        return
+    unit = "instructions" if args.instructions else "time"
+    run = run_counted if args.instructions else run_timed
     result = run(args.rounds, args.calls, args.chunks)
-    us = 1e6
-    call, stream = result["call"], result["stream"]
-    floor_added = call["floor"] - call["off"]
-    ours_added = call["failsight"] - call["off"]
+    what = "instructions (callgrind)" if args.instructions else "process CPU time"
     print(
-        f"openai {openai.__version__}, {args.rounds} rounds x {args.calls} calls, "
-        f"medians of process CPU time per call"
+        f"openai {openai.__version__}, {args.rounds} rounds x {args.calls} calls,"
+        f" medians of {what} per call"
     )
-    print(f"  unpatched SDK call        {call['off'] * us:8.1f} us")
-    print(f"  floor added per call      {floor_added * us:8.1f} us")
-    print(
-        f"  failsight added per call  {ours_added * us:8.1f} us"
-        f"   ({ours_added / floor_added:.2f}x the floor; target <= 1.2x)"
-    )
-    stream_floor = stream["floor"] - stream["off"]
-    stream_ours = stream["failsight"] - stream["off"]
-    short = result["short"]
-    # Per chunk: the slope of streamed-call cost over chunk count, failsight's less the floor's.
-    # (The SDK's own ~130 us per chunk is noisy: this figure is too; see the isolated one.)
-    extra = args.chunks - SHORT_STREAM
-    per_chunk = (
-        (stream["failsight"] - short["failsight"]) - (stream["floor"] - short["floor"])
-    ) / extra
-    print(f"  streamed call ({args.chunks} chunks), unpatched {stream['off'] * us:8.1f} us")
-    print(f"  floor added per streamed call      {stream_floor * us:8.1f} us")
-    print(f"  failsight added per streamed call  {stream_ours * us:8.1f} us")
-    print(f"  failsight beyond the floor, per chunk {per_chunk * us:6.2f} us (target <= 2 us)")
-    alone = isolated(args.rounds, args.calls)
-    print("The wrappers alone (no SDK around them; stable figures):")
-    print(f"  floor per call            {alone['floor'] * us:8.1f} us")
-    print(
-        f"  failsight per call        {alone['ours'] * us:8.1f} us"
-        f"   ({alone['ours'] / alone['floor']:.2f}x the floor)"
-    )
-    print(
-        f"  failsight per chunk       {(alone['proxy'] - alone['bare']) * us:8.2f} us"
-        "   (the floor does nothing per chunk)"
-    )
+    report(result, args.chunks, unit)
 
 
 if __name__ == "__main__":

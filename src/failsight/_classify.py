@@ -15,6 +15,7 @@ __all__ = [
     "FAILURE_CLASSES",
     "FINISH_REASONS",
     "RETRYABLE_REASONS",
+    "TOKEN_TYPES",
     "Outcome",
     "Usage",
     "classify_exception",
@@ -129,6 +130,10 @@ _VIDEO_FAILURE: Final[Mapping[str, str]] = {
 _MAX_TEXT: Final = 256  # bound on any string copied out of an input
 
 
+# The `token_type` label values, in the order of Usage's fields.
+TOKEN_TYPES: Final = ("input", "output", "reasoning", "cached_input")
+
+
 class Usage(NamedTuple):
     """Token counts reported by one API response; None where the response did not say."""
 
@@ -139,14 +144,9 @@ class Usage(NamedTuple):
 
     def items(self) -> Iterable[tuple[str, int]]:
         """(token_type, count) pairs for the counts present, in `token_type` label spelling."""
-        if self.input is not None:
-            yield "input", self.input
-        if self.output is not None:
-            yield "output", self.output
-        if self.reasoning is not None:
-            yield "reasoning", self.reasoning
-        if self.cached_input is not None:
-            yield "cached_input", self.cached_input
+        for token_type, count in zip(TOKEN_TYPES, self, strict=True):
+            if count is not None:
+                yield token_type, count
 
 
 class Outcome(NamedTuple):
@@ -216,7 +216,9 @@ def _str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    if type(value) is int:  # the common case first
+        return value if value >= 0 else None
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
@@ -405,31 +407,26 @@ def _classify_exception(exc: BaseException) -> Outcome:
 # --------------------------------------------------------------------------- responses
 
 
-_NO_USAGE: Final = Usage()
-
-
 def extract_usage(usage: Any) -> Usage | None:
     """Token usage from chat (`prompt_tokens`…) or Responses (`input_tokens`…) shapes."""
     if usage is None:
         return None
     input_tokens = _int(_get(usage, "prompt_tokens"))
     output_tokens = _int(_get(usage, "completion_tokens"))
-    input_details = _get(usage, "prompt_tokens_details")
-    output_details = _get(usage, "completion_tokens_details")
     if input_tokens is None and output_tokens is None:
         input_tokens = _int(_get(usage, "input_tokens"))
         output_tokens = _int(_get(usage, "output_tokens"))
         input_details = _get(usage, "input_tokens_details")
         output_details = _get(usage, "output_tokens_details")
-    result = Usage(
-        input=input_tokens,
-        output=output_tokens,
-        reasoning=_int(_get(output_details, "reasoning_tokens")),
-        cached_input=_int(_get(input_details, "cached_tokens")),
-    )
-    if result == _NO_USAGE:
+    else:
+        input_details = _get(usage, "prompt_tokens_details")
+        output_details = _get(usage, "completion_tokens_details")
+    # Details are mostly absent: skip their look-ups then.
+    reasoning = None if output_details is None else _int(_get(output_details, "reasoning_tokens"))
+    cached = None if input_details is None else _int(_get(input_details, "cached_tokens"))
+    if input_tokens is None and output_tokens is None and reasoning is None and cached is None:
         return None
-    return result
+    return Usage(input_tokens, output_tokens, reasoning, cached)
 
 
 def _blank(text: Any) -> bool:
@@ -446,7 +443,9 @@ def _blank(text: Any) -> bool:
 _SOFT_PRIORITY: Final = ("content_filter", "refusal", "length", "empty_content")
 
 
-def _worst(reasons: Iterable[str]) -> str | None:
+def _worst(reasons: list[str]) -> str | None:
+    if not reasons:
+        return None
     found = set(reasons)
     for reason in _SOFT_PRIORITY:
         if reason in found:

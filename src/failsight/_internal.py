@@ -95,6 +95,8 @@ def mask_secrets(text: str, limit: int = 1024) -> str:
     >>> mask_secrets("Incorrect API key provided: sk-abc123def456")
     'Incorrect API key provided: sk-***'
     """
+    if len(text) <= limit:
+        return _mask(text)  # masking never lengthens a text
     window = limit + _MASK_LOOKAHEAD
     while True:
         masked = _mask(text[:window])

@@ -212,7 +212,7 @@ class _Call:
             if outcome.finish_reasons:
                 gen.count_finish_reasons(outcome.finish_reasons)
             if usage is not None:
-                gen.record_usage(usage.input, usage.output, usage.reasoning, usage.cached_input)
+                gen.add_usage(usage)
         if self.span.is_recording():
             values = self.attrs
             if outcome.response_model:
@@ -222,8 +222,9 @@ class _Call:
             if outcome.finish_reasons:
                 values[attrs.GEN_AI_FINISH_REASONS] = outcome.finish_reasons
             if usage is not None:
-                for token_type, count in usage.items():
-                    values[attrs.USAGE_ATTRIBUTES[token_type]] = count
+                for name, count in zip(attrs.USAGE_ATTRIBUTE_NAMES, usage, strict=True):
+                    if count is not None:
+                        values[name] = count
             request_id = _request_id_of(result)
             if isinstance(request_id, str):
                 values[attrs.REQUEST_ID] = mask_secrets(request_id)
@@ -343,8 +344,7 @@ def _exit(tokens: tuple[Any, ...]) -> None:
 def _on_error(call: _Call, exc: BaseException) -> None:
     outcome = classify_exception(exc)
     if call.gen is not None and outcome.usage is not None:
-        usage = outcome.usage
-        call.gen.record_usage(usage.input, usage.output, usage.reasoning, usage.cached_input)
+        call.gen.add_usage(outcome.usage)
     if call.gen is not None and outcome.finish_reasons:
         call.gen.count_finish_reasons(outcome.finish_reasons)
     call.finish(outcome, exc)

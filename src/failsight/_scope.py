@@ -25,7 +25,9 @@ from failsight._classify import (
     NONE,
     SILENT,
     SOFT,
+    TOKEN_TYPES,
     Outcome,
+    Usage,
     classify_exception,
     normalize_finish_reason,
     normalize_video_status,
@@ -178,9 +180,11 @@ class Generation:
         labels = self.labels()
         for reason in reasons:
             family.child((*labels, reason)).inc()
-            for gen in self._chain():
+            gen: Generation | None = self
+            while gen is not None:
                 if len(gen._finish_reasons) < _MAX_FINISH_REASONS:
                     gen._finish_reasons.append(reason)
+                gen = gen._parent
 
     def record_usage(
         self,
@@ -190,23 +194,27 @@ class Generation:
         cached_input: int | None = None,
     ) -> None:
         """Count tokens reported by one API response."""
+        counts = [
+            count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+            for count in (input, output, reasoning, cached_input)
+        ]
+        self.add_usage(Usage(*counts))
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count a response's usage, whose counts are non-negative ints or None (the classifier's
+        `extract_usage` makes them so)."""
         try:
             labels = self.labels()
             tokens = self._state.metrics.tokens
             otel = self._state.otel_tokens
-            for token_type, count in (
-                ("input", input),
-                ("output", output),
-                ("reasoning", reasoning),
-                ("cached_input", cached_input),
-            ):
-                if count is None or isinstance(count, bool) or not isinstance(count, int):
-                    continue
-                if count < 0:
+            for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
+                if count is None:
                     continue
                 tokens.child((*labels, token_type)).inc(count)
-                for gen in self._chain():
+                gen: Generation | None = self
+                while gen is not None:
                     gen._usage[token_type] = gen._usage.get(token_type, 0) + count
+                    gen = gen._parent
                 if otel is not None and token_type in ("input", "output"):
                     otel.record(
                         count,
@@ -296,12 +304,6 @@ class Generation:
             self._inner = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def _chain(self) -> Iterable[Generation]:
-        gen: Generation | None = self
-        while gen is not None:
-            yield gen
-            gen = gen._parent
 
     def enter(self) -> tuple[contextvars.Token[Generation | None], object | None]:
         span = self._span

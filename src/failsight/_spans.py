@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.trace import Span
 
+from failsight._classify import TOKEN_TYPES
 from failsight._internal import mask_secrets
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ USAGE_ATTRIBUTES: Final = {
     "reasoning": GEN_AI_REASONING_TOKENS,
     "cached_input": GEN_AI_CACHED_TOKENS,
 }
+# The same names in the order of `Usage`'s fields.
+USAGE_ATTRIBUTE_NAMES: Final = tuple(USAGE_ATTRIBUTES[token_type] for token_type in TOKEN_TYPES)
 
 
 def exemplar_of(span: Span | None) -> dict[str, str] | None:
