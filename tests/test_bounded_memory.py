@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 import failsight
 from conftest import Telemetry
 from failsight import _config
-from failsight._metrics import _CHILD_CACHE_LIMIT
+from failsight._metrics import _CHILD_CACHE_LIMIT, MAX_LABEL_LENGTH
 from failsight._openai import StreamRecorder
 from failsight.testing import completion_body, mock_openai_client, stream_body
 
@@ -120,6 +120,29 @@ def test_sdk_calls_with_distinct_models_are_capped(capped: CollectorRegistry) ->
     for family in ("genai_requests", "genai_tokens", "genai_finish_reasons"):
         assert len(values[family]["model"]) == CAP + 1, family
         assert "other" in values[family]["model"]
+
+
+def test_long_label_values_are_cut(capped: CollectorRegistry) -> None:
+    long_model = "m" * 10_000
+    failsight.instrument_openai()
+    try:
+        client = mock_client()
+        for suffix in ("a", "b"):  # differ past the cut: one series
+            client.chat.completions.create(model=long_model + suffix, messages=[])
+    finally:
+        failsight.uninstrument_openai()
+    failsight.traced_generation(name="s" * 1_000)(lambda: None)()
+    values = label_values(capped)
+    assert values["genai_requests"]["model"] == {"m" * MAX_LABEL_LENGTH, "unknown"}
+    assert "s" * MAX_LABEL_LENGTH in values["genai_requests"]["call_site"]
+    for family, labels in values.items():
+        for label, found in labels.items():
+            assert all(len(value) <= MAX_LABEL_LENGTH for value in found), (family, label)
+    assert capped.get_sample_value(
+        "genai_requests_total",
+        {"operation": "chat", "provider": "mock.local", "model": "m" * MAX_LABEL_LENGTH,
+         "call_site": "unscoped", "failure_class": "none"},
+    ) == 2  # fmt: skip
 
 
 def test_open_video_jobs_stay_bounded(telemetry: Telemetry) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "ATTEMPT_BUCKETS",
     "COMMON_LABELS",
     "DURATION_BUCKETS",
+    "MAX_LABEL_LENGTH",
     "CappedMetric",
     "MetricSet",
 ]
@@ -30,11 +31,16 @@ VIDEO_DURATION_BUCKETS: Final = (
 
 # Past this many distinct raw label tuples a metric stops caching children (still correct).
 _CHILD_CACHE_LIMIT: Final = 4096
+# Characters kept of a common label's value: a model name is the caller's string, of any size.
+MAX_LABEL_LENGTH: Final = 128
 
 
-def _encodable(value: str) -> str:
-    """`value`, with lone surrogates replaced: one of them would fail every later scrape."""
-    if not isinstance(value, str) or value.isascii():
+def _label_value(value: str) -> str:
+    """`value` cut to MAX_LABEL_LENGTH, lone surrogates replaced (one would fail every scrape)."""
+    if not isinstance(value, str):
+        return value
+    value = value[:MAX_LABEL_LENGTH]
+    if value.isascii():
         return value
     try:
         value.encode("utf-8")
@@ -75,7 +81,7 @@ class CappedMetric:
                 seen = self._seen[i]
                 value = values[i]
                 if value not in seen:
-                    value = capped[i] = _encodable(value)
+                    value = capped[i] = _label_value(value)
                 if value not in seen:
                     if len(seen) >= self._cap:
                         capped[i] = OTHER
