@@ -574,6 +574,48 @@ def test_current_generation_outside_is_none() -> None:
     assert current_generation() is None
 
 
+def test_counts_follow_a_model_set_midway(telemetry: Telemetry) -> None:
+    @traced_generation(name="midway", operation="chat")
+    def midway() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.record_usage(input=1)  # before the model is known
+        handle.record_finish_reason("stop")
+        handle.set_model("m1")
+        handle.record_usage(input=2)
+        handle.set_model("m1")  # no change
+        handle.record_usage(input=4)
+        return "ok"
+
+    midway()
+    site = {"call_site": "midway"}
+    assert telemetry.value("genai_tokens_total", model="unknown", **site) == 1
+    assert telemetry.value("genai_finish_reasons_total", model="unknown", **site) == 1
+    assert telemetry.value("genai_tokens_total", model="m1", **site) == 6
+    assert telemetry.value("genai_requests_total", model="m1", **site) == 1
+    assert telemetry.value("genai_requests_total", model="unknown", **site) == 0
+    assert telemetry.value("genai_request_duration_seconds_count", model="m1", **site) == 1
+    # The in-flight gauge goes back to zero on the labels it went up on.
+    assert telemetry.value("genai_in_flight_requests", model="unknown", **site) == 0
+
+
+def test_raising_the_cap_gives_labels_seen_before_their_own_series(telemetry: Telemetry) -> None:
+    def configure(cap: int) -> None:
+        failsight.configure(
+            registry=telemetry.registry, tracer_provider=telemetry.provider, max_label_values=cap
+        )
+
+    configure(1)
+    for site in ("a", "b"):
+        make("sync", lambda: "x", name=site)()
+    assert telemetry.value("genai_requests_total", call_site="other") == 1
+    configure(10)
+    make("sync", lambda: "x", name="b")()
+    assert telemetry.value("genai_requests_total", call_site="b") == 1
+    assert telemetry.value("genai_request_duration_seconds_count", call_site="b") == 1
+    assert telemetry.value("genai_requests_total", call_site="other") == 1
+
+
 def test_handle_records(telemetry: Telemetry) -> None:
     @traced_generation(name="raw", operation="image_generation")
     def raw() -> str:

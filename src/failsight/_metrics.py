@@ -16,6 +16,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "MAX_LABEL_LENGTH",
     "CappedMetric",
+    "LabelChildren",
     "MetricSet",
 ]
 
@@ -91,6 +92,38 @@ class CappedMetric:
             if len(self._cache) < _CHILD_CACHE_LIMIT:
                 self._cache[values] = child
         return child
+
+
+class LabelChildren:
+    """The children a logical request's labels use on the hot path, each looked up once.
+
+    Metrics with an own label (`failure_class`, `token_type`, `finish_reason`) keep a small
+    dict by that value; every child still comes from `CappedMetric.child`, so caps hold.
+    """
+
+    __slots__ = ("_by", "_labels", "_metrics", "attempts", "in_flight")
+
+    def __init__(self, metrics: MetricSet, labels: tuple[str, ...]) -> None:
+        self._metrics = metrics
+        self._labels = labels
+        self._by: dict[tuple[str, str], Any] = {}
+        self.attempts = metrics.attempts.child(labels)
+        self.in_flight = metrics.in_flight.child(labels)
+
+    def of(self, metric: str, value: str) -> Any:
+        """The child of `metric` ("requests", "duration", "tokens", "finish_reasons") at `value`."""
+        key = (metric, value)
+        child = self._by.get(key)
+        if child is None:
+            capped: CappedMetric = getattr(self._metrics, metric)
+            child = capped.child((*self._labels, value))
+            if len(self._by) < _OWN_VALUES_LIMIT:
+                self._by[key] = child
+        return child
+
+
+# Own-label values a LabelChildren keeps (closed vocabularies, but a validator names its reason).
+_OWN_VALUES_LIMIT: Final = 64
 
 
 class MetricSet:
@@ -179,6 +212,8 @@ class MetricSet:
         )
         for stage in STAGES:
             self.telemetry_errors.labels(stage)
+        self._children: dict[tuple[str, ...], LabelChildren] = {}
+        self._children_lock = threading.Lock()
 
     @property
     def capped(self) -> tuple[CappedMetric, ...]:
@@ -189,8 +224,20 @@ class MetricSet:
         )  # fmt: skip
 
     def set_max_label_values(self, cap: int) -> None:
-        for metric in self.capped:
-            metric.set_cap(cap)
+        with self._children_lock:
+            for metric in self.capped:
+                metric.set_cap(cap)
+            self._children.clear()
+
+    def children(self, labels: tuple[str, str, str, str]) -> LabelChildren:
+        """The hot-path children of one (operation, provider, model, call_site) tuple."""
+        found = self._children.get(labels)
+        if found is None:
+            found = LabelChildren(self, labels)
+            with self._children_lock:
+                if len(self._children) < _CHILD_CACHE_LIMIT:
+                    self._children[labels] = found
+        return found
 
     def count_telemetry_error(self, stage: str) -> None:
         self.telemetry_errors.labels(stage[:40]).inc()

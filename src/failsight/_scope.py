@@ -34,6 +34,7 @@ from failsight._classify import (
 )
 from failsight._config import State, get_state
 from failsight._internal import report_internal_error, sanitize_reason
+from failsight._metrics import LabelChildren
 from failsight._retry import RetryPolicy
 from failsight.validators import Validator, prepare
 
@@ -79,6 +80,7 @@ class Generation:
 
     __slots__ = (
         "__weakref__",
+        "_children",
         "_client_span",
         "_closed",
         "_exemplar",
@@ -134,8 +136,9 @@ class Generation:
         self._waited = 0.0
         self._start = time.perf_counter()
         self._in_flight: Any = None
+        self._children: LabelChildren | None = None  # of the current labels; on the root only
         if parent is None and count:
-            self._in_flight = state.metrics.in_flight.child(self.labels())
+            self._in_flight = self.metric_children().in_flight
             self._in_flight.inc()
 
     # ------------------------------------------------------------------ labels
@@ -145,9 +148,20 @@ class Generation:
         root = self._root
         return (root.operation, root.provider, root.model, root.call_site)
 
+    def metric_children(self) -> LabelChildren:
+        """The metric children of the current labels, looked up once per label change."""
+        root = self._root
+        children = root._children
+        if children is None:
+            children = root._children = self._state.metrics.children(self.labels())
+        return children
+
     def note_call(self, operation: str, provider: str, model: str) -> None:
         """Fill unknown labels from an API call made inside the scope (first call wins)."""
-        for gen in (self, self._root):
+        root = self._root
+        if UNKNOWN in (root.operation, root.provider, root.model):
+            root._children = None
+        for gen in (self, root):
             if gen.operation == UNKNOWN:
                 gen.operation = operation
             if gen.provider == UNKNOWN:
@@ -160,9 +174,13 @@ class Generation:
     def set_model(self, model: str) -> None:
         """Set the model label (e.g. after reading it from a raw request body)."""
         if isinstance(model, str) and model:
+            root = self._root
+            before = root.model
             self.model = model
-            if self._root.model == UNKNOWN:
-                self._root.model = model
+            if root.model == UNKNOWN:
+                root.model = model
+            if root.model != before:
+                root._children = None
 
     def record_finish_reason(self, finish_reason: str) -> None:
         """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
@@ -176,10 +194,9 @@ class Generation:
 
     def count_finish_reasons(self, reasons: Iterable[str]) -> None:
         """Count normalised finish reasons without judging the scope (the patch judges calls)."""
-        family = self._state.metrics.finish_reasons
-        labels = self.labels()
+        children = self.metric_children()
         for reason in reasons:
-            family.child((*labels, reason)).inc()
+            children.of("finish_reasons", reason).inc()
             gen: Generation | None = self
             while gen is not None:
                 if len(gen._finish_reasons) < _MAX_FINISH_REASONS:
@@ -204,18 +221,18 @@ class Generation:
         """Count a response's usage, whose counts are non-negative ints or None (the classifier's
         `extract_usage` makes them so)."""
         try:
-            labels = self.labels()
-            tokens = self._state.metrics.tokens
+            children = self.metric_children()
             otel = self._state.otel_tokens
             for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
                 if count is None:
                     continue
-                tokens.child((*labels, token_type)).inc(count)
+                children.of("tokens", token_type).inc(count)
                 gen: Generation | None = self
                 while gen is not None:
                     gen._usage[token_type] = gen._usage.get(token_type, 0) + count
                     gen = gen._parent
                 if otel is not None and token_type in ("input", "output"):
+                    labels = self.labels()
                     otel.record(
                         count,
                         {
@@ -367,16 +384,15 @@ class Generation:
         self._end_span(failure_class, reason, outcome, exc, span_attributes)
 
     def _count(self, failure_class: str, reason: str | None, duration: float) -> None:
-        metrics = self._state.metrics
         labels = self.labels()
+        children = self.metric_children()
         exemplar = self._exemplar
-        metrics.requests.child((*labels, failure_class)).inc(exemplar=exemplar)
+        children.of("requests", failure_class).inc(exemplar=exemplar)
         if failure_class != NONE:
-            metrics.failures.child((*labels, failure_class, reason or "exception")).inc(
-                exemplar=exemplar
-            )
-        metrics.attempts.child(labels).observe(1 + self.retries)
-        metrics.duration.child((*labels, failure_class)).observe(duration, exemplar=exemplar)
+            failures = self._state.metrics.failures
+            failures.child((*labels, failure_class, reason or "exception")).inc(exemplar=exemplar)
+        children.attempts.observe(1 + self.retries)
+        children.of("duration", failure_class).observe(duration, exemplar=exemplar)
         if self._in_flight is not None:
             self._in_flight.dec()
         otel = self._state.otel_duration
