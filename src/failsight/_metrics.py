@@ -214,6 +214,7 @@ class MetricSet:
             self.telemetry_errors.labels(stage)
         self._children: dict[tuple[str, ...], LabelChildren] = {}
         self._children_lock = threading.Lock()
+        self._children_epoch = 0
 
     @property
     def capped(self) -> tuple[CappedMetric, ...]:
@@ -228,14 +229,17 @@ class MetricSet:
             for metric in self.capped:
                 metric.set_cap(cap)
             self._children.clear()
+            self._children_epoch += 1
 
     def children(self, labels: tuple[str, str, str, str]) -> LabelChildren:
         """The hot-path children of one (operation, provider, model, call_site) tuple."""
         found = self._children.get(labels)
         if found is None:
+            epoch = self._children_epoch
             found = LabelChildren(self, labels)
             with self._children_lock:
-                if len(self._children) < _CHILD_CACHE_LIMIT:
+                # Not kept if the cap changed meanwhile: its children may predate the new cap.
+                if epoch == self._children_epoch and len(self._children) < _CHILD_CACHE_LIMIT:
                     self._children[labels] = found
         return found
 

@@ -211,10 +211,16 @@ class Generation:
         cached_input: int | None = None,
     ) -> None:
         """Count tokens reported by one API response."""
-        counts = [
-            count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
-            for count in (input, output, reasoning, cached_input)
-        ]
+        try:
+            counts = [
+                count
+                if isinstance(count, int) and not isinstance(count, bool) and count >= 0
+                else None
+                for count in (input, output, reasoning, cached_input)
+            ]
+        except Exception:
+            report_internal_error("record_usage")
+            return
         self.add_usage(Usage(*counts))
 
     def add_usage(self, usage: Usage) -> None:
