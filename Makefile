@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test demo lint typecheck prometheus bench clean
+.PHONY: test demo lint typecheck prometheus bench bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ demo: $(VENV)/.demo-deps
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/overhead.py
+
+# The same rounds counted in instructions under valgrind (Debian package `valgrind`): a few minutes.
+bench-instructions: $(VENV)/.test-deps
+	$(BIN)/python benchmarks/overhead.py --rounds 5 --calls 100 --instructions
 
 clean:
 	rm -rf $(VENV) .venv-openai* .mypy_cache .ruff_cache .pytest_cache
