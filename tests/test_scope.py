@@ -597,6 +597,10 @@ def test_counts_follow_a_model_set_midway(telemetry: Telemetry) -> None:
     assert telemetry.value("genai_request_duration_seconds_count", model="m1", **site) == 1
     # The in-flight gauge goes back to zero on the labels it went up on.
     assert telemetry.value("genai_in_flight_requests", model="unknown", **site) == 0
+    # No series is made in advance for labels that never used it.
+    in_flight = [s["model"] for s in telemetry.series("genai_in_flight_requests")]
+    attempts = {s["model"] for s in telemetry.series("genai_request_attempts_count")}
+    assert in_flight == ["unknown"] and attempts == {"m1"}
 
 
 def test_raising_the_cap_gives_labels_seen_before_their_own_series(telemetry: Telemetry) -> None:

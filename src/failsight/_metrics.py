@@ -97,26 +97,27 @@ class CappedMetric:
 class LabelChildren:
     """The children a logical request's labels use on the hot path, each looked up once.
 
-    Metrics with an own label (`failure_class`, `token_type`, `finish_reason`) keep a small
-    dict by that value; every child still comes from `CappedMetric.child`, so caps hold.
+    Children are looked up when first used (a child is a series: none is made in advance),
+    through `CappedMetric.child`, so caps hold.
     """
 
-    __slots__ = ("_by", "_labels", "_metrics", "attempts", "in_flight")
+    __slots__ = ("_by", "_labels", "_metrics")
 
     def __init__(self, metrics: MetricSet, labels: tuple[str, ...]) -> None:
         self._metrics = metrics
         self._labels = labels
-        self._by: dict[tuple[str, str], Any] = {}
-        self.attempts = metrics.attempts.child(labels)
-        self.in_flight = metrics.in_flight.child(labels)
+        self._by: dict[tuple[str, str | None], Any] = {}
 
-    def of(self, metric: str, value: str) -> Any:
-        """The child of `metric` ("requests", "duration", "tokens", "finish_reasons") at `value`."""
+    def of(self, metric: str, value: str | None = None) -> Any:
+        """The child of `metric` (a MetricSet attribute) at its own label's `value`, if any.
+
+        >>> children.of("tokens", "input").inc(12)  # doctest: +SKIP
+        """
         key = (metric, value)
         child = self._by.get(key)
         if child is None:
             capped: CappedMetric = getattr(self._metrics, metric)
-            child = capped.child((*self._labels, value))
+            child = capped.child(self._labels if value is None else (*self._labels, value))
             if len(self._by) < _OWN_VALUES_LIMIT:
                 self._by[key] = child
         return child

@@ -138,7 +138,7 @@ class Generation:
         self._in_flight: Any = None
         self._children: LabelChildren | None = None  # of the current labels; on the root only
         if parent is None and count:
-            self._in_flight = self.metric_children().in_flight
+            self._in_flight = self.metric_children().of("in_flight")
             self._in_flight.inc()
 
     # ------------------------------------------------------------------ labels
@@ -397,7 +397,7 @@ class Generation:
         if failure_class != NONE:
             failures = self._state.metrics.failures
             failures.child((*labels, failure_class, reason or "exception")).inc(exemplar=exemplar)
-        children.attempts.observe(1 + self.retries)
+        children.of("attempts").observe(1 + self.retries)
         children.of("duration", failure_class).observe(duration, exemplar=exemplar)
         if self._in_flight is not None:
             self._in_flight.dec()
