@@ -28,13 +28,15 @@ $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[demo]'
 	touch $@
 
-# Real Prometheus and promtool come from the Debian package; installed when missing and root.
+# Real Prometheus and promtool come from the Debian package, as does valgrind (the benchmarks'
+# instruction counts); installed when missing and root.
 prometheus:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
+	    || ! command -v valgrind >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus </dev/null; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus valgrind </dev/null; \
 	  else \
-	    echo "prometheus/promtool not found: install the 'prometheus' package (tests needing it fail under CI)"; \
+	    echo "prometheus/promtool/valgrind not found: install the 'prometheus' and 'valgrind' packages (tests needing them fail)"; \
 	  fi; \
 	fi
 

@@ -1,6 +1,6 @@
 """CPU added per request by `failsight.instrument_http()`, on requests and httpx.
 
-    python benchmarks/http_overhead.py [--rounds 15] [--calls 300]
+    python benchmarks/http_overhead.py [--rounds 15] [--calls 300] [--instructions]
 
 Everything runs in one process without sockets: httpx on `httpx.MockTransport`, requests on
 an adapter stub that answers at once, so the figures are the patch's own cost. Two requests
@@ -8,12 +8,14 @@ per library: a non-matching one (`GET /v1/models`, which must pass through after
 check) and a matching one (`POST /v1/chat/completions`, recorded in full: span, metrics,
 classifier on the body). "off" and "on" alternate round by round; each figure is the median
 over rounds of process CPU time per call (`time.process_time`, so the span export thread is
-included). Nothing here is asserted; it prints figures.
+included), or with `--instructions` of instructions per call counted by valgrind's callgrind
+(the same on every run; see `callgrind.py`). Nothing here is asserted; it prints figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -21,6 +23,7 @@ import timeit
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import callgrind  # benchmarks/callgrind.py, beside this script
 import httpx
 import requests
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -94,33 +97,76 @@ def measure(call: Callable[[], Any], n: int) -> float:
     return (time.process_time() - start) / n
 
 
-def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+MODES: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+    "off": (lambda: None, lambda: None),
+    "on": (failsight.instrument_http, failsight.uninstrument_http),
+}
+
+
+def setup() -> tuple[TracerProvider, dict[str, Callable[[], Any]]]:
     provider = TracerProvider()
-    # Exported often enough that no span is dropped: "on" pays its export in full.
+    # Exported in batches of 512 (the queue never fills: "on" pays its export in full); the
+    # timer seldom fires, so instruction counts repeat from run to run.
     provider.add_span_processor(
-        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=50)
+        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=5000)
     )
     failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
     workloads = make_clients()
-    modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
-        "off": (lambda: None, lambda: None),
-        "on": (failsight.instrument_http, failsight.uninstrument_http),
-    }
-    samples = {name: {mode: [] for mode in modes} for name in workloads}  # type: ignore[var-annotated]
-    for on, off in modes.values():  # warm-up
+    for on, off in MODES.values():  # warm-up
         on()
         for call in workloads.values():
             measure(call, 50)
         off()
+    return provider, workloads
+
+
+def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    """Medians over rounds of CPU seconds per call, by workload and mode."""
+    provider, workloads = setup()
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in workloads}
     for _ in range(rounds):
-        for mode, (on, off) in modes.items():
+        for mode, (on, off) in MODES.items():
             on()
             try:
                 for name, call in workloads.items():
-                    samples[name][mode].append(measure(call, calls))
+                    samples[name].setdefault(mode, []).append(measure(call, calls))
             finally:
                 off()
     provider.shutdown()
+    return {
+        name: {mode: statistics.median(values) for mode, values in by_mode.items()}
+        for name, by_mode in samples.items()
+    }
+
+
+def count_segments(rounds: int, calls: int) -> None:
+    """The child under valgrind (`callgrind.count`): the same rounds, one segment each."""
+    provider, workloads = setup()
+    gc.collect()
+    gc.disable()
+    for round_number in range(rounds):
+        for mode, (on, off) in MODES.items():
+            on()
+            try:
+                for index, call in enumerate(workloads.values()):
+                    callgrind.mark(f"{index}/{mode}/{round_number}")
+                    for _ in range(calls):
+                        call()
+            finally:
+                off()
+    callgrind.done()
+    provider.shutdown()
+
+
+def run_counted(rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    """Medians over rounds of instructions per call, by workload and mode."""
+    names = list(make_clients())
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for label, instructions in callgrind.count(
+        __file__, [f"--rounds={rounds}", f"--calls={calls}"]
+    ):
+        index, mode, _ = label.split("/")
+        samples[names[int(index)]].setdefault(mode, []).append(instructions / calls)
     return {
         name: {mode: statistics.median(values) for mode, values in by_mode.items()}
         for name, by_mode in samples.items()
@@ -139,21 +185,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="count instructions under valgrind (the same on every run) instead of timing",
+    )  # fmt: skip
+    parser.add_argument("--segments", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = run(args.rounds, args.calls)
-    us = 1e6
+    if args.segments:
+        count_segments(args.rounds, args.calls)
+        return
+    if args.instructions:
+        result, what, scale, unit = run_counted(args.rounds, args.calls), "instructions", 1.0, ""
+    else:
+        result, what, scale, unit = run(args.rounds, args.calls), "process CPU time", 1e6, "us"
     print(
         f"requests {requests.__version__}, httpx {httpx.__version__}; {args.rounds} rounds x "
-        f"{args.calls} calls; medians of process CPU time per call"
+        f"{args.calls} calls; medians of {what} per call"
     )
-    print(f"  {'request':<38}{'off':>10}{'on':>10}{'added':>10}")
+    print(f"  {'request':<38}{'off':>12}{'on':>12}{'added':>12}")
     for name, figures in result.items():
         added = figures["on"] - figures["off"]
         print(
-            f"  {name:<38}{figures['off'] * us:8.1f}us{figures['on'] * us:8.1f}us"
-            f"{added * us:+8.1f}us  ({added / figures['off']:+.1%})"
+            f"  {name:<38}{figures['off'] * scale:10.1f}{unit:2}{figures['on'] * scale:10.1f}"
+            f"{unit:2}{added * scale:+10.1f}{unit:2}  ({added / figures['off']:+.1%})"
         )
-    print(f"  route check on a non-matching path: {route_check_cost() * 1e9:.0f} ns")
+    if not args.instructions:
+        print(f"  route check on a non-matching path: {route_check_cost() * 1e9:.0f} ns")
 
 
 if __name__ == "__main__":

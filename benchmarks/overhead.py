@@ -25,17 +25,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import callgrind  # benchmarks/callgrind.py, beside this script
 import openai
 import wrapt
 from opentelemetry import context as otel_context
@@ -364,73 +359,42 @@ def run_timed(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float
 
 
 # ---------------------------------------------------------------------- instruction counts
-#
-# Valgrind's callgrind counts the instructions the process runs (every thread, the span
-# export thread included): the same figure on every run, whatever else the machine does.
-# `--dump-before=getppid` starts a new count at each `os.getppid()`, so the child marks each
-# segment with one and the parent reads one dump file per segment.
 
 
 def count_segments(rounds: int, calls: int, chunks: int) -> None:
-    """The child under valgrind: prints the segment labels, one `os.getppid()` before each."""
+    """The child under valgrind (`callgrind.count`): the same rounds, one segment each."""
     bench = Bench(chunks)
     bench.warm_up()
-    labels = []
     gc.collect()
     gc.disable()
     for mode, round_number in bench.rounds(rounds):
         for kind, call, n in bench.runs(calls):
             if kind != "call" and mode == "contract":
                 continue
-            labels.append(f"{kind}/{mode}/{round_number}/{n}")
-            os.getppid()
+            callgrind.mark(f"{kind}/{mode}/{round_number}/{n}")
             for _ in range(n):
                 call()
     for name, wrapper in bench.wrappers.items():
         n = 5 if name in ("proxy", "bare") else calls
-        labels.append(f"alone/{name}/0/{n}")
-        os.getppid()
+        callgrind.mark(f"alone/{name}/0/{n}")
         for _ in range(n):
             wrapper()
-    os.getppid()
+    callgrind.done()
     gc.enable()
     bench.provider.shutdown()
-    print(json.dumps(labels))
 
 
 def run_counted(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
     """Medians over rounds of instructions per call, from the child run under callgrind."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind (Debian package `valgrind`)")
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "callgrind.out")
-        child = subprocess.run(
-            [
-                "valgrind", "--tool=callgrind", "--dump-before=getppid",
-                f"--callgrind-out-file={out}", sys.executable, __file__, "--segments",
-                f"--rounds={rounds}", f"--calls={calls}", f"--chunks={chunks}",
-            ],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        labels = json.loads(child.stdout.strip().splitlines()[-1])
-        # Dump 1 is the start-up before the first mark; segment i is dump i + 2.
-        counts = [_instructions(f"{out}.{i + 2}") for i in range(len(labels))]
+    args = [f"--rounds={rounds}", f"--calls={calls}", f"--chunks={chunks}"]
     samples: dict[str, dict[str, list[float]]] = {}
-    for label, count in zip(labels, counts, strict=True):
+    for label, instructions in callgrind.count(__file__, args):
         kind, mode, _, n = label.split("/")
-        samples.setdefault(kind, {}).setdefault(mode, []).append(count / int(n))
+        samples.setdefault(kind, {}).setdefault(mode, []).append(instructions / int(n))
     return {
         kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
         for kind, by_mode in samples.items()
     }
-
-
-def _instructions(path: str) -> int:
-    with open(path) as dump:
-        for line in dump:
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise ValueError(f"no summary line in {path}")
 
 
 # ---------------------------------------------------------------------- report

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 import failsight
 from conftest import Telemetry
 from failsight.testing import completion_body, mock_openai_client
@@ -32,7 +34,8 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
-def load_overhead() -> ModuleType:
+def load_overhead(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/overhead.py` has it
     spec = importlib.util.spec_from_file_location("overhead", BENCHMARKS / "overhead.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -76,9 +79,11 @@ def test_soak_runs() -> None:
     assert "series" in out.lower(), out
 
 
-def test_contract_floor_sets_the_span_attributes_failsight_sets(telemetry: Telemetry) -> None:
+def test_contract_floor_sets_the_span_attributes_failsight_sets(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The comparison is fair: the contract floor's span carries what failsight's does."""
-    overhead = load_overhead()
+    overhead = load_overhead(monkeypatch)
     client = mock_openai_client(lambda request: completion_body(), base_url="http://bench.local/v1")
     contract = overhead.ContractFloor(telemetry.provider)
     contract.on()
@@ -95,3 +100,40 @@ def test_contract_floor_sets_the_span_attributes_failsight_sets(telemetry: Telem
     # failsight also records the provider's request id, which the SPEC asks for errors only.
     ours.pop("failsight.request_id", None)
     assert theirs == ours
+
+
+SEGMENTS = """
+import sys
+sys.path.insert(0, {folder!r})
+import callgrind
+
+if "--segments" in sys.argv:
+    total = 0
+    for n in (1_000, 10_000):
+        callgrind.mark(f"loop/{{n}}")
+        for i in range(n):
+            total += i
+    callgrind.done()
+"""
+
+
+def test_callgrind_counts_each_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import callgrind
+
+    script = tmp_path / "segments.py"
+    script.write_text(SEGMENTS.format(folder=str(BENCHMARKS)))
+    (small_label, small), (large_label, large) = callgrind.count(str(script), [])
+    assert (small_label, large_label) == ("loop/1000", "loop/10000")
+    # Ten times the loop: about ten times the instructions, the marks' own cost aside.
+    assert small > 0
+    assert 9 < large / small < 11, (small, large)
+
+
+def test_callgrind_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import callgrind
+
+    monkeypatch.setattr(callgrind.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="needs valgrind"):
+        callgrind.count("unused.py", [])
