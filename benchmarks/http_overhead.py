@@ -103,10 +103,16 @@ MODES: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
 }
 
 
+def rotated(round_number: int) -> list[tuple[str, tuple[Callable[[], None], Callable[[], None]]]]:
+    """The modes in this round's order: "on" runs first every other round."""
+    order = list(MODES.items())
+    return order[round_number % 2 :] + order[: round_number % 2]
+
+
 def setup() -> tuple[TracerProvider, dict[str, Callable[[], Any]]]:
     provider = TracerProvider()
-    # Exported in batches of 512 (the queue never fills: "on" pays its export in full); the
-    # timer seldom fires, so instruction counts repeat from run to run.
+    # Exported in batches of 512 or every 5 s (the queue never fills: "on" pays its export in
+    # full); an export lands in whichever segment runs then: medians absorb it.
     provider.add_span_processor(
         BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=5000)
     )
@@ -124,8 +130,8 @@ def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
     """Medians over rounds of CPU seconds per call, by workload and mode."""
     provider, workloads = setup()
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in workloads}
-    for _ in range(rounds):
-        for mode, (on, off) in MODES.items():
+    for round_number in range(rounds):
+        for mode, (on, off) in rotated(round_number):
             on()
             try:
                 for name, call in workloads.items():
@@ -145,7 +151,7 @@ def count_segments(rounds: int, calls: int) -> None:
     gc.collect()
     gc.disable()
     for round_number in range(rounds):
-        for mode, (on, off) in MODES.items():
+        for mode, (on, off) in rotated(round_number):
             on()
             try:
                 for index, call in enumerate(workloads.values()):

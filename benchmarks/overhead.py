@@ -115,7 +115,8 @@ class ContractFloor(_Wrapper):
     GenAI and failsight attributes the SPEC names (start attributes at start), the span made
     current during the call, the in-flight gauge, `genai_requests_total`, attempts, duration
     with its `trace_id` exemplar, two token counters and one finish reason. No classifier,
-    no guards, no retries, no label cap: what no implementation of the contract can skip.
+    no guards, no retries, not even the label cap SPEC §2 asks for: a lower bound for any
+    implementation of the contract.
     Plain calls only: the streamed figures compare failsight with the floor.
     """
 
@@ -219,8 +220,8 @@ class Bench:
 
     def __init__(self, chunks: int) -> None:
         self.provider = TracerProvider()
-        # Exported in batches of 512 (the queue never fills, so every mode pays its export in
-        # full); the timer seldom fires, so instruction counts repeat from run to run.
+        # Exported in batches of 512 or every 5 s (the queue never fills, so every mode pays its
+        # export in full); an export lands in whichever segment runs then: medians absorb it.
         self.provider.add_span_processor(
             BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=5000)
         )

@@ -69,14 +69,19 @@ def test_overhead_rejects_a_stream_no_longer_than_the_short_one() -> None:
     assert done.returncode == 2 and "--chunks must be more than 5" in done.stderr
 
 
-def test_http_overhead_runs() -> None:
-    out = run("http_overhead.py", "--rounds", "1", "--calls", "4")
-    assert re.search(NUMBER, out), out
+def test_http_overhead_prints_every_figure() -> None:
+    out = run("http_overhead.py", "--rounds", "2", "--calls", "4")
+    for library in ("requests", "httpx"):
+        for request in ("GET /v1/models", "POST /v1/chat/completions"):
+            row = rf"{library}\s+{request}\s+{NUMBER}us\s+{NUMBER}us\s+[+-]{NUMBER}us"
+            assert re.search(row, out), (library, request, out)
+    assert re.search(r"route check on a non-matching path: \d+ ns", out), out
 
 
-def test_soak_runs() -> None:
+def test_soak_prints_memory_and_series() -> None:
     out = run("soak.py", "--calls", "400", "--models", "20", "--sites", "10", "--cap", "5")
-    assert "series" in out.lower(), out
+    assert re.search(rf"RSS at end\s+{NUMBER} MiB", out), out
+    assert re.search(r"Prometheus series: [\d,]+ in all", out), out
 
 
 def test_contract_floor_sets_the_span_attributes_failsight_sets(

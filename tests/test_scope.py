@@ -21,6 +21,7 @@ import failsight
 from conftest import Telemetry, api_error, connection_error
 from failsight import RetryPolicy, current_generation, traced_generation
 from failsight._metrics import CappedMetric
+from failsight._scope import Generation
 from failsight.validators import json_output, min_words, non_empty, one_of
 
 KINDS = ["sync", "async", "generator", "async_generator"]
@@ -618,6 +619,91 @@ def test_raising_the_cap_gives_labels_seen_before_their_own_series(telemetry: Te
     assert telemetry.value("genai_requests_total", call_site="b") == 1
     assert telemetry.value("genai_request_duration_seconds_count", call_site="b") == 1
     assert telemetry.value("genai_requests_total", call_site="other") == 1
+
+
+def test_labels_filled_while_children_are_looked_up_are_not_lost(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread fills the labels between a look-up's read of them and its caching."""
+    original = Generation.labels
+    fired = []
+
+    def labels_then_fill(self: Generation) -> tuple[str, str, str, str]:
+        labels = original(self)
+        if not fired:
+            fired.append(labels)
+            self.note_call("chat", "openai", "gpt-4o")  # the other thread, right now
+        return labels
+
+    monkeypatch.setattr(Generation, "labels", labels_then_fill)
+
+    @traced_generation(name="racy")
+    def racy() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.record_usage(input=3)
+        return "ok"
+
+    racy()
+    assert fired and fired[0][2] == "unknown"  # the look-up did read the old labels
+    site = {"call_site": "racy"}
+    assert telemetry.value("genai_requests_total", model="gpt-4o", **site) == 1
+    assert telemetry.value("genai_tokens_total", model="gpt-4o", **site) == 3
+    assert telemetry.value("genai_requests_total", model="unknown", **site) == 0
+
+
+def test_a_cap_raised_mid_scope_applies_to_the_rest_of_it(telemetry: Telemetry) -> None:
+    def configure(cap: int) -> None:
+        failsight.configure(
+            registry=telemetry.registry, tracer_provider=telemetry.provider, max_label_values=cap
+        )
+
+    def record_tokens() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.record_usage(input=5)
+        return "ok"
+
+    configure(1)
+    traced_generation(name="a")(record_tokens)()  # "a" takes the one place
+
+    @traced_generation(name="b")
+    def b() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.record_usage(input=1)  # "b" is past the cap: other
+        configure(10)
+        handle.record_usage(input=10)  # now "b" has room
+        return "ok"
+
+    b()
+    assert telemetry.value("genai_tokens_total", call_site="a") == 5
+    assert telemetry.value("genai_tokens_total", call_site="other") == 1
+    assert telemetry.value("genai_tokens_total", call_site="b") == 10
+    assert telemetry.value("genai_requests_total", call_site="b") == 1
+
+
+class _HostileModel(str):
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("boom")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("boom")
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.usefixtures("swallow_internal_errors")
+def test_set_model_swallows_a_hostile_model(telemetry: Telemetry) -> None:
+    @traced_generation(name="hostile", model="m")
+    def hostile() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.set_model(_HostileModel("x"))
+        return "ok"
+
+    assert hostile() == "ok"
+    assert telemetry.value("genai_telemetry_errors_total", stage="set_model") == 1
 
 
 def test_handle_records(telemetry: Telemetry) -> None:

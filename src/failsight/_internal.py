@@ -22,7 +22,7 @@ RAISE_INTERNAL_ERRORS_ENV: Final = "FAILSIGHT_RAISE_INTERNAL_ERRORS"
 STAGES: Final = (
     "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
     "record_finish_reason", "record_usage", "record_retry", "record_video_status",
-    "mark_failure", "openai_start", "openai_enter", "openai_exit", "openai_result",
+    "mark_failure", "set_model", "openai_start", "openai_enter", "openai_exit", "openai_result",
     "openai_finish", "openai_attempt", "stream_chunk", "stream_end", "http",
 )  # fmt: skip
 

@@ -101,12 +101,13 @@ class LabelChildren:
     through `CappedMetric.child`, so caps hold.
     """
 
-    __slots__ = ("_by", "_labels", "_metrics")
+    __slots__ = ("_by", "_labels", "_metrics", "epoch")
 
     def __init__(self, metrics: MetricSet, labels: tuple[str, ...]) -> None:
         self._metrics = metrics
         self._labels = labels
         self._by: dict[tuple[str, str | None], Any] = {}
+        self.epoch = metrics.children_epoch  # of the cap its children were made under
 
     def of(self, metric: str, value: str | None = None) -> Any:
         """The child of `metric` (a MetricSet attribute) at its own label's `value`, if any.
@@ -215,7 +216,7 @@ class MetricSet:
             self.telemetry_errors.labels(stage)
         self._children: dict[tuple[str, ...], LabelChildren] = {}
         self._children_lock = threading.Lock()
-        self._children_epoch = 0
+        self.children_epoch = 0
 
     @property
     def capped(self) -> tuple[CappedMetric, ...]:
@@ -230,17 +231,17 @@ class MetricSet:
             for metric in self.capped:
                 metric.set_cap(cap)
             self._children.clear()
-            self._children_epoch += 1
+            self.children_epoch += 1
 
     def children(self, labels: tuple[str, str, str, str]) -> LabelChildren:
         """The hot-path children of one (operation, provider, model, call_site) tuple."""
         found = self._children.get(labels)
         if found is None:
-            epoch = self._children_epoch
+            epoch = self.children_epoch
             found = LabelChildren(self, labels)
             with self._children_lock:
                 # Not kept if the cap changed meanwhile: its children may predate the new cap.
-                if epoch == self._children_epoch and len(self._children) < _CHILD_CACHE_LIMIT:
+                if epoch == self.children_epoch and len(self._children) < _CHILD_CACHE_LIMIT:
                     self._children[labels] = found
         return found
 

@@ -81,6 +81,7 @@ class Generation:
     __slots__ = (
         "__weakref__",
         "_children",
+        "_children_version",
         "_client_span",
         "_closed",
         "_exemplar",
@@ -88,6 +89,7 @@ class Generation:
         "_finish_reasons",
         "_in_flight",
         "_inner",
+        "_labels_version",
         "_parent",
         "_root",
         "_span",
@@ -136,7 +138,10 @@ class Generation:
         self._waited = 0.0
         self._start = time.perf_counter()
         self._in_flight: Any = None
-        self._children: LabelChildren | None = None  # of the current labels; on the root only
+        # The metric children of the labels at `_children_version`; kept on the root only.
+        self._children: LabelChildren | None = None
+        self._children_version = -1
+        self._labels_version = 0
         if parent is None and count:
             self._in_flight = self.metric_children().of("in_flight")
             self._in_flight.inc()
@@ -149,18 +154,27 @@ class Generation:
         return (root.operation, root.provider, root.model, root.call_site)
 
     def metric_children(self) -> LabelChildren:
-        """The metric children of the current labels, looked up once per label change."""
+        """The metric children of the current labels, looked up once per label change.
+
+        Writers bump the root's `_labels_version` after changing a label; the version is read
+        before the labels, so children cached while a label changed are never reused.
+        """
         root = self._root
+        version = root._labels_version
         children = root._children
-        if children is None:
-            children = root._children = self._state.metrics.children(self.labels())
+        if (
+            children is None
+            or root._children_version != version
+            or children.epoch != self._state.metrics.children_epoch  # the cap changed
+        ):
+            children = self._state.metrics.children(self.labels())
+            root._children, root._children_version = children, version
         return children
 
     def note_call(self, operation: str, provider: str, model: str) -> None:
         """Fill unknown labels from an API call made inside the scope (first call wins)."""
         root = self._root
-        if UNKNOWN in (root.operation, root.provider, root.model):
-            root._children = None
+        filled = UNKNOWN in (root.operation, root.provider, root.model)
         for gen in (self, root):
             if gen.operation == UNKNOWN:
                 gen.operation = operation
@@ -168,19 +182,22 @@ class Generation:
                 gen.provider = provider
             if gen.model == UNKNOWN:
                 gen.model = model
+        if filled:
+            root._labels_version += 1
 
     # ------------------------------------------------------------------ public handle
 
     def set_model(self, model: str) -> None:
         """Set the model label (e.g. after reading it from a raw request body)."""
-        if isinstance(model, str) and model:
-            root = self._root
-            before = root.model
-            self.model = model
-            if root.model == UNKNOWN:
-                root.model = model
-            if root.model != before:
-                root._children = None
+        try:
+            if isinstance(model, str) and model:
+                root = self._root
+                self.model = model
+                if root.model == UNKNOWN:
+                    root.model = model
+                root._labels_version += 1
+        except Exception:
+            report_internal_error("set_model")
 
     def record_finish_reason(self, finish_reason: str) -> None:
         """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
