@@ -9,6 +9,7 @@ count at each `os.getppid()`, so each segment gets a dump file of its own.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -18,6 +19,15 @@ import tempfile
 from collections.abc import Sequence
 
 _labels: list[str] = []
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--instructions` for the user, `--segments` for the child run under valgrind."""
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="count instructions under valgrind (the same on every run) instead of timing",
+    )  # fmt: skip
+    parser.add_argument("--segments", action="store_true", help=argparse.SUPPRESS)
 
 
 def mark(label: str) -> None:

@@ -191,11 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument(
-        "--instructions", action="store_true",
-        help="count instructions under valgrind (the same on every run) instead of timing",
-    )  # fmt: skip
-    parser.add_argument("--segments", action="store_true", help=argparse.SUPPRESS)
+    callgrind.add_arguments(parser)
     args = parser.parse_args()
     if args.segments:
         count_segments(args.rounds, args.calls)

@@ -449,11 +449,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--chunks", type=int, default=50)  # the long stream; > SHORT_STREAM
-    parser.add_argument(
-        "--instructions", action="store_true",
-        help="count instructions under valgrind (the same on every run) instead of timing",
-    )  # fmt: skip
-    parser.add_argument("--segments", action="store_true", help=argparse.SUPPRESS)
+    callgrind.add_arguments(parser)
     args = parser.parse_args()
     if args.chunks <= SHORT_STREAM:
         parser.error(f"--chunks must be more than {SHORT_STREAM}")
