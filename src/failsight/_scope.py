@@ -407,19 +407,20 @@ class Generation:
         self._end_span(failure_class, reason, outcome, exc, span_attributes)
 
     def _count(self, failure_class: str, reason: str | None, duration: float) -> None:
-        labels = self.labels()
         children = self.metric_children()
         exemplar = self._exemplar
         children.of("requests", failure_class).inc(exemplar=exemplar)
         if failure_class != NONE:
             failures = self._state.metrics.failures
-            failures.child((*labels, failure_class, reason or "exception")).inc(exemplar=exemplar)
+            values = (*self.labels(), failure_class, reason or "exception")
+            failures.child(values).inc(exemplar=exemplar)
         children.of("attempts").observe(1 + self.retries)
         children.of("duration", failure_class).observe(duration, exemplar=exemplar)
         if self._in_flight is not None:
             self._in_flight.dec()
         otel = self._state.otel_duration
         if otel is not None:
+            labels = self.labels()
             point = {
                 attrs.GEN_AI_OPERATION: labels[0],
                 attrs.GEN_AI_PROVIDER: labels[1],
