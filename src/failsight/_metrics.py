@@ -94,6 +94,10 @@ class CappedMetric:
         return child
 
 
+# Own-label values a LabelChildren keeps (closed vocabularies, but a validator names its reason).
+_OWN_VALUES_LIMIT: Final = 64
+
+
 class LabelChildren:
     """The children a logical request's labels use on the hot path, each looked up once.
 
@@ -112,7 +116,8 @@ class LabelChildren:
     def of(self, metric: str, value: str | None = None) -> Any:
         """The child of `metric` (a MetricSet attribute) at its own label's `value`, if any.
 
-        >>> children.of("tokens", "input").inc(12)  # doctest: +SKIP
+        >>> metrics = MetricSet(CollectorRegistry())
+        >>> metrics.children(("chat", "openai", "gpt-4o", "site")).of("tokens", "input").inc(12)
         """
         key = (metric, value)
         child = self._by.get(key)
@@ -122,10 +127,6 @@ class LabelChildren:
             if len(self._by) < _OWN_VALUES_LIMIT:
                 self._by[key] = child
         return child
-
-
-# Own-label values a LabelChildren keeps (closed vocabularies, but a validator names its reason).
-_OWN_VALUES_LIMIT: Final = 64
 
 
 class MetricSet:
@@ -237,11 +238,10 @@ class MetricSet:
         """The hot-path children of one (operation, provider, model, call_site) tuple."""
         found = self._children.get(labels)
         if found is None:
-            epoch = self.children_epoch
             found = LabelChildren(self, labels)
             with self._children_lock:
                 # Not kept if the cap changed meanwhile: its children may predate the new cap.
-                if epoch == self.children_epoch and len(self._children) < _CHILD_CACHE_LIMIT:
+                if found.epoch == self.children_epoch and len(self._children) < _CHILD_CACHE_LIMIT:
                     self._children[labels] = found
         return found
 
