@@ -78,7 +78,10 @@ def urls(draw: st.DrawFn, secret: str, credential: str) -> str:
     return f"https://{host}/v1/chat/completions?access_token={secret}"
 
 
-context_text = st.text(max_size=40)
+# Around a credential: any text, or a prefix that another pattern could glue onto it.
+context_text = st.one_of(
+    st.text(max_size=40), st.sampled_from(["sk-", "pk-", "rk-", "token=", "Bearer ", "\\x85"])
+)
 
 
 def span_strings(span: ReadableSpan) -> Iterator[str]:
@@ -149,6 +152,9 @@ def test_mask_secrets_never_leaks_a_credential(
         ("\\x85sk-0123456789abcdefghijklmn", "\\x85sk-***"),  # glued by a repr escape
         ("task-manager and the monkey=banana", "task-manager and the monkey=banana"),
         ("req_8f3a2b1c9d0e4f5a", "req_8f3a2b1c9d0e4f5a"),
+        # A key prefix glued before a scheme word (found by hypothesis).
+        ("pk-Bearer 000090110e3c38b5", "pk-*** ***"),
+        ("sk-Basic dXNlcjpwYXNz", "sk-Basic ***"),  # "Basic" is too short for a key
     ],
 )
 def test_mask_secrets_table(text: str, expected: str) -> None:

@@ -52,11 +52,12 @@ def report_internal_error(stage: str) -> None:
 
 
 _SECRET_PATTERNS: Final = (
+    # Schemes first: a key prefix glued before one ("pk-Bearer …") would hide the scheme word.
+    (re.compile(r"(?i)(bearer)\s+(?:bearer\s+)*[A-Za-z0-9._~+/=\-]{4,}"), r"\1 ***"),
+    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9._~+/=\-]{4,}"), r"\1 ***"),
     (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{6,}"), r"\1-***"),
     # Glued to a preceding word (e.g. after an escape in a repr): only key-length runs.
     (re.compile(r"(sk|pk|rk)-[A-Za-z0-9_\-]{20,}"), r"\1-***"),
-    (re.compile(r"(?i)(bearer)\s+(?:bearer\s+)*[A-Za-z0-9._~+/=\-]{4,}"), r"\1 ***"),
-    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9._~+/=\-]{4,}"), r"\1 ***"),
     (
         re.compile(
             r"(?i)(?<![a-z0-9])(api[_-]?key|access[_-]?token|token|secret|password|key)"
