@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import failsight
 from conftest import Telemetry, api_error, sdk_httpx
-from failsight._internal import mask_secrets
+from failsight._redact import mask_secrets
 from failsight.testing import FaultServer
 from prom_harness import PrometheusServer, require_binary
 

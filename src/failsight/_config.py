@@ -13,7 +13,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from failsight import _internal
+from failsight import _guard
 from failsight._metrics import MetricSet
 from failsight._version import __version__
 from failsight._video import VideoJobs
@@ -166,7 +166,7 @@ def _activate(settings: Settings) -> State:
             metrics.set_max_label_values(settings.max_label_values)
         state = State(settings, metrics)
         _state = state
-        _internal.set_error_sink(metrics.count_telemetry_error)
+        _guard.set_error_sink(metrics.count_telemetry_error)
     return state
 
 

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from failsight._internal import STAGES
+from failsight._guard import STAGES
 
 __all__ = [
     "ATTEMPT_BUCKETS",

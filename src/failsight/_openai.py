@@ -36,7 +36,8 @@ from failsight._classify import (
     provider_for_host,
 )
 from failsight._config import State, get_state
-from failsight._internal import mask_secrets, report_internal_error
+from failsight._guard import report_internal_error
+from failsight._redact import mask_secrets
 from failsight._scope import UNKNOWN, Generation, _current
 
 __all__ = ["instrument_openai", "is_instrumented", "uninstrument_openai"]

@@ -33,7 +33,8 @@ from failsight._classify import (
     normalize_video_status,
 )
 from failsight._config import State, get_state
-from failsight._internal import report_internal_error, sanitize_reason
+from failsight._guard import report_internal_error
+from failsight._redact import sanitize_reason
 from failsight._metrics import LabelChildren
 from failsight._retry import RetryPolicy
 from failsight.validators import Validator, prepare

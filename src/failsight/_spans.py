@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry.trace import Span
 
 from failsight._classify import TOKEN_TYPES
-from failsight._internal import mask_secrets
+from failsight._redact import mask_secrets
 
 if TYPE_CHECKING:
     from failsight._classify import Outcome

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from failsight._internal import sanitize_reason
+from failsight._redact import sanitize_reason
 
 __all__ = ["Validator", "json_output", "min_words", "non_empty", "one_of", "output_text"]
 

@@ -1,54 +1,14 @@
-"""Guards that keep telemetry from ever becoming the reason a caller's request broke."""
+"""Redaction: keys masked out of any text failsight records or logs, reasons made label-safe.
+
+Imports nothing from the rest of failsight.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final
 
-__all__ = ["mask_secrets", "report_internal_error", "sanitize_reason"]
-
-logger = logging.getLogger("failsight")
-
-T = TypeVar("T")
-
-# Set by the test suite so telemetry bugs fail tests instead of hiding; fault-injection
-# tests turn it off to prove the caller sees no difference.
-RAISE_INTERNAL_ERRORS_ENV: Final = "FAILSIGHT_RAISE_INTERNAL_ERRORS"
-
-# Every stage that reports errors; initialised to 0 so dashboards and alerts see the series.
-STAGES: Final = (
-    "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
-    "record_finish_reason", "record_usage", "record_retry", "record_video_status",
-    "mark_failure", "set_model", "openai_start", "openai_enter", "openai_exit", "openai_result",
-    "openai_finish", "openai_attempt", "stream_chunk", "stream_end", "http",
-)  # fmt: skip
-
-_error_sink: Callable[[str], None] | None = None
-
-
-def set_error_sink(sink: Callable[[str], None] | None) -> None:
-    """Where swallowed errors are counted (the metric set's `telemetry_errors` counter)."""
-    global _error_sink
-    _error_sink = sink
-
-
-def report_internal_error(stage: str) -> None:
-    """Log and count an internal error; re-raise it when the suite asks for it.
-
-    Must be called from inside an `except` block.
-    """
-    logger.debug("failsight telemetry error in stage %s", stage, exc_info=True)
-    sink = _error_sink
-    if sink is not None:
-        try:
-            sink(stage)
-        except Exception:
-            logger.debug("failsight could not count a telemetry error", exc_info=True)
-    if os.environ.get(RAISE_INTERNAL_ERRORS_ENV) == "1":
-        raise
+__all__ = ["mask_secrets", "sanitize_reason"]
 
 
 _SECRET_PATTERNS: Final = (
