@@ -3,26 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test demo lint typecheck prometheus bench bench-instructions clean
+.PHONY: test test-clientlibs demo lint typecheck prometheus bench bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The client libraries of tests/test_client_libraries.py come with the test deps: those that
+# resolve to the newest openai here (`clientlibs`), those pinned to an older major in that
+# major's venv below (`clientlibs-openai2`).
 $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,clientlibs]'
 	touch $@
 
-# The patch tests also run against the newest release of each older openai major.
+# The patch tests also run against the newest release of each older openai major, with the
+# client libraries that need that major (extra `clientlibs-openai<major>`, where there is one).
 .venv-openai%/.test-deps: pyproject.toml
 	$(PYTHON) -m venv .venv-openai$*
 	.venv-openai$*/bin/python -m pip install -q --upgrade pip
-	.venv-openai$*/bin/python -m pip install -q -e '.[test]' "openai>=$*,<$$(($*+1))"
+	.venv-openai$*/bin/python -m pip install -q -e '.[test$(CLIENTLIBS_EXTRA_$*)]' "openai>=$*,<$$(($*+1))"
 	touch $@
 
 OPENAI_MAJORS := 1 2
+CLIENTLIBS_EXTRA_2 := ,clientlibs-openai2
 PATCH_TESTS_1 := tests/test_openai_patch.py
-PATCH_TESTS_2 := tests/test_openai_patch.py tests/test_openai_videos.py
+PATCH_TESTS_2 := tests/test_openai_patch.py tests/test_openai_videos.py tests/test_client_libraries.py
 
 $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[demo]'
@@ -54,6 +59,11 @@ test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),
 	  tests="$(PATCH_TESTS_1)"; [ $$m -ge 2 ] && tests="$(PATCH_TESTS_2)"; \
 	  .venv-openai$$m/bin/python -m pytest -q $$tests || exit 1; \
 	done
+
+# Only the client-library tests (marker `clientlibs`), in every venv that has some of them.
+test-clientlibs: $(VENV)/.test-deps .venv-openai2/.test-deps
+	$(BIN)/python -m pytest -q -m clientlibs tests/test_client_libraries.py
+	.venv-openai2/bin/python -m pytest -q -m clientlibs tests/test_client_libraries.py
 
 demo: $(VENV)/.demo-deps
 	$(BIN)/failsight demo

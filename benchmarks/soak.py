@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 
 import failsight
 from failsight import _config
-from failsight._openai import StreamRecorder
+from failsight._streams import CallWatcher
 from failsight.testing import completion_body, mock_openai_client, stream_body
 from failsight.validators import json_output
 
@@ -234,10 +234,10 @@ def run(calls: int, models: int, sites: int, cap: int, warmup: int) -> None:
     print(f"  Prometheus series: {sum(series.values()):,} in all")
     for family, count in sorted(series.items()):
         print(f"    {family:40} {count:6,}")
-    live_recorders = sum(1 for obj in gc.get_objects() if type(obj) is StreamRecorder)
+    live_recorders = sum(1 for obj in gc.get_objects() if type(obj) is CallWatcher)
     print(
         f"  open video jobs {len(state.video_jobs)} (max {state.video_jobs.max_open}), "
-        f"live stream recorders {live_recorders}, gc objects {len(gc.get_objects()):,}"
+        f"live stream watchers {live_recorders}, gc objects {len(gc.get_objects()):,}"
     )
     failsight.uninstrument_openai()
     tracer_provider.shutdown()

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import failsight
 from conftest import Telemetry
-from failsight import _http, _openai, traced_generation
+from failsight import _body, _engine, _http_patch, _routes, traced_generation
 from failsight.testing import USAGE, FaultServer
 from openai_calls import assert_one_request, async_client, sync_client
 
@@ -972,9 +972,9 @@ def test_broken_classifier_never_changes_what_the_caller_gets(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("classifier bug")
 
-    monkeypatch.setattr(_http, "classify_result", broken)
-    monkeypatch.setattr(_openai, "classify_exception", broken)
-    monkeypatch.setattr(_http, "_namespace", broken)
+    monkeypatch.setattr(_body, "classify_result", broken)
+    monkeypatch.setattr(_engine, "classify_exception", broken)
+    monkeypatch.setattr(_body, "_namespace", broken)
     url = server.base_url + "/chat/completions"
     response = requests.post(url, json=chat_body(), headers={SCENARIO: "content_filter"})
     assert response.json()["choices"][0]["finish_reason"] == "content_filter"
@@ -1098,7 +1098,7 @@ def test_custom_routes_for_a_gateway_prefix(telemetry: Telemetry) -> None:
     ],
 )
 def test_route_matching(method: str, path: str, matched: str | None) -> None:
-    table = _http._build_table(None)
+    table = _routes.build_table(None)
     routes = table.candidates(path)
     found = table.match(method, path, routes) if routes else None
     assert (found[0].pattern if found else None) == matched
@@ -1125,4 +1125,4 @@ def test_route_matching(method: str, path: str, matched: str | None) -> None:
 def test_model_is_read_from_the_request_body(
     body: Any, content_type: str | None, expected: tuple[str, bool]
 ) -> None:
-    assert _http._request_fields(body, content_type) == expected
+    assert _http_patch._request_fields(body, content_type) == expected

@@ -256,9 +256,11 @@ def test_stream_dropped_mid_way(instrumented: Telemetry, server: FaultServer) ->
 
 def test_stream_cut_off_quietly_is_connection_failure(instrumented: Telemetry) -> None:
     """Older SDKs end the iteration quietly when the server drops the stream."""
-    from failsight._openai import ENDPOINTS, StreamProxy, StreamRecorder, _start
+    from failsight._operations import OPERATIONS
+    from failsight._sdk_patch import _start
+    from failsight._streams import CallWatcher, StreamProxy
 
-    endpoint = next(e for e in ENDPOINTS if e.method == "create" and e.kind == "chat")
+    endpoint = OPERATIONS["chat"]
 
     class Resource:
         _client = None
@@ -273,7 +275,8 @@ def test_stream_cut_off_quietly_is_connection_failure(instrumented: Telemetry) -
         ]
         usage = None
 
-    proxy = StreamProxy(iter([Chunk(), Chunk()]), StreamRecorder(call, "chat"))
+    assert call is not None
+    proxy = StreamProxy(iter([Chunk(), Chunk()]), CallWatcher(call))
     assert len(list(proxy)) == 2
     assert_one_request(instrumented, "chat", "gpt-4o-mini", "hard", "connection")
 

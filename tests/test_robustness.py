@@ -1,6 +1,6 @@
 """Robustness: arbitrary JSON and hostile objects never make telemetry raise.
 
-`classify_result` / `classify_exception` (every `kind`) and the patch's `StreamRecorder`
+`classify_result` / `classify_exception` (every `kind`) and the stream watcher (`CallWatcher`)
 are fed hypothesis-generated wire-format look-alikes and objects whose every accessor
 raises. Nothing escapes, and what comes out still obeys the label vocabulary.
 """
@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Telemetry
-from failsight import _openai, classify_exception, classify_result
+from failsight import _sdk_patch, classify_exception, classify_result
 from failsight._classify import FAILURE_CLASSES, FINISH_REASONS, Outcome, _classify_exception
-from failsight._openai import ENDPOINTS, StreamRecorder
+from failsight._operations import OPERATIONS
+from failsight._streams import CallWatcher
 
 PROPERTY = settings(
     max_examples=75,
@@ -332,10 +333,11 @@ class _Resource:
     _client = None
 
 
-def _recorder(kind: str) -> StreamRecorder:
-    endpoint = next(e for e in ENDPOINTS if e.kind == kind)
-    call = _openai._start(endpoint, _Resource(), {"model": "gpt-4o-mini", "stream": True})
-    return StreamRecorder(call, kind)
+def _recorder(kind: str) -> CallWatcher:
+    op = next(op for op in OPERATIONS.values() if op.kind == kind)
+    call = _sdk_patch._start(op, _Resource(), {"model": "gpt-4o-mini", "stream": True})
+    assert call is not None
+    return CallWatcher(call)
 
 
 def _requests(t: Telemetry) -> float:

@@ -20,8 +20,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 import failsight
 from conftest import Telemetry, api_error, connection_error
 from failsight import RetryPolicy, current_generation, traced_generation
+from failsight._handle import Generation
 from failsight._metrics import CappedMetric
-from failsight._scope import Generation
 from failsight.validators import json_output, min_words, non_empty, one_of
 
 KINDS = ["sync", "async", "generator", "async_generator"]

@@ -9,15 +9,18 @@
 from failsight import validators
 from failsight._classify import Outcome, Usage, classify_exception, classify_result
 from failsight._config import Settings, configure
-from failsight._http import instrument_http, uninstrument_http
+from failsight._guard import FailsightWarning
+from failsight._handle import Generation, current_generation
+from failsight._http_patch import instrument_http, uninstrument_http
 from failsight._multiprocess import mark_process_dead
-from failsight._openai import instrument_openai, uninstrument_openai
 from failsight._retry import RetryPolicy
-from failsight._scope import Generation, current_generation, traced_generation
+from failsight._scope import traced_generation
+from failsight._sdk_patch import instrument_openai, uninstrument_openai
 from failsight._version import __version__
 from failsight.exposition import make_asgi_app, make_wsgi_app, start_metrics_server
 
 __all__ = [
+    "FailsightWarning",
     "Generation",
     "Outcome",
     "RetryPolicy",

@@ -20,6 +20,8 @@ __all__ = [
     "Usage",
     "classify_exception",
     "classify_result",
+    "classify_status",
+    "field",
     "normalize_finish_reason",
     "normalize_video_status",
     "reason_for_status",
@@ -122,7 +124,7 @@ _VIDEO_STATUSES: Final[Mapping[str, str]] = {
     "running": "in_progress",
 }
 VIDEO_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-_VIDEO_FAILURE: Final[Mapping[str, str]] = {
+VIDEO_FAILURE_REASONS: Final[Mapping[str, str]] = {
     "failed": "video_failed",
     "cancelled": "video_cancelled",
 }
@@ -205,6 +207,9 @@ def _get(obj: Any, key: str) -> Any:
         return getattr(obj, key, None)
     except Exception:
         return None
+
+
+field = _get  # the duck-typed accessor, for the stream judge
 
 
 def _str(value: Any) -> str | None:
@@ -404,6 +409,44 @@ def _classify_exception(exc: BaseException) -> Outcome:
     )
 
 
+def classify_status(status: int, headers: Any = None, body: Any = None) -> Outcome:
+    """An HTTP answer seen without an exception (raw HTTP, one SDK attempt), judged by status.
+
+    An error status is classified as the error it would become; `error.type` stays unset (no
+    exception was raised, so it is the reason: SPEC §3). `body` is the decoded JSON, if any.
+
+    >>> classify_status(429, {"retry-after": "2"}).retry_after
+    2.0
+    >>> classify_status(200).failed
+    False
+    """
+    try:
+        if not isinstance(status, int) or status < 400:
+            return Outcome(status_code=status if isinstance(status, int) else None)
+        error = _get(body, "error")
+        err = error if isinstance(error, Mapping) else body
+        param = code = message = None
+        if isinstance(err, Mapping):
+            param, code = _str(_get(err, "param")), _str(_get(err, "code"))
+            message = _str(_get(err, "message"))
+        reason = reason_for_status(status)
+        transient = reason == "not_found" and (
+            code == "task_not_exist" or (message is not None and "task_not_exist" in message)
+        )
+        return Outcome(
+            HARD,
+            reason,
+            status_code=status,
+            error_param=param,
+            error_code=code,
+            request_id=_str(_headers_get(headers, "x-request-id")),
+            retry_after=parse_retry_after(headers) if reason in RETRYABLE_REASONS else None,
+            transient=transient,
+        )
+    except Exception:  # hostile headers or body never escape as an error
+        return Outcome(HARD, "invalid_response", status_code=status)
+
+
 # --------------------------------------------------------------------------- responses
 
 
@@ -443,7 +486,7 @@ def _blank(text: Any) -> bool:
 _SOFT_PRIORITY: Final = ("content_filter", "refusal", "length", "empty_content")
 
 
-def _worst(reasons: list[str]) -> str | None:
+def worst_soft_reason(reasons: list[str]) -> str | None:
     if not reasons:
         return None
     found = set(reasons)
@@ -478,7 +521,7 @@ def _classify_choices(obj: Any, choices: list[Any]) -> Outcome:
                 failures.append("empty_content")
         elif finish_reason in ("stop", None) and _blank(_get(choice, "text")):
             failures.append("empty_content")  # legacy completion
-    reason = _worst(failures)
+    reason = worst_soft_reason(failures)
     return Outcome(
         SOFT if reason else NONE,
         reason,
@@ -551,7 +594,7 @@ def _classify_video(obj: Any) -> Outcome:
     status = normalize_video_status(_get(obj, "status"))
     error = _get(obj, "error")
     code = _str(_get(error, "code")) if not isinstance(error, str) else None
-    reason = _VIDEO_FAILURE.get(status or "")
+    reason = VIDEO_FAILURE_REASONS.get(status or "")
     return Outcome(
         SOFT if reason else NONE,
         reason,

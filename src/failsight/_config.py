@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -13,8 +15,8 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from failsight import _guard
-from failsight._metrics import MetricSet
+from failsight import _deferred, _guard
+from failsight._metrics import DEFAULT_MAX_SERIES, MetricSet
 from failsight._version import __version__
 from failsight._video import VideoJobs
 
@@ -44,6 +46,7 @@ class Settings:
     max_label_values: int = 100
     video_job_timeout: float = 1800.0
     max_open_video_jobs: int = 1000
+    max_series: int = DEFAULT_MAX_SERIES
 
 
 class State:
@@ -82,23 +85,49 @@ class State:
         self.metrics.video_job_duration.child((*labels, status)).observe(seconds)
 
 
+# Accepted ranges of the numeric options: large enough for any real service, small enough
+# that a typo (an extra zero, float("inf")) fails here instead of exhausting memory later.
+MAX_LABEL_VALUES_LIMIT: Final = 100_000
+MAX_SERIES_LIMIT: Final = 1_000_000
+MAX_OPEN_VIDEO_JOBS_LIMIT: Final = 1_000_000
+MAX_CONTENT_LENGTH_LIMIT: Final = 1_048_576
+VIDEO_JOB_TIMEOUT_LIMIT: Final = 7 * 24 * 3600.0  # seconds: a week
+
 _lock = threading.Lock()
 _state: State | None = None
-# One metric set per (registry, namespace): configuring twice must not re-register metrics.
-_metric_sets: dict[tuple[int, str], MetricSet] = {}
+# The metric sets of each registry, by namespace: configuring a registry again must not
+# re-register its metrics. Keyed weakly, so registries nobody else holds are forgotten
+# (a metric set holds no reference to its registry).
+_metric_sets: weakref.WeakKeyDictionary[Any, dict[str, MetricSet]] = weakref.WeakKeyDictionary()
+# The same for registries that cannot be weakly referenced; only the newest few are kept.
+_strong_metric_sets: dict[int, tuple[Any, dict[str, MetricSet]]] = {}
+_STRONG_LIMIT: Final = 16
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def _check_int(name: str, value: Any, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"failsight.configure: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"failsight.configure: {name} must be >= {minimum}, got {value}")
+        raise TypeError(
+            f"failsight.configure: {name} must be an int in {minimum}..{maximum}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if not minimum <= value <= maximum:
+        raise ValueError(
+            f"failsight.configure: {name} must be in {minimum}..{maximum}, got {value}"
+        )
     return value
 
 
-def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"failsight.configure: {name} must be a positive number, got {value!r}")
+def _check_seconds(name: str, value: Any, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"failsight.configure: {name} must be a number of seconds in (0, {maximum:g}], "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise ValueError(
+            f"failsight.configure: {name} must be a number of seconds in (0, {maximum:g}], "
+            f"got {value!r}"
+        )
     return float(value)
 
 
@@ -113,6 +142,7 @@ def configure(
     max_label_values: int = 100,
     video_job_timeout: float = 1800.0,
     max_open_video_jobs: int = 1000,
+    max_series: int = DEFAULT_MAX_SERIES,
 ) -> Settings:
     """Set where failsight records; optional, and calling it again replaces the settings.
 
@@ -121,7 +151,13 @@ def configure(
     >>> settings.namespace
     'genai'
 
-    Raises TypeError/ValueError naming the bad option (unknown options are a TypeError).
+    `max_label_values` bounds the distinct values of each common label (and of free-form
+    reasons) per metric; `max_series` bounds the distinct (operation, provider, model,
+    call_site) combinations per metric, past which they are reported as `other`.
+
+    Raises TypeError/ValueError naming the bad option and its accepted range (unknown
+    options are a TypeError), or ValueError when a failsight metric name is already taken
+    in `registry`.
     """
     if registry is None:
         registry = REGISTRY
@@ -145,25 +181,57 @@ def configure(
         meter_provider=meter_provider,
         namespace=namespace,
         capture_content=capture_content,
-        max_content_length=_check_int("max_content_length", max_content_length, 0),
-        max_label_values=_check_int("max_label_values", max_label_values, 1),
-        video_job_timeout=_check_number("video_job_timeout", video_job_timeout),
-        max_open_video_jobs=_check_int("max_open_video_jobs", max_open_video_jobs, 1),
+        max_content_length=_check_int(
+            "max_content_length", max_content_length, 0, MAX_CONTENT_LENGTH_LIMIT
+        ),
+        max_label_values=_check_int(
+            "max_label_values", max_label_values, 1, MAX_LABEL_VALUES_LIMIT
+        ),
+        video_job_timeout=_check_seconds(
+            "video_job_timeout", video_job_timeout, VIDEO_JOB_TIMEOUT_LIMIT
+        ),
+        max_open_video_jobs=_check_int(
+            "max_open_video_jobs", max_open_video_jobs, 1, MAX_OPEN_VIDEO_JOBS_LIMIT
+        ),
+        max_series=_check_int("max_series", max_series, 1, MAX_SERIES_LIMIT),
     )
     _activate(settings)
     return settings
 
 
+def _sets_of(registry: Any) -> dict[str, MetricSet]:
+    """The metric sets already built on `registry`, by namespace (a live dict)."""
+    try:
+        found = _metric_sets.get(registry)
+        if found is None:
+            found = _metric_sets[registry] = {}
+        return found
+    except TypeError:  # not weakly referenceable
+        pass
+    entry = _strong_metric_sets.get(id(registry))
+    if entry is None or entry[0] is not registry:
+        while len(_strong_metric_sets) >= _STRONG_LIMIT:
+            del _strong_metric_sets[next(iter(_strong_metric_sets))]
+        entry = _strong_metric_sets[id(registry)] = (registry, {})
+    return entry[1]
+
+
 def _activate(settings: Settings) -> State:
     global _state
     with _lock:
-        key = (id(settings.registry), settings.namespace)
-        metrics = _metric_sets.get(key)
-        if metrics is None or metrics.registry is not settings.registry:
-            metrics = MetricSet(settings.registry, settings.namespace, settings.max_label_values)
-            _metric_sets[key] = metrics
+        sets = _sets_of(settings.registry)
+        metrics = sets.get(settings.namespace)
+        if metrics is None:
+            metrics = MetricSet(
+                settings.registry,
+                settings.namespace,
+                settings.max_label_values,
+                max_series=settings.max_series,
+                before_collect=_deferred.drain,
+            )
+            sets[settings.namespace] = metrics
         else:
-            metrics.set_max_label_values(settings.max_label_values)
+            metrics.set_limits(settings.max_label_values, settings.max_series)
         state = State(settings, metrics)
         _state = state
         _guard.set_error_sink(metrics.count_telemetry_error)

@@ -10,6 +10,7 @@ a `deque` takes no lock that Python code can hold. Imports nothing from failsigh
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import threading
 from collections.abc import Callable
@@ -54,7 +55,5 @@ def drain() -> None:
             func, args = _queue.popleft()
         except IndexError:
             return
-        try:
+        with contextlib.suppress(Exception):  # queued work guards itself; this is the last line
             func(*args)
-        except Exception:  # queued work guards itself; this is the last line only
-            pass

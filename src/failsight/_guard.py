@@ -23,7 +23,15 @@ from typing import Any, Final, TypeVar
 
 from failsight._redact import mask_secrets
 
-__all__ = ["STAGES", "FailsightWarning", "guarded", "report", "report_internal_error", "set_error_sink"]
+__all__ = [
+    "STAGES",
+    "FailsightWarning",
+    "guarded",
+    "raising",
+    "report",
+    "report_internal_error",
+    "set_error_sink",
+]
 
 logger = logging.getLogger("failsight")
 
@@ -65,7 +73,8 @@ def set_error_sink(sink: Callable[[str], None] | None) -> None:
     _error_sink = sink
 
 
-def _raising() -> bool:
+def raising() -> bool:
+    """True under a test suite that asked for telemetry errors to raise."""
     return os.environ.get(RAISE_INTERNAL_ERRORS_ENV) == "1"
 
 
@@ -109,11 +118,11 @@ def report_internal_error(stage: str) -> None:
     exc = sys.exc_info()[1]
     if exc is not None:
         report(stage, exc)
-    if _raising():
+    if raising():
         raise
 
 
-class guarded:  # noqa: N801 - used like a function: `with guarded("stage"):`, `@guarded("stage")`
+class guarded:
     """Swallow, count and log any `Exception` of one telemetry step.
 
     >>> with guarded("span"):
@@ -142,7 +151,7 @@ class guarded:  # noqa: N801 - used like a function: `with guarded("stage"):`, `
         if exc is None or not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, SystemExit, GeneratorExit pass
         report(self.stage, exc)
-        return not _raising()
+        return not raising()
 
     def __call__(self, func: F) -> F:
         stage = self.stage
@@ -153,7 +162,7 @@ class guarded:  # noqa: N801 - used like a function: `with guarded("stage"):`, `
                 return func(*args, **kwargs)
             except Exception as exc:
                 report(stage, exc)
-                if _raising():
+                if raising():
                     raise
                 return None
 

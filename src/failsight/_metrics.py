@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from failsight._guard import STAGES
 
 __all__ = [
     "ATTEMPT_BUCKETS",
     "COMMON_LABELS",
+    "DEFAULT_MAX_SERIES",
     "DURATION_BUCKETS",
     "MAX_LABEL_LENGTH",
+    "REASONS",
+    "BeforeCollect",
     "CappedMetric",
     "LabelChildren",
     "MetricSet",
 ]
 
+logger = logging.getLogger("failsight")
+
 COMMON_LABELS: Final = ("operation", "provider", "model", "call_site")
 OTHER: Final = "other"
+
+# The closed `reason` vocabulary of SPEC §2: never capped. Anything else (a validator's name,
+# a reason given to `mark_failure` or `record_retry`) is capped like a common label.
+REASONS: Final = frozenset(
+    {
+        # hard
+        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
+        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
+        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
+        # soft
+        "content_filter", "length", "empty_content", "refusal", "image_filtered",
+        "video_failed", "video_cancelled", "video_timeout",
+        # silent
+        "empty_output", "invalid_json", "unexpected_label", "too_short",
+        # what capped values become
+        OTHER,
+    }
+)  # fmt: skip
 
 ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 DURATION_BUCKETS: Final = (*(0.01 * 2**k for k in range(14)), 163.84, 327.68)
@@ -34,6 +60,9 @@ VIDEO_DURATION_BUCKETS: Final = (
 _CHILD_CACHE_LIMIT: Final = 4096
 # Characters kept of a common label's value: a model name is the caller's string, of any size.
 MAX_LABEL_LENGTH: Final = 128
+# Distinct (operation, provider, model, call_site) tuples a metric keeps series for, by default
+# (docs/production.md, "Cardinality and memory", has the arithmetic).
+DEFAULT_MAX_SERIES: Final = 2000
 
 
 def _label_value(value: str) -> str:
@@ -51,47 +80,143 @@ def _label_value(value: str) -> str:
 
 
 class CappedMetric:
-    """A labelled metric whose common labels keep at most `cap` distinct values each.
+    """A labelled metric whose label values are bounded, so its series count is too.
 
-    Values past the cap are reported as `other`; children are cached per raw label tuple.
+    - Each common label keeps at most `cap` distinct values; later values are reported as
+      `other`.
+    - The free-form `reason` label (at `reason_index`, if the metric has one) keeps at most
+      `cap` distinct values outside the closed vocabulary `REASONS`; later ones are `other`.
+    - At most `max_series` distinct common-label tuples get series of their own; later
+      tuples are reported with every common label `other` (the overflow series, whatever
+      its own labels), and `on_overflow` is called once per such look-up.
+
+    Children are cached per raw label tuple. No failsight lock is held while
+    `metric.labels()` runs: it allocates, so it can run the garbage collector, and a
+    finaliser may come back here on the same thread.
     """
 
-    __slots__ = ("_cache", "_cap", "_lock", "_metric", "_n_capped", "_seen", "metric")
+    __slots__ = (
+        "_cache", "_cap", "_epoch", "_lock", "_max_series", "_n_capped", "_on_overflow",
+        "_overflow", "_reason_index", "_reasons", "_seen", "_series", "metric", "name",
+    )  # fmt: skip
 
-    def __init__(self, metric: Any, n_capped: int, cap: int) -> None:
+    def __init__(
+        self,
+        metric: Any,
+        n_capped: int,
+        cap: int,
+        *,
+        reason_index: int | None = None,
+        max_series: int = DEFAULT_MAX_SERIES,
+        on_overflow: Callable[[CappedMetric], None] | None = None,
+        name: str = "",
+    ) -> None:
         self.metric = metric
+        self.name = name or str(getattr(metric, "_name", ""))
         self._n_capped = n_capped
         self._cap = cap
+        self._reason_index = reason_index
+        self._max_series = max_series
+        self._on_overflow = on_overflow
+        self._overflow = (OTHER,) * n_capped
         self._seen: list[set[str]] = [set() for _ in range(n_capped)]
+        self._reasons: set[str] = set()  # reasons outside the vocabulary that got their own
+        self._series: set[tuple[str, ...]] = set()  # common-label tuples with their own series
         self._cache: dict[tuple[str, ...], Any] = {}
+        self._epoch = 0  # bumped when the limits change: children decided before are not cached
         self._lock = threading.Lock()
 
     def set_cap(self, cap: int) -> None:
+        self.set_limits(cap, self._max_series)
+
+    def set_limits(self, cap: int, max_series: int) -> None:
+        """New label cap and series budget; values already admitted keep their series."""
         with self._lock:
             self._cap = cap
+            self._max_series = max_series
             self._cache.clear()
+            self._epoch += 1
 
     def child(self, values: tuple[str, ...]) -> Any:
         """The metric child for raw label values (common labels first, then the metric's own)."""
         child = self._cache.get(values)
         if child is not None:
             return child
+        return self._new_child(values)
+
+    def _new_child(self, values: tuple[str, ...]) -> Any:
+        n = self._n_capped
+        # Everything that allocates happens outside the lock; inside, only set look-ups.
+        common = tuple([_label_value(value) for value in values[:n]])
+        own = values[n:]
+        at = self._reason_index
+        reason = _label_value(values[at]) if at is not None and at < len(values) else None
         with self._lock:
-            capped = list(values)
-            for i in range(self._n_capped):
+            epoch = self._epoch
+            cap = self._cap
+            to_other = 0  # bit i: common label i is past its cap
+            for i in range(n):
                 seen = self._seen[i]
-                value = values[i]
+                value = common[i]
                 if value not in seen:
-                    value = capped[i] = _label_value(value)
-                if value not in seen:
-                    if len(seen) >= self._cap:
-                        capped[i] = OTHER
+                    if len(seen) >= cap:
+                        to_other |= 1 << i
                     else:
                         seen.add(value)
-            child = self.metric.labels(*capped)
-            if len(self._cache) < _CHILD_CACHE_LIMIT:
+            reason_to_other = False
+            if reason is not None and reason not in REASONS and reason not in self._reasons:
+                if len(self._reasons) >= cap:
+                    reason_to_other = True
+                else:
+                    self._reasons.add(reason)
+        if to_other:
+            common = tuple(
+                [OTHER if to_other >> i & 1 else value for i, value in enumerate(common)]
+            )
+        if reason is not None and at is not None:
+            j = at - n
+            own = (*own[:j], OTHER if reason_to_other else reason, *own[j + 1 :])
+        with self._lock:
+            series = self._series
+            admitted = common == self._overflow or common in series
+            if not admitted and len(series) < self._max_series:
+                series.add(common)
+                admitted = True
+        if not admitted:
+            common = self._overflow
+        child = self.metric.labels(*common, *own)
+        with self._lock:
+            if self._epoch == epoch and len(self._cache) < _CHILD_CACHE_LIMIT:
                 self._cache[values] = child
+        if not admitted and self._on_overflow is not None:
+            self._on_overflow(self)
         return child
+
+
+class BeforeCollect:
+    """A collector with no metrics of its own whose `collect()` first calls `hook`.
+
+    Registered before a metric set's metrics, so the hook (e.g. running deferred recordings)
+    runs before their samples are read. It never raises into a scrape.
+
+    >>> registry = CollectorRegistry()
+    >>> registry.register(BeforeCollect(lambda: None))
+    >>> list(registry.collect())
+    []
+    """
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self.hook = hook
+
+    def describe(self) -> list[Metric]:
+        return []  # no names: it can clash with nothing
+
+    def collect(self) -> Iterator[Metric]:
+        with contextlib.suppress(Exception):  # a scrape must not fail for a hook
+            self.hook()
+        return iter(())
 
 
 # Own-label values a LabelChildren keeps (closed vocabularies, but a validator names its reason).
@@ -138,86 +263,132 @@ class MetricSet:
     `genai_video_jobs_total`, `genai_video_job_duration_seconds`, `genai_in_flight_requests`
     and `genai_telemetry_errors_total` with the default namespace.
 
+    Registration is all or nothing: when one of the names is taken in `registry`, the metrics
+    already registered are unregistered again and a ValueError names the clash.
+    `before_collect`, when given, runs at the start of every collection of the registry.
+
     >>> from prometheus_client import CollectorRegistry
     >>> metrics = MetricSet(CollectorRegistry(), namespace="genai", max_label_values=100)
     >>> metrics.requests.child(("chat", "openai", "gpt-4o", "unscoped", "none")).inc()
     """
 
     def __init__(
-        self, registry: CollectorRegistry, namespace: str = "genai", max_label_values: int = 100
+        self,
+        registry: CollectorRegistry,
+        namespace: str = "genai",
+        max_label_values: int = 100,
+        *,
+        max_series: int = DEFAULT_MAX_SERIES,
+        before_collect: Callable[[], None] | None = None,
     ) -> None:
-        self.registry = registry
         self.namespace = namespace
-        cap = max_label_values
-        common = COMMON_LABELS
-
-        def counter(name: str, doc: str, extra: Sequence[str]) -> CappedMetric:
-            metric = Counter(name, doc, (*common, *extra), namespace=namespace, registry=registry)
-            return CappedMetric(metric, len(common), cap)
-
-        def histogram(
-            name: str, doc: str, extra: Sequence[str], buckets: Sequence[float]
-        ) -> CappedMetric:
-            metric = Histogram(
-                name, doc, (*common, *extra), namespace=namespace, registry=registry,
-                buckets=buckets,
-            )  # fmt: skip
-            return CappedMetric(metric, len(common), cap)
-
-        self.requests = counter(
-            "requests", "Logical generation requests by failure class.", ("failure_class",)
-        )
-        self.failures = counter(
-            "failures", "Failed logical requests by class and reason.", ("failure_class", "reason")
-        )
-        self.finish_reasons = counter(
-            "finish_reasons", "Choices or outputs returned, by finish reason.", ("finish_reason",)
-        )
-        self.retries = counter(
-            "retries", "Retries (SDK-internal and in traced scopes) by the failed reason.",
-            ("reason",),
-        )  # fmt: skip
-        self.tokens = counter(
-            "tokens", "Tokens reported by API responses, every attempt.", ("token_type",)
-        )
-        self.attempts = histogram(
-            "request_attempts", "Attempts per logical request.", (), ATTEMPT_BUCKETS
-        )
-        self.duration = histogram(
-            "request_duration_seconds", "Duration of logical requests in seconds.",
-            ("failure_class",), DURATION_BUCKETS,
-        )  # fmt: skip
-        self.time_to_first_token = histogram(
-            "time_to_first_token_seconds", "Time to the first streamed chunk in seconds.",
-            (), TTFT_BUCKETS,
-        )  # fmt: skip
-        self.video_jobs = counter(
-            "video_jobs", "Video generation jobs reaching an end, by status.", ("status",)
-        )
-        self.video_job_duration = histogram(
-            "video_job_duration_seconds", "Video job duration from create to its end in seconds.",
-            ("status",), VIDEO_DURATION_BUCKETS,
-        )  # fmt: skip
-        self.in_flight = CappedMetric(
-            Gauge(
-                "in_flight_requests", "Generation requests now running.", common,
-                namespace=namespace, registry=registry, multiprocess_mode="livesum",
-            ),
-            len(common),
-            cap,
-        )  # fmt: skip
-        self.telemetry_errors = Counter(
-            "telemetry_errors",
-            "Internal failsight errors swallowed so the caller was not affected, by stage.",
-            ("stage",),
-            namespace=namespace,
-            registry=registry,
-        )
-        for stage in STAGES:
-            self.telemetry_errors.labels(stage)
+        self._warned: set[str] = set()  # metrics whose budget overflow was logged
         self._children: dict[tuple[str, ...], LabelChildren] = {}
         self._children_lock = threading.Lock()
         self.children_epoch = 0
+        self._registered: list[Any] = []
+        try:
+            if before_collect is not None:
+                # First in the registry, so it runs before any of our samples are read.
+                collector = BeforeCollect(before_collect)
+                registry.register(collector)
+                self._registered.append(collector)
+            self._build(registry, namespace, max_label_values, max_series)
+        except BaseException:
+            self.unregister(registry)
+            raise
+
+    def _build(
+        self, registry: CollectorRegistry, namespace: str, cap: int, max_series: int
+    ) -> None:
+        common = COMMON_LABELS
+        n = len(common)
+
+        def register(metric_type: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                metric = metric_type(name, *args, namespace=namespace, registry=registry, **kwargs)
+            except ValueError as exc:
+                taken = sorted(getattr(exc, "duplicates", None) or ())
+                if not taken and "Duplicated" not in str(exc):
+                    raise
+                clash = taken[0] if taken else f"{namespace}_{name}"
+                raise ValueError(
+                    f"failsight: the registry already has a metric named {clash!r}, so "
+                    "failsight registered none of its metrics there. Remove that metric "
+                    "(registry.unregister(...)), or put failsight's metrics under another "
+                    'prefix with failsight.configure(namespace="...").'
+                ) from None
+            self._registered.append(metric)
+            return metric
+
+        def capped(
+            metric_type: Any, name: str, doc: str, extra: Sequence[str], **kwargs: Any
+        ) -> CappedMetric:
+            metric = register(metric_type, name, doc, (*common, *extra), **kwargs)
+            reason = n + list(extra).index("reason") if "reason" in extra else None
+            return CappedMetric(
+                metric, n, cap, reason_index=reason, max_series=max_series,
+                on_overflow=self._series_overflow, name=f"{namespace}_{name}",
+            )  # fmt: skip
+
+        self.requests = capped(
+            Counter, "requests", "Logical generation requests by failure class.",
+            ("failure_class",),
+        )  # fmt: skip
+        self.failures = capped(
+            Counter, "failures", "Failed logical requests by class and reason.",
+            ("failure_class", "reason"),
+        )  # fmt: skip
+        self.finish_reasons = capped(
+            Counter, "finish_reasons", "Choices or outputs returned, by finish reason.",
+            ("finish_reason",),
+        )  # fmt: skip
+        self.retries = capped(
+            Counter, "retries", "Retries (SDK-internal and in traced scopes) by the failed reason.",
+            ("reason",),
+        )  # fmt: skip
+        self.tokens = capped(
+            Counter, "tokens", "Tokens reported by API responses, every attempt.", ("token_type",)
+        )
+        self.attempts = capped(
+            Histogram, "request_attempts", "Attempts per logical request.", (),
+            buckets=ATTEMPT_BUCKETS,
+        )  # fmt: skip
+        self.duration = capped(
+            Histogram, "request_duration_seconds", "Duration of logical requests in seconds.",
+            ("failure_class",), buckets=DURATION_BUCKETS,
+        )  # fmt: skip
+        self.time_to_first_token = capped(
+            Histogram, "time_to_first_token_seconds",
+            "Time to the first streamed chunk in seconds.", (), buckets=TTFT_BUCKETS,
+        )  # fmt: skip
+        self.video_jobs = capped(
+            Counter, "video_jobs", "Video generation jobs reaching an end, by status.", ("status",)
+        )
+        self.video_job_duration = capped(
+            Histogram, "video_job_duration_seconds",
+            "Video job duration from create to its end in seconds.", ("status",),
+            buckets=VIDEO_DURATION_BUCKETS,
+        )  # fmt: skip
+        self.in_flight = capped(
+            Gauge, "in_flight_requests", "Generation requests now running.", (),
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.telemetry_errors: Counter = register(
+            Counter,
+            "telemetry_errors",
+            "Internal failsight errors swallowed so the caller was not affected, by stage.",
+            ("stage",),
+        )
+        for stage in STAGES:
+            self.telemetry_errors.labels(stage)
+
+    def unregister(self, registry: CollectorRegistry) -> None:
+        """Take every collector this set registered off `registry` again."""
+        while self._registered:
+            collector = self._registered.pop()
+            with contextlib.suppress(KeyError):  # already taken off by someone else
+                registry.unregister(collector)
 
     @property
     def capped(self) -> tuple[CappedMetric, ...]:
@@ -228,11 +399,16 @@ class MetricSet:
         )  # fmt: skip
 
     def set_max_label_values(self, cap: int) -> None:
+        self.set_limits(cap, self.requests._max_series)
+
+    def set_limits(self, max_label_values: int, max_series: int) -> None:
+        """Apply a new label cap and series budget to every metric (`configure()` again)."""
         with self._children_lock:
             for metric in self.capped:
-                metric.set_cap(cap)
+                metric.set_limits(max_label_values, max_series)
             self._children.clear()
             self.children_epoch += 1
+            self._warned.clear()
 
     def children(self, labels: tuple[str, str, str, str]) -> LabelChildren:
         """The hot-path children of one (operation, provider, model, call_site) tuple."""
@@ -247,3 +423,16 @@ class MetricSet:
 
     def count_telemetry_error(self, stage: str) -> None:
         self.telemetry_errors.labels(stage[:40]).inc()
+
+    def _series_overflow(self, metric: CappedMetric) -> None:
+        """A label tuple past `metric`'s series budget went to the overflow series."""
+        self.telemetry_errors.labels("series_budget").inc()
+        if metric.name not in self._warned:
+            self._warned.add(metric.name)
+            logger.warning(
+                "failsight: %s reached its series budget (max_series=%d label combinations); "
+                "new ones are reported with operation, provider, model and call_site 'other' "
+                'and counted in telemetry_errors_total{stage="series_budget"}',
+                metric.name,
+                metric._max_series,
+            )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from failsight._classify import RETRYABLE_REASONS, Outcome
 
 __all__ = ["RetryPolicy"]
+
+MAX_ATTEMPTS_LIMIT: Final = 100  # a typo such as 10**9 fails here instead of retrying forever
+DEADLINE_LIMIT: Final = 86_400.0  # seconds: a day
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,9 @@ class RetryPolicy:
     `max_attempts` counts every attempt (`retry=3` → up to 3 calls, as in the seed article's
     `complete_with_retry(max_retries=3)`). The wait before re-attempt *n* (0-based) is the
     server's `Retry-After` when it sent one, else `2**n + random()`; no re-attempt starts
-    whose wait would pass `deadline` seconds after the first attempt.
+    whose wait would pass `deadline` seconds after the first attempt. `max_attempts` is at
+    most 100 and `deadline` at most a day (or None: no deadline); `retry_on` is a set of
+    reasons from `RETRYABLE_REASONS`.
 
     >>> RetryPolicy(max_attempts=5, sleep=lambda seconds: None).max_attempts
     5
@@ -34,22 +41,45 @@ class RetryPolicy:
     jitter: Callable[[], float] = field(default=random.random)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError("RetryPolicy.max_attempts must be an int")
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.deadline is not None and (
-            isinstance(self.deadline, bool)
-            or not isinstance(self.deadline, (int, float))
-            or not self.deadline > 0
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise TypeError(
+                f"RetryPolicy.max_attempts must be an int in 1..{MAX_ATTEMPTS_LIMIT}, "
+                f"got {type(attempts).__name__} {attempts!r}"
+            )
+        if not 1 <= attempts <= MAX_ATTEMPTS_LIMIT:
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be in 1..{MAX_ATTEMPTS_LIMIT}, got {attempts}"
+            )
+        deadline = self.deadline
+        if deadline is not None and (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, (int, float))
+            or not (math.isfinite(deadline) and 0 < deadline <= DEADLINE_LIMIT)
         ):
-            raise ValueError(f"RetryPolicy.deadline must be > 0 or None, got {self.deadline!r}")
-        unknown = set(self.retry_on) - RETRYABLE_REASONS
+            raise ValueError(
+                f"RetryPolicy.deadline must be seconds in (0, {DEADLINE_LIMIT:g}] or None, "
+                f"got {deadline!r}"
+            )
+        retry_on = self.retry_on
+        if isinstance(retry_on, (str, bytes)):
+            raise TypeError(
+                f"RetryPolicy.retry_on takes a set of reasons, not a string: "
+                f"retry_on={{{retry_on!r}}}, not retry_on={retry_on!r}"
+            )
+        try:
+            reasons = frozenset(retry_on)
+        except TypeError:
+            raise TypeError(
+                f"RetryPolicy.retry_on takes a set of reasons, got {type(retry_on).__name__}"
+            ) from None
+        unknown = reasons - RETRYABLE_REASONS
         if unknown:
             raise ValueError(
-                f"RetryPolicy.retry_on: {sorted(unknown)} are not retryable reasons; "
-                f"choose from {sorted(RETRYABLE_REASONS)}"
+                f"RetryPolicy.retry_on: {sorted(unknown, key=repr)} are not retryable "
+                f"reasons; choose from {sorted(RETRYABLE_REASONS)}"
             )
+        object.__setattr__(self, "retry_on", reasons)  # a list or set given: stored frozen
         for name in ("sleep", "async_sleep", "jitter"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"RetryPolicy.{name} must be callable")

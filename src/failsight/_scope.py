@@ -1,14 +1,14 @@
-"""Traced scopes: `@traced_generation`, `current_generation()` and the logical-request account.
+"""`@traced_generation`: a traced scope around a call site, in four shapes.
 
-A `Generation` is one traced scope. The outermost one is the logical request: it counts
-`genai_requests_total`, failures, attempts and duration exactly once. Inner scopes and
-patched SDK calls contribute tokens, finish reasons, retries and failures to it.
+A scope opens an INTERNAL span and an account (`_account.Account`); the outermost scope's
+account is the logical request. Each step is guarded, and when even opening fails the
+wrapped function runs through the very same loop with no scope, so the caller sees exactly
+what it would see undecorated (values sent into generators, exceptions thrown into them,
+`close()`/`aclose()`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import inspect
 import time
@@ -17,523 +17,183 @@ from typing import Any, Final, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
-from failsight import _spans as attrs
-from failsight._classify import (
-    HARD,
-    NONE,
-    SILENT,
-    SOFT,
-    TOKEN_TYPES,
-    Outcome,
-    Usage,
-    classify_exception,
-    normalize_finish_reason,
-    normalize_video_status,
-)
-from failsight._config import State, get_state
-from failsight._guard import report_internal_error
-from failsight._redact import sanitize_reason
-from failsight._metrics import LabelChildren
+from failsight import _deferred, _spans
+from failsight._account import UNKNOWN, Account
+from failsight._classify import NONE, SILENT, classify_exception
+from failsight._config import get_state
+from failsight._engine import current_account
+from failsight._guard import guarded, raising, report
 from failsight._retry import RetryPolicy
 from failsight.validators import Validator, prepare
 
-__all__ = ["Generation", "current_generation", "traced_generation"]
+__all__ = ["traced_generation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+Validators = tuple[tuple[str, Validator], ...]
 
-_current: contextvars.ContextVar[Generation | None] = contextvars.ContextVar(
-    "failsight_generation", default=None
-)
-
-UNKNOWN: Final = "unknown"
-_MAX_FINISH_REASONS: Final = 64  # per span attribute
 _MAX_COLLECTED: Final = 1 << 20  # characters of generator output kept for validators
-_VIDEO_FAILURE: Final = {"failed": "video_failed", "cancelled": "video_cancelled"}
-_FAILURE_CLASSES: Final = frozenset({HARD, SOFT, SILENT})
+_START: Final = guarded("scope_start")
+_ENTER: Final = guarded("scope_enter")
+_EXIT: Final = guarded("scope_exit")
+_FINISH: Final = guarded("scope_finish")
+_RETRY: Final = guarded("retry")
 
 
-def current_generation() -> Generation | None:
-    """The innermost traced scope running now, or None.
+class _Scope:
+    """One run of a traced scope: its span and its account."""
 
-    >>> @traced_generation(name="image")
-    ... def make_image():
-    ...     current_generation().mark_failure("soft", "image_filtered")
-    """
-    return _current.get()
+    __slots__ = ("account", "span")
 
+    def __init__(self, account: Account, span: Span) -> None:
+        self.account = account
+        self.span = span
 
-def _is_generic(exc: BaseException, outcome: Outcome) -> bool:
-    """Exceptions that a failure recorded inside the scope explains better (SPEC §2).
+    def enter(self) -> tuple[Any, Any] | None:
+        with _ENTER:
+            token = current_account.set(self.account)
+            return token, otel_context.attach(trace.set_span_in_context(self.span))
+        return None
 
-    The seed article raises ValueError after a content_filter and a bare TimeoutError after a
-    video stuck in queue: the recorded soft failure is the real reason.
-    """
-    return outcome.reason == "exception" or type(exc) is TimeoutError
-
-
-class Generation:
-    """The handle of one traced scope, for code that talks HTTP itself.
-
-    Every method is safe to call at any time: telemetry errors are counted, never raised.
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "_children",
-        "_children_version",
-        "_client_span",
-        "_closed",
-        "_exemplar",
-        "_failure",
-        "_finish_reasons",
-        "_in_flight",
-        "_inner",
-        "_labels_version",
-        "_parent",
-        "_root",
-        "_span",
-        "_start",
-        "_state",
-        "_usage",
-        "_video_keys",
-        "_waited",
-        "call_site",
-        "model",
-        "operation",
-        "provider",
-        "retries",
-    )
-
-    def __init__(
-        self,
-        state: State,
-        call_site: str,
-        *,
-        operation: str | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        parent: Generation | None = None,
-        span: Span | None = None,
-        count: bool = True,
-        client_span: bool = False,
-    ) -> None:
-        self._state = state
-        self._parent = parent
-        self._root: Generation = parent._root if parent is not None else self
-        self.call_site = call_site
-        self.operation = operation or UNKNOWN
-        self.model = model or UNKNOWN
-        self.provider = provider or UNKNOWN
-        self.retries = 0
-        self._span = span
-        self._client_span = client_span  # the span is an SDK call's: it has the call's details
-        self._exemplar: dict[str, str] | None = attrs.exemplar_of(span)
-        self._failure: tuple[str, str] | None = None  # marked by the user; sticky
-        self._inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
-        self._finish_reasons: list[str] = []
-        self._usage: dict[str, int] = {}
-        self._video_keys: list[Any] = []
-        self._closed = False
-        self._waited = 0.0
-        self._start = time.perf_counter()
-        self._in_flight: Any = None
-        # The metric children of the labels at `_children_version`; kept on the root only.
-        self._children: LabelChildren | None = None
-        self._children_version = -1
-        self._labels_version = 0
-        if parent is None and count:
-            self._in_flight = self.metric_children().of("in_flight")
-            self._in_flight.inc()
-
-    # ------------------------------------------------------------------ labels
-
-    def labels(self) -> tuple[str, str, str, str]:
-        """(operation, provider, model, call_site) of the logical request."""
-        root = self._root
-        return (root.operation, root.provider, root.model, root.call_site)
-
-    def metric_children(self) -> LabelChildren:
-        """The metric children of the current labels, looked up once per label change.
-
-        Writers bump the root's `_labels_version` after changing a label; the version is read
-        before the labels, so children cached while a label changed are never reused.
-        """
-        root = self._root
-        version = root._labels_version
-        children = root._children
-        if (
-            children is None
-            or root._children_version != version
-            or children.epoch != self._state.metrics.children_epoch  # the cap changed
-        ):
-            children = self._state.metrics.children(self.labels())
-            root._children, root._children_version = children, version
-        return children
-
-    def note_call(self, operation: str, provider: str, model: str) -> None:
-        """Fill unknown labels from an API call made inside the scope (first call wins)."""
-        root = self._root
-        filled = UNKNOWN in (root.operation, root.provider, root.model)
-        for gen in (self, root):
-            if gen.operation == UNKNOWN:
-                gen.operation = operation
-            if gen.provider == UNKNOWN:
-                gen.provider = provider
-            if gen.model == UNKNOWN:
-                gen.model = model
-        if filled:
-            root._labels_version += 1
-
-    # ------------------------------------------------------------------ public handle
-
-    def set_model(self, model: str) -> None:
-        """Set the model label (e.g. after reading it from a raw request body)."""
-        try:
-            if isinstance(model, str) and model:
-                root = self._root
-                self.model = model
-                if root.model == UNKNOWN:
-                    root.model = model
-                root._labels_version += 1
-        except Exception:
-            report_internal_error("set_model")
-
-    def record_finish_reason(self, finish_reason: str) -> None:
-        """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
-        try:
-            reason = normalize_finish_reason(finish_reason) or "other"
-            self.count_finish_reasons((reason,))
-            if reason in ("content_filter", "length"):
-                self._failure = (SOFT, reason)
-        except Exception:
-            report_internal_error("record_finish_reason")
-
-    def count_finish_reasons(self, reasons: Iterable[str]) -> None:
-        """Count normalised finish reasons without judging the scope (the patch judges calls)."""
-        children = self.metric_children()
-        for reason in reasons:
-            children.of("finish_reasons", reason).inc()
-            gen: Generation | None = self
-            while gen is not None:
-                if len(gen._finish_reasons) < _MAX_FINISH_REASONS:
-                    gen._finish_reasons.append(reason)
-                gen = gen._parent
-
-    def record_usage(
-        self,
-        input: int | None = None,
-        output: int | None = None,
-        reasoning: int | None = None,
-        cached_input: int | None = None,
-    ) -> None:
-        """Count tokens reported by one API response."""
-        try:
-            counts = [
-                count
-                if isinstance(count, int) and not isinstance(count, bool) and count >= 0
-                else None
-                for count in (input, output, reasoning, cached_input)
-            ]
-        except Exception:
-            report_internal_error("record_usage")
-            return
-        self.add_usage(Usage(*counts))
-
-    def add_usage(self, usage: Usage) -> None:
-        """Count a response's usage, whose counts are non-negative ints or None (the classifier's
-        `extract_usage` makes them so)."""
-        try:
-            children = self.metric_children()
-            otel = self._state.otel_tokens
-            for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
-                if count is None:
-                    continue
-                children.of("tokens", token_type).inc(count)
-                gen: Generation | None = self
-                while gen is not None:
-                    gen._usage[token_type] = gen._usage.get(token_type, 0) + count
-                    gen = gen._parent
-                if otel is not None and token_type in ("input", "output"):
-                    labels = self.labels()
-                    otel.record(
-                        count,
-                        {
-                            attrs.GEN_AI_OPERATION: labels[0],
-                            attrs.GEN_AI_PROVIDER: labels[1],
-                            attrs.GEN_AI_REQUEST_MODEL: labels[2],
-                            attrs.GEN_AI_TOKEN_TYPE: token_type,
-                        },
-                    )
-        except Exception:
-            report_internal_error("record_usage")
-
-    def record_retry(
-        self,
-        reason: str,
-        *,
-        status_code: int | None = None,
-        wait: float | None = None,
-        span: Span | None = None,
-    ) -> None:
-        """Count one retry of the logical request, with the reason of the attempt that failed.
-
-        The `retry` event goes on `span` (an SDK call's span) or else on the scope's span.
-        """
-        try:
-            reason = sanitize_reason(str(reason))
-            root = self._root
-            root.retries += 1
-            self._state.metrics.retries.child((*self.labels(), reason)).inc()
-            event: dict[str, Any] = {"attempt": root.retries + 1, "reason": reason}
-            if status_code is not None:
-                event["status_code"] = status_code
-            if wait is not None:
-                event["wait_seconds"] = float(wait)
-            span = span or self._span
-            if span is not None and span.is_recording():
-                span.add_event("retry", event)
-        except Exception:
-            report_internal_error("record_retry")
-
-    def record_video_status(self, status: str, *, job_id: str | None = None) -> None:
-        """Advance this scope's video job (or the job `job_id`); a failed end fails the scope."""
-        try:
-            normalized = normalize_video_status(status)
-            if normalized is None:
-                return
-            key: Any = job_id if job_id is not None else ("scope", id(self._root))
-            self.track_video(key, normalized)
-            failure = _VIDEO_FAILURE.get(normalized)
-            if failure is not None:
-                self._failure = (SOFT, failure)
-        except Exception:
-            report_internal_error("record_video_status")
-
-    def track_video(self, key: Any, status: str) -> str | None:
-        """Advance video job `key` with a normalised status; remembered so that a scope that
-        ends in an exception while its job is still open ends the job `timed_out`."""
-        root = self._root
-        if key not in root._video_keys and len(root._video_keys) < _MAX_FINISH_REASONS:
-            root._video_keys.append(key)
-        return self._state.video_jobs.update(key, status, self.labels())
-
-    def mark_failure(self, failure_class: str, reason: str) -> None:
-        """Mark the scope failed: `failure_class` is "hard", "soft" or "silent"."""
-        try:
-            if failure_class not in _FAILURE_CLASSES:
-                raise ValueError(f"failure_class must be hard, soft or silent: {failure_class!r}")
-            self._failure = (failure_class, sanitize_reason(str(reason)))
-        except Exception:
-            report_internal_error("mark_failure")
-
-    # ------------------------------------------------------------------ patch hooks
-
-    def call_started(self, operation: str) -> None:
-        """A new API call begins: after a failed call of the same operation it is a retry."""
-        inner = self._inner
-        if inner is not None and inner[0] == operation:
-            self._inner = None
-            self.record_retry(inner[2])
-
-    def call_finished(self, operation: str, outcome: Outcome) -> None:
-        """An API call inside the scope ended with `outcome` (tokens etc. recorded separately)."""
-        if outcome.failed and not outcome.transient:
-            self._inner = (operation, outcome.failure_class, outcome.reason or "exception")
-        elif self._inner is not None and self._inner[0] == operation:
-            self._inner = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def enter(self) -> tuple[contextvars.Token[Generation | None], object | None]:
-        span = self._span
-        ctx_token = (
-            otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-        )
-        return _current.set(self), ctx_token
-
-    def exit(self, tokens: tuple[contextvars.Token[Generation | None], object | None]) -> None:
-        gen_token, ctx_token = tokens
-        _current.reset(gen_token)
-        if ctx_token is not None:
-            otel_context.detach(ctx_token)  # type: ignore[arg-type]
-
-    def _resolve(
-        self, exc: BaseException | None, validation: tuple[str, str] | None
-    ) -> tuple[str, str | None, Outcome | None]:
-        outcome = classify_exception(exc) if exc is not None else None
-        if outcome is not None and not _is_generic(exc, outcome):  # type: ignore[arg-type]
-            return outcome.failure_class, outcome.reason, outcome
-        if self._failure is not None:
-            return self._failure[0], self._failure[1], outcome
-        if self._inner is not None:
-            return self._inner[1], self._inner[2], outcome
-        if outcome is not None:
-            return outcome.failure_class, outcome.reason, outcome
-        if validation is not None:
-            return validation[0], validation[1], None
-        return NONE, None, None
+    @staticmethod
+    def exit(tokens: tuple[Any, Any] | None) -> None:
+        if tokens is not None:
+            with _EXIT:
+                current_account.reset(tokens[0])
+                otel_context.detach(tokens[1])
 
     def finish(
-        self,
-        exc: BaseException | None = None,
-        *,
-        result: Any = None,
-        validators: tuple[tuple[str, Validator], ...] = (),
-        validate: bool = False,
-        span_attributes: dict[str, Any] | None = None,
+        self, exc: BaseException | None, result: Any = None, validators: Validators = ()
     ) -> None:
-        """End the scope once: resolve its outcome, record metrics, end its span.
-
-        `span_attributes` are set on the span with the scope's own, in one call.
-        """
-        if self._closed:
+        """End once: validate, close the account (counts), then end the span, in `finally`s."""
+        account = self.account
+        if account.closed:
             return
-        self._closed = True
         validation = None
-        if validate and validators:
-            validation = _run_validators(validators, result)
-        if exc is not None and self._parent is None:
-            for key in self._video_keys:
-                if self._state.video_jobs.end(key):
-                    self._failure = (SOFT, "video_timeout")
-        failure_class, reason, outcome = self._resolve(exc, validation)
-        duration = time.perf_counter() - self._start
-        if self._parent is not None:
-            if failure_class != NONE and reason is not None:
-                self._parent._failure = (failure_class, reason)
-        else:
-            self._count(failure_class, reason, duration)
-        self._end_span(failure_class, reason, outcome, exc, span_attributes)
-
-    def _count(self, failure_class: str, reason: str | None, duration: float) -> None:
-        children = self.metric_children()
-        exemplar = self._exemplar
-        children.of("requests", failure_class).inc(exemplar=exemplar)
-        if failure_class != NONE:
-            failures = self._state.metrics.failures
-            values = (*self.labels(), failure_class, reason or "exception")
-            failures.child(values).inc(exemplar=exemplar)
-        children.of("attempts").observe(1 + self.retries)
-        children.of("duration", failure_class).observe(duration, exemplar=exemplar)
-        if self._in_flight is not None:
-            self._in_flight.dec()
-        otel = self._state.otel_duration
-        if otel is not None:
-            labels = self.labels()
-            point = {
-                attrs.GEN_AI_OPERATION: labels[0],
-                attrs.GEN_AI_PROVIDER: labels[1],
-                attrs.GEN_AI_REQUEST_MODEL: labels[2],
-            }
-            if failure_class != NONE:
-                point[attrs.ERROR_TYPE] = reason or "exception"
-            otel.record(duration, point)
+        verdict: tuple[str, str | None, Any] = (NONE, None, None)
+        try:
+            if exc is None and validators:
+                validation = _validate(validators, result)
+        finally:
+            try:
+                verdict = account.close(exc, validation)
+            finally:
+                self._end_span(*verdict, exc)
 
     def _end_span(
-        self,
-        failure_class: str,
-        reason: str | None,
-        outcome: Outcome | None,
-        exc: BaseException | None,
-        extra: dict[str, Any] | None = None,
+        self, failure_class: str, reason: str | None, outcome: Any, exc: BaseException | None
     ) -> None:
-        span = self._span
-        if span is None:
-            return
-        if span.is_recording():
-            root = self._root
-            values: dict[str, Any] = extra if extra is not None else {}
-            values[attrs.FAILURE_CLASS] = failure_class
-            values[attrs.ATTEMPTS] = 1 + root.retries
-            values[attrs.RETRY_COUNT] = root.retries
-            values[attrs.CALL_SITE] = self.call_site
-            if reason is not None:
-                values[attrs.FAILURE_REASON] = reason
-            if not self._client_span:  # an SDK call's span has these from the call itself
-                if self._finish_reasons:
-                    values[attrs.GEN_AI_FINISH_REASONS] = tuple(self._finish_reasons)
-                for token_type, count in self._usage.items():
-                    values[attrs.USAGE_ATTRIBUTES[token_type]] = count
-                if self.model != UNKNOWN:
-                    values[attrs.GEN_AI_REQUEST_MODEL] = self.model
-                if self.operation != UNKNOWN:
-                    values[attrs.GEN_AI_OPERATION] = self.operation
+        account = self.account
+        values: dict[str, Any] = {}
+        failed = failure_class != NONE
+        with _FINISH:
+            root_retries = account.root.retries
+            values[_spans.FAILURE_CLASS] = failure_class
+            values[_spans.ATTEMPTS] = 1 + root_retries
+            values[_spans.RETRY_COUNT] = root_retries
+            values[_spans.CALL_SITE] = account.call_site
+            if failed and reason is not None:
+                values[_spans.FAILURE_REASON] = reason
+            if account.finish_reasons:
+                values[_spans.GEN_AI_FINISH_REASONS] = tuple(account.finish_reasons)
+            for token_type, count in account.usage.items():
+                values[_spans.USAGE_ATTRIBUTES[token_type]] = count
+            if account.model != UNKNOWN:
+                values[_spans.GEN_AI_REQUEST_MODEL] = account.model
+            if account.operation != UNKNOWN:
+                values[_spans.GEN_AI_OPERATION] = account.operation
             if outcome is not None:
-                attrs.error_attributes(values, outcome)
-            if failure_class != NONE:
+                _spans.error_attributes(values, outcome)
+            if failed:
                 if outcome is not None and outcome.reason == reason and outcome.error_type:
-                    values[attrs.ERROR_TYPE] = outcome.error_type
+                    values[_spans.ERROR_TYPE] = outcome.error_type
                 else:
-                    values[attrs.ERROR_TYPE] = reason or "exception"
-                span.set_status(Status(StatusCode.ERROR, reason))
-            span.set_attributes(values)
-            if exc is not None:
-                attrs.add_exception_event(span, exc)
-        span.end()
+                    values[_spans.ERROR_TYPE] = reason or "exception"
+        _spans.end_span(self.span, values, (reason or "exception") if failed else None, exc)
 
 
-def _run_validators(
-    validators: tuple[tuple[str, Validator], ...], result: Any
-) -> tuple[str, str] | None:
+def _validate(validators: Validators, result: Any) -> tuple[str, str] | None:
     for reason, validator in validators:
         try:
             ok = validator(result)
-        except Exception:
-            # A raising validator fails the call and is counted as a telemetry error.
-            with contextlib.suppress(Exception):  # re-raised only under the test suite
-                report_internal_error("validator")
+        except Exception as exc:
+            # A raising validator fails the call, and is counted as a telemetry error.
+            report("validator", exc)
+            if raising():
+                raise
             return SILENT, reason
         if ok is False:
             return SILENT, reason
     return None
 
 
-# ---------------------------------------------------------------------- the decorator
-
-
-def _open(
-    call_site: str, operation: str | None, model: str | None, kind: SpanKind = SpanKind.INTERNAL
-) -> Generation | None:
-    try:
+def _open(site: str, operation: str | None, model: str | None) -> _Scope | None:
+    if _deferred.pending():
+        _deferred.drain()  # a safe point: abandoned streams and generators finish here
+    with _START:
         state = get_state()
-        parent = _current.get()
-        span = state.tracer.start_span(call_site, kind=kind)
-        gen = Generation(
-            state, call_site, operation=operation, model=model, parent=parent, span=span
-        )
+        parent = current_account.get()
+        span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
+        account = Account(state, site, operation=operation, model=model, parent=parent, span=span)
         if parent is not None:
-            parent.note_call(gen.operation, gen.provider, gen.model)
-        return gen
-    except Exception:
-        report_internal_error("scope_start")
-        return None
+            parent.note_call(account.operation, account.provider, account.model)
+        return _Scope(account, span)
+    return None
 
 
-def _guard(stage: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    try:
-        return func(*args, **kwargs)
-    except Exception:
-        report_internal_error(stage)
-        return None
+# Steps shared by the four wrappers; each is guarded, and each accepts "no scope".
+
+
+def _enter(scope: _Scope | None) -> Any:
+    return scope.enter() if scope is not None else None
+
+
+def _leave(scope: _Scope | None, tokens: Any) -> None:
+    if scope is not None:
+        scope.exit(tokens)
+
+
+def _end(
+    scope: _Scope | None, exc: BaseException | None, result: Any = None, validators: Validators = ()
+) -> None:
+    if scope is not None:
+        with _FINISH:
+            scope.finish(exc, result, validators)
+
+
+def _close_generator(scope: _Scope | None) -> None:
+    """A generator closed early: not a failure. Closed by the garbage collector, the
+    recording is queued instead (a finaliser never records: it may run inside a lock)."""
+    if scope is None:
+        return
+    if _deferred.in_gc():
+        _deferred.defer(_end, scope, None)
+    else:
+        _end(scope, None)
 
 
 def _retry_wait(
-    gen: Generation, policy: RetryPolicy | None, attempt: int, exc: BaseException
-) -> float | None:
+    scope: _Scope | None, policy: RetryPolicy | None, attempt: int, exc: BaseException,
+    started: float,
+) -> float | None:  # fmt: skip
     """The wait before re-running after `exc`, recording the retry; None to give up."""
-    if policy is None:
+    if policy is None or scope is None:
         return None
-    outcome = classify_exception(exc)
-    # With an injected (fake) sleep no real time passes: the deadline counts planned waits.
-    elapsed = max(time.perf_counter() - gen._start, gen._waited)
-    wait = policy.wait_before_next(attempt, outcome, elapsed)
-    if wait is not None:
-        gen._waited += wait
-        gen._inner = None  # the re-run's own calls are not retries of this attempt's calls
-        gen.record_retry(outcome.reason or "exception", status_code=outcome.status_code, wait=wait)
-    return wait
+    with _RETRY:
+        account = scope.account
+        outcome = classify_exception(exc)
+        # With an injected (fake) sleep no real time passes: the deadline counts planned waits.
+        elapsed = max(time.perf_counter() - started, account.waited)
+        wait = policy.wait_before_next(attempt, outcome, elapsed)
+        if wait is not None:
+            account.waited += wait
+            account.inner = None  # the re-run's calls are not retries of this attempt's calls
+            account.record_retry(
+                outcome.reason or "exception", status_code=outcome.status_code, wait=wait
+            )
+        return wait
+    return None
 
 
 def _join(items: list[Any]) -> Any:
@@ -542,35 +202,6 @@ def _join(items: list[Any]) -> Any:
     if all(isinstance(item, (bytes, bytearray)) for item in items):
         return b"".join(items)
     return items
-
-
-# Steps shared by the four wrappers; each is guarded, so none can reach the caller.
-
-
-def _leave(gen: Generation, tokens: Any) -> None:
-    if tokens is not None:
-        _guard("scope_exit", gen.exit, tokens)
-
-
-def _attempt_failed(
-    gen: Generation, tokens: Any, policy: RetryPolicy | None, attempt: int, exc: BaseException
-) -> float | None:
-    """Leave the attempt; the wait before re-running, or None after finishing the scope."""
-    _leave(gen, tokens)
-    wait: float | None = _guard("retry", _retry_wait, gen, policy, attempt, exc)
-    if wait is None:
-        _guard("scope_finish", gen.finish, exc)
-    return wait
-
-
-def _succeeded(gen: Generation, tokens: Any, result: Any, validators: Any, validate: bool) -> None:
-    _leave(gen, tokens)
-    _guard("scope_finish", gen.finish, result=result, validators=validators, validate=validate)
-
-
-def _failed(gen: Generation, tokens: Any, exc: BaseException) -> None:
-    _leave(gen, tokens)
-    _guard("scope_finish", gen.finish, exc)
 
 
 class _Collector:
@@ -589,100 +220,117 @@ class _Collector:
 
 
 def _wrap_sync(
-    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
-    validators: tuple[tuple[str, Validator], ...], policy: RetryPolicy | None,
-) -> Callable[..., Any]:  # fmt: skip
+    fn: Callable[..., Any],
+    site: str,
+    operation: str | None,
+    model: str | None,
+    validators: Validators,
+    policy: RetryPolicy | None,
+) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        gen = _open(site, operation, model)
-        if gen is None:
-            return fn(*args, **kwargs)
+        scope = _open(site, operation, model)
+        started = time.perf_counter()
         attempt = 0
         while True:
-            tokens = _guard("scope_enter", gen.enter)
+            tokens = _enter(scope)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                wait = _attempt_failed(gen, tokens, policy, attempt, exc)
+                _leave(scope, tokens)
+                wait = _retry_wait(scope, policy, attempt, exc, started)
                 if wait is None:
+                    _end(scope, exc)
                     raise
                 attempt += 1
                 try:
                     policy.sleep(wait)  # type: ignore[union-attr]
                 except BaseException:
-                    _guard("scope_finish", gen.finish, exc)
+                    _end(scope, exc)
                     raise
                 continue
-            _succeeded(gen, tokens, result, validators, True)
+            _leave(scope, tokens)
+            _end(scope, None, result, validators)
             return result
 
     return wrapper
 
 
+# The async twin of _wrap_sync: the same loop with `await` (one cannot serve both).
 def _wrap_async(
-    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
-    validators: tuple[tuple[str, Validator], ...], policy: RetryPolicy | None,
-) -> Callable[..., Any]:  # fmt: skip
+    fn: Callable[..., Any],
+    site: str,
+    operation: str | None,
+    model: str | None,
+    validators: Validators,
+    policy: RetryPolicy | None,
+) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        gen = _open(site, operation, model)
-        if gen is None:
-            return await fn(*args, **kwargs)
+        scope = _open(site, operation, model)
+        started = time.perf_counter()
         attempt = 0
         while True:
-            tokens = _guard("scope_enter", gen.enter)
+            tokens = _enter(scope)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                wait = _attempt_failed(gen, tokens, policy, attempt, exc)
+                _leave(scope, tokens)
+                wait = _retry_wait(scope, policy, attempt, exc, started)
                 if wait is None:
+                    _end(scope, exc)
                     raise
                 attempt += 1
                 try:
                     await policy.async_sleep(wait)  # type: ignore[union-attr]
                 except BaseException:
-                    _guard("scope_finish", gen.finish, exc)
+                    _end(scope, exc)
                     raise
                 continue
-            _succeeded(gen, tokens, result, validators, True)
+            _leave(scope, tokens)
+            _end(scope, None, result, validators)
             return result
 
     return wrapper
 
 
 def _wrap_generator(
-    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
-    validators: tuple[tuple[str, Validator], ...],
-) -> Callable[..., Any]:  # fmt: skip
+    fn: Callable[..., Any],
+    site: str,
+    operation: str | None,
+    model: str | None,
+    validators: Validators,
+) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         inner = fn(*args, **kwargs)
-        gen = _open(site, operation, model)
-        if gen is None:
-            return (yield from inner)
-        collected = _Collector() if validators else None
+        scope = _open(site, operation, model)
+        collected = _Collector() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
-            tokens = _guard("scope_enter", gen.enter)
+            tokens = _enter(scope)
             try:
                 item = inner.throw(thrown) if thrown is not None else inner.send(sent)
             except StopIteration as stop:
+                _leave(scope, tokens)
                 result = _join(collected.items) if collected is not None else None
-                _succeeded(gen, tokens, result, validators, collected is not None)
+                _end(scope, None, result, validators if collected is not None else ())
                 return stop.value
             except BaseException as exc:
-                _failed(gen, tokens, exc)
+                _leave(scope, tokens)
+                _end(scope, exc)
                 raise
-            _leave(gen, tokens)
+            _leave(scope, tokens)
             if collected is not None:
                 collected.add(item)
             thrown = None
             try:
                 sent = yield item
             except GeneratorExit:
-                tokens = _guard("scope_enter", gen.enter)
+                tokens = _enter(scope)
                 try:
                     inner.close()  # the generator's own cleanup runs inside its scope
                 finally:
-                    _succeeded(gen, tokens, None, (), False)
+                    _leave(scope, tokens)
+                    _close_generator(scope)
                 raise
             except BaseException as exc:
                 thrown = exc
@@ -690,46 +338,49 @@ def _wrap_generator(
     return wrapper
 
 
+# The async twin of _wrap_generator: asend/athrow/aclose instead of send/throw/close.
 def _wrap_async_generator(
-    fn: Callable[..., Any], site: str, operation: str | None, model: str | None,
-    validators: tuple[tuple[str, Validator], ...],
-) -> Callable[..., Any]:  # fmt: skip
+    fn: Callable[..., Any],
+    site: str,
+    operation: str | None,
+    model: str | None,
+    validators: Validators,
+) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         inner = fn(*args, **kwargs)
-        gen = _open(site, operation, model)
-        if gen is None:
-            async for item in inner:
-                yield item
-            return
-        collected = _Collector() if validators else None
+        scope = _open(site, operation, model)
+        collected = _Collector() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
-            tokens = _guard("scope_enter", gen.enter)
+            tokens = _enter(scope)
             try:
                 if thrown is not None:
                     item = await inner.athrow(thrown)
                 else:
                     item = await inner.asend(sent)
             except StopAsyncIteration:
+                _leave(scope, tokens)
                 result = _join(collected.items) if collected is not None else None
-                _succeeded(gen, tokens, result, validators, collected is not None)
+                _end(scope, None, result, validators if collected is not None else ())
                 return
             except BaseException as exc:
-                _failed(gen, tokens, exc)
+                _leave(scope, tokens)
+                _end(scope, exc)
                 raise
-            _leave(gen, tokens)
+            _leave(scope, tokens)
             if collected is not None:
                 collected.add(item)
             thrown = None
             try:
                 sent = yield item
             except GeneratorExit:
-                tokens = _guard("scope_enter", gen.enter)
+                tokens = _enter(scope)
                 try:
                     await inner.aclose()
                 finally:
-                    _succeeded(gen, tokens, None, (), False)
+                    _leave(scope, tokens)
+                    _close_generator(scope)
                 raise
             except BaseException as exc:
                 thrown = exc

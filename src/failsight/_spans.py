@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
 from failsight._classify import TOKEN_TYPES
+from failsight._guard import guarded
 from failsight._redact import mask_secrets
 
 if TYPE_CHECKING:
     from failsight._classify import Outcome
 
-__all__ = ["add_exception_event", "error_attributes", "exemplar_of"]
+__all__ = [
+    "add_exception_event",
+    "end_span",
+    "error_attributes",
+    "exemplar_of",
+    "is_recording",
+    "otel_point",
+    "start_span",
+]
+
+# Every span step is guarded on its own: a broken tracer, span or processor loses span
+# detail, never a metric (SPEC §2: metrics never depend on spans).
+_SPAN: Final = guarded("span")
 
 # GenAI semantic conventions.
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"
@@ -58,14 +72,64 @@ USAGE_ATTRIBUTES: Final = {
 USAGE_ATTRIBUTE_NAMES: Final = tuple(USAGE_ATTRIBUTES[token_type] for token_type in TOKEN_TYPES)
 
 
+def start_span(
+    tracer: Tracer, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None = None
+) -> Span:
+    """`tracer.start_span`, or a non-recording span when the tracer (or a processor) raises."""
+    with _SPAN:
+        return tracer.start_span(name, kind=kind, attributes=attributes)
+    return INVALID_SPAN
+
+
+def is_recording(span: Span) -> bool:
+    """`span.is_recording()`, False when it raises."""
+    with _SPAN:
+        return span.is_recording()
+    return False
+
+
+def end_span(
+    span: Span,
+    values: dict[str, Any],
+    failure_reason: str | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """Set `values`, the ERROR status (when `failure_reason`) and the exception event, then end
+    the span; each step on its own, and `end()` whatever the others raised."""
+    try:
+        if is_recording(span):
+            with _SPAN:
+                span.set_attributes(values)
+            if failure_reason is not None:
+                with _SPAN:
+                    span.set_status(Status(StatusCode.ERROR, failure_reason))
+            if exc is not None:
+                with _SPAN:
+                    add_exception_event(span, exc)
+    finally:
+        with _SPAN:
+            span.end()
+
+
 def exemplar_of(span: Span | None) -> dict[str, str] | None:
     """`{"trace_id": ...}` for a sampled span, else None (no exemplar)."""
     if span is None:
         return None
-    context = span.get_span_context()
-    if not context.is_valid or not context.trace_flags.sampled:
-        return None
-    return {"trace_id": format(context.trace_id, "032x")}
+    with _SPAN:
+        context = span.get_span_context()
+        if not context.is_valid or not context.trace_flags.sampled:
+            return None
+        return {"trace_id": format(context.trace_id, "032x")}
+    return None
+
+
+def otel_point(labels: tuple[str, ...]) -> dict[str, Any]:
+    """Semantic-convention metric attributes of (operation, provider, model, ...) labels."""
+    return {
+        GEN_AI_OPERATION: labels[0],
+        GEN_AI_PROVIDER: labels[1],
+        GEN_AI_REQUEST_MODEL: labels[2],
+    }
 
 
 def error_attributes(values: dict[str, Any], outcome: Outcome) -> None:

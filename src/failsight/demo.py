@@ -18,10 +18,9 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from failsight import _config
-from failsight._openai import instrument_openai, uninstrument_openai
+from failsight import _config, current_generation, traced_generation
 from failsight._retry import RetryPolicy
-from failsight._scope import current_generation, traced_generation
+from failsight._sdk_patch import instrument_openai, uninstrument_openai
 from failsight.validators import json_output, min_words, one_of
 
 __all__ = ["Step", "Workload", "build_plan", "render_table", "run_demo"]

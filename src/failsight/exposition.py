@@ -13,25 +13,103 @@ from prometheus_client import make_asgi_app as _make_asgi_app
 from prometheus_client import make_wsgi_app as _make_wsgi_app
 from prometheus_client import start_http_server as _start_http_server
 
+from failsight import _deferred
 from failsight._config import get_state
+from failsight._metrics import BeforeCollect
 
 __all__ = ["make_asgi_app", "make_wsgi_app", "metrics_registry", "start_metrics_server"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def _check_registry(where: str, registry: Any) -> None:
+    if registry is not None and not callable(getattr(registry, "collect", None)):
+        raise TypeError(
+            f"{where}: registry must be a prometheus_client CollectorRegistry (or None for "
+            f"the one failsight.configure() chose), got {type(registry).__name__} {registry!r}"
+        )
+
+
 def metrics_registry(registry: CollectorRegistry | None = None) -> CollectorRegistry:
     """The registry to expose: `registry`, else the multiprocess view when
     `PROMETHEUS_MULTIPROC_DIR` is set, else the one `configure()` chose."""
+    _check_registry("metrics_registry", registry)
     if registry is not None:
         return registry
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
         collected = CollectorRegistry()
+        # This process's deferred recordings reach its files before they are read.
+        collected.register(BeforeCollect(_deferred.drain))
         multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
         return collected
     return get_state().settings.registry
+
+
+def _port_number(port: Any) -> int:
+    """`port` as an int: an int, or a string of digits (as read from the environment)."""
+    if isinstance(port, str) and port.strip().isdecimal():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(
+            f"start_metrics_server: port must be an int in 0..65535 (0 picks a free port), "
+            f"got {type(port).__name__} {port!r}"
+        )
+    if not 0 <= port <= 65535:
+        raise ValueError(f"start_metrics_server: port must be in 0..65535, got {port}")
+    return port
+
+
+def _check_tls(
+    certfile: str | None,
+    keyfile: str | None,
+    client_cafile: str | None,
+    client_capath: str | None,
+    protocol: int,
+    client_auth_required: bool,
+) -> None:
+    """Fail before binding, naming the option: never fall back to plain HTTP silently."""
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("start_metrics_server: certfile and keyfile go together")
+    client_options = [
+        name
+        for name, value in (
+            ("client_cafile", client_cafile),
+            ("client_capath", client_capath),
+            ("client_auth_required", client_auth_required or None),
+        )
+        if value is not None
+    ]
+    if certfile is None:
+        if client_options:
+            raise ValueError(
+                f"start_metrics_server: {', '.join(client_options)} need TLS: pass certfile= "
+                "and keyfile= too (without them /metrics would be served as plain HTTP)"
+            )
+        return
+    if client_auth_required and client_cafile is None and client_capath is None:
+        raise ValueError(
+            "start_metrics_server: client_auth_required=True needs client_cafile= or "
+            "client_capath=, the CA that signs the scrapers' certificates"
+        )
+    # Load the files now: a bad one is reported by option, and before the port is bound.
+    context = ssl.SSLContext(protocol)
+    if client_cafile is not None or client_capath is not None:
+        try:
+            context.load_verify_locations(client_cafile, client_capath)
+        except (OSError, ssl.SSLError) as exc:
+            raise type(exc)(
+                f"start_metrics_server: cannot load client_cafile={client_cafile!r} / "
+                f"client_capath={client_capath!r}: {exc}"
+            ) from None
+    try:
+        context.load_cert_chain(certfile=certfile, keyfile=keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise type(exc)(
+            f"start_metrics_server: cannot load certfile={certfile!r} with "
+            f"keyfile={keyfile!r}: {exc}"
+        ) from None
 
 
 def start_metrics_server(
@@ -49,34 +127,51 @@ def start_metrics_server(
     """Serve `/metrics` (text and OpenMetrics with exemplars) from a daemon thread.
 
     Binds to loopback unless `addr` says otherwise; `certfile`/`keyfile` turn on TLS and
-    `client_cafile` + `client_auth_required` require client certificates. Returns the
-    server (call `.shutdown()` to stop) and its thread. A busy port raises OSError.
+    `client_cafile` + `client_auth_required` require client certificates (client options
+    without `certfile`/`keyfile` are a ValueError, never plain HTTP). `port` may be a string
+    of digits, as read from the environment. Returns the server (call `.shutdown()` to
+    stop) and its thread. A busy port raises OSError naming the address and port.
 
     >>> server, thread = start_metrics_server(port=0)  # doctest: +SKIP
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"start_metrics_server: port must be 0..65535, got {port!r}")
-    if (certfile is None) != (keyfile is None):
-        raise ValueError("start_metrics_server: certfile and keyfile go together")
-    server, thread = _start_http_server(
-        port,
-        addr=addr,
-        registry=metrics_registry(registry),
-        certfile=certfile,
-        keyfile=keyfile,
-        client_cafile=client_cafile,
-        client_capath=client_capath,
-        protocol=protocol,
-        client_auth_required=client_auth_required,
-    )
+    port = _port_number(port)
+    if not isinstance(addr, str):
+        raise TypeError(f"start_metrics_server: addr must be a str, got {addr!r}")
+    _check_registry("start_metrics_server", registry)
+    if not isinstance(client_auth_required, bool):
+        raise TypeError("start_metrics_server: client_auth_required must be True or False")
+    _check_tls(certfile, keyfile, client_cafile, client_capath, protocol, client_auth_required)
+    exposed = metrics_registry(registry)
+    try:
+        server, thread = _start_http_server(
+            port,
+            addr=addr,
+            registry=exposed,
+            certfile=certfile,
+            keyfile=keyfile,
+            client_cafile=client_cafile,
+            client_capath=client_capath,
+            protocol=protocol,
+            client_auth_required=client_auth_required,
+        )
+    except OSError as exc:  # busy port, address not on this host, unknown host name
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = reason[:1].lower() + reason[1:]
+        where = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+        message = f"cannot serve /metrics on {where}: {reason}"
+        if exc.errno is None:
+            raise OSError(message) from None
+        raise OSError(exc.errno, message) from None  # keeps the errno and its subclass
     return server, thread
 
 
 def make_wsgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
     """A WSGI app serving the metrics, e.g. mounted at `/metrics` in Flask or Django."""
+    _check_registry("make_wsgi_app", registry)
     return _make_wsgi_app(metrics_registry(registry))
 
 
 def make_asgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
     """An ASGI app serving the metrics, e.g. `app.mount("/metrics", make_asgi_app())`."""
+    _check_registry("make_asgi_app", registry)
     return _make_asgi_app(metrics_registry(registry))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from failsight._openai import instrument_openai, uninstrument_openai
+from failsight._sdk_patch import instrument_openai, uninstrument_openai
 
 __all__ = ["FailsightOpenAIInstrumentor"]
 

@@ -10,7 +10,9 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
+import reprlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -123,22 +125,69 @@ def min_words(n: int) -> Validator:
     return _Check("too_short", check)
 
 
+# The factories, by the call a user most likely meant when passing one uncalled.
+_FACTORY_CALLS: dict[Any, str] = {
+    json_output: "json_output()",
+    non_empty: "non_empty()",
+    one_of: 'one_of("label", ...)',
+    min_words: "min_words(n)",
+}
+
+
+def _check_validator(item: Any) -> None:
+    """TypeError unless `item` can be called with one positional argument, the result."""
+    try:
+        meant = _FACTORY_CALLS.get(item)
+    except TypeError:  # unhashable
+        meant = None
+    if meant is not None:
+        raise TypeError(
+            f"validate=: {item.__name__} is the factory, not a validator; did you mean {meant}?"
+        )
+    if not callable(item):
+        raise TypeError(
+            f"validate=: {reprlib.repr(item)} is not a validator (a validator is a callable "
+            "(result) -> bool | None, e.g. json_output())"
+        )
+    try:
+        signature = inspect.signature(item)
+    except (TypeError, ValueError):  # some builtins have none: trust them
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        name = getattr(item, "__qualname__", None) or type(item).__name__
+        raise TypeError(
+            f"validate=: {name}{signature} cannot be a validator: a validator takes "
+            "exactly one positional argument, the result (e.g. lambda result: bool(result))"
+        ) from None
+
+
 def prepare(validate: Iterable[Any] | Validator | None) -> tuple[tuple[str, Validator], ...]:
-    """(reason, validator) pairs, checked at decoration time."""
+    """(reason, validator) pairs, checked at decoration time.
+
+    >>> [reason for reason, _ in prepare([json_output(), non_empty()])]
+    ['invalid_json', 'empty_output']
+    """
     if validate is None:
         return ()
+    if isinstance(validate, (str, bytes, bytearray)):
+        raise TypeError(
+            "validate= takes a validator or a list of validators, not a string "
+            f"({reprlib.repr(validate)}); e.g. validate=json_output() or "
+            "validate=[non_empty(), min_words(5)]"
+        )
     if callable(validate):
         validate = (validate,)
     try:
         items = tuple(validate)
     except TypeError:
-        raise TypeError("validate= takes a validator or an iterable of validators") from None
+        raise TypeError(
+            f"validate= takes a validator or a list of validators, got {reprlib.repr(validate)}"
+        ) from None
     prepared = []
     for item in items:
-        if not callable(item):
-            raise TypeError(
-                f"validate=: {item!r} is not callable (a validator is (result) -> bool)"
-            )
+        _check_validator(item)
         name = getattr(item, "__name__", None) or type(item).__name__
         prepared.append((sanitize_reason(str(name)), item))
     return tuple(prepared)

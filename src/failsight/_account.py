@@ -1,0 +1,352 @@
+"""The account of a logical request: labels, metric children, usage, reasons, retries, video
+jobs, and counting it exactly once.
+
+An `Account` belongs to one traced scope or to one unscoped API call. The outermost one (the
+root) is the logical request: it holds the in-flight gauge and counts `genai_requests_total`,
+failures, attempts and duration once, in `close`. Inner accounts (nested scopes) pass their
+failure up. Accounts own no span: whoever opened a span ends it (the scope or the call), with
+the account's verdict. Every step is guarded, and `close` releases the in-flight gauge in a
+`finally`, so a broken step can lose detail but never a count or leave the gauge up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from failsight import _spans
+from failsight._classify import (
+    HARD,
+    NONE,
+    SOFT,
+    TOKEN_TYPES,
+    VIDEO_FAILURE_REASONS,
+    Outcome,
+    Usage,
+    classify_exception,
+)
+from failsight._guard import guarded
+from failsight._metrics import LabelChildren
+from failsight._redact import sanitize_reason
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from failsight._config import State
+
+__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account"]
+
+UNKNOWN: Final = "unknown"
+_MAX_KEPT: Final = 64  # finish reasons and video jobs kept per account
+# A call after one of these is a new attempt, not a retry: the retry policy never retries them.
+NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
+    {"bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable"}
+)
+
+_ACCOUNT: Final = guarded("account")
+_RETRY: Final = guarded("record_retry")
+
+
+def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
+    """Exceptions that a failure recorded inside the scope explains better (SPEC §2).
+
+    The seed article raises ValueError after a content_filter, and a bare TimeoutError after
+    a video stuck in its queue: the recorded soft failure is the real reason then.
+    """
+    return outcome.reason == "exception" or type(exc) is TimeoutError
+
+
+class Account:
+    """What one scope or unscoped call knows of its logical request."""
+
+    __slots__ = (
+        "_children",
+        "_children_version",
+        "_closed",
+        "_in_flight",
+        "_labels_version",
+        "_parent",
+        "_root",
+        "_start",
+        "_verdict",
+        "call_site",
+        "exemplar",
+        "failure",
+        "finish_reasons",
+        "handle",
+        "inner",
+        "model",
+        "operation",
+        "provider",
+        "retries",
+        "span",
+        "state",
+        "usage",
+        "video_keys",
+        "waited",
+    )
+
+    def __init__(
+        self,
+        state: State,
+        call_site: str,
+        *,
+        operation: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        parent: Account | None = None,
+        span: Span | None = None,
+    ) -> None:
+        self.state = state
+        self._parent = parent
+        self._root: Account = parent._root if parent is not None else self
+        self.call_site = call_site
+        self.operation = operation or UNKNOWN
+        self.model = model or UNKNOWN
+        self.provider = provider or UNKNOWN
+        self.retries = 0
+        self.span = span  # where retry events go when no call span is given
+        self.exemplar = _spans.exemplar_of(span)
+        self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
+        self.inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
+        self.finish_reasons: list[str] = []
+        self.usage: dict[str, int] = {}
+        self.video_keys: list[Any] = []
+        self.waited = 0.0
+        self.handle: Any = None  # the user's `Generation`, made on first request
+        self._closed = False
+        self._verdict: tuple[str, str | None, Outcome | None] = (NONE, None, None)
+        self._start = time.perf_counter()
+        self._children: LabelChildren | None = None  # of the labels at `_children_version`
+        self._children_version = -1
+        self._labels_version = 0
+        self._in_flight: Any = None
+        if parent is None:
+            with _ACCOUNT:
+                in_flight = self.children().of("in_flight")
+                in_flight.inc()
+                self._in_flight = in_flight  # only once incremented: close decrements it
+
+    @property
+    def is_root(self) -> bool:
+        return self._parent is None
+
+    @property
+    def root(self) -> Account:
+        return self._root
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ labels
+
+    def labels(self) -> tuple[str, str, str, str]:
+        """(operation, provider, model, call_site) of the logical request."""
+        root = self._root
+        return (root.operation, root.provider, root.model, root.call_site)
+
+    def children(self) -> LabelChildren:
+        """The metric children of the current labels, looked up once per label change.
+
+        Writers bump the root's `_labels_version` after changing a label; the version is read
+        before the labels, so children cached while a label changed are never reused.
+        """
+        root = self._root
+        version = root._labels_version
+        children = root._children
+        metrics = self.state.metrics
+        if (
+            children is None
+            or root._children_version != version
+            or children.epoch != metrics.children_epoch  # the cap changed
+        ):
+            children = metrics.children(self.labels())
+            root._children, root._children_version = children, version
+        return children
+
+    def note_call(self, operation: str, provider: str, model: str) -> None:
+        """Fill unknown labels from a call made inside the scope (the first call wins)."""
+        root = self._root
+        filled = UNKNOWN in (root.operation, root.provider, root.model)
+        for account in (self, root):
+            if account.operation == UNKNOWN:
+                account.operation = operation
+            if account.provider == UNKNOWN:
+                account.provider = provider
+            if account.model == UNKNOWN:
+                account.model = model
+        if filled:
+            root._labels_version += 1
+
+    def set_model(self, model: str) -> None:
+        root = self._root
+        self.model = model
+        if root.model == UNKNOWN:
+            root.model = model
+        root._labels_version += 1
+
+    # ------------------------------------------------------------------ what calls report
+
+    def count_finish_reasons(self, reasons: tuple[str, ...] | list[str]) -> None:
+        """Count normalised finish reasons (judging them is the caller's business)."""
+        children = self.children()
+        for reason in reasons:
+            children.of("finish_reasons", reason).inc()
+            account: Account | None = self
+            while account is not None:
+                if len(account.finish_reasons) < _MAX_KEPT:
+                    account.finish_reasons.append(reason)
+                account = account._parent
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)."""
+        children = self.children()
+        otel = self.state.otel_tokens
+        for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
+            if count is None:
+                continue
+            children.of("tokens", token_type).inc(count)
+            account: Account | None = self
+            while account is not None:
+                account.usage[token_type] = account.usage.get(token_type, 0) + count
+                account = account._parent
+            if otel is not None and token_type in ("input", "output"):
+                with _ACCOUNT:  # a broken meter loses this point, not the Prometheus counts
+                    otel.record(count, {**_spans.otel_point(self.labels()),
+                                        _spans.GEN_AI_TOKEN_TYPE: token_type})  # fmt: skip
+
+    def record_retry(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        wait: float | None = None,
+        span: Span | None = None,
+    ) -> None:
+        """Count one retry, with the reason of the attempt that failed; a `retry` span event
+        goes on `span` (an API call's) or else on the scope's span."""
+        reason = sanitize_reason(str(reason))
+        root = self._root
+        root.retries += 1
+        self.state.metrics.retries.child((*self.labels(), reason)).inc()
+        span = span or self.span
+        if span is not None:
+            with _RETRY:
+                if span.is_recording():
+                    event: dict[str, Any] = {"attempt": root.retries + 1, "reason": reason}
+                    if status_code is not None:
+                        event["status_code"] = status_code
+                    if wait is not None:
+                        event["wait_seconds"] = float(wait)
+                    span.add_event("retry", event)
+
+    def track_video(self, key: Any, status: str) -> str | None:
+        """Advance video job `key` with a normalised status. Remembered, so that a scope that
+        ends in an exception while its job is still open ends the job `timed_out`."""
+        root = self._root
+        if key not in root.video_keys and len(root.video_keys) < _MAX_KEPT:
+            root.video_keys.append(key)
+        return self.state.video_jobs.update(key, status, self.labels())
+
+    def record_video_status(self, status: str) -> None:
+        """The scope's own job (a user's raw HTTP polling) reached `status` (normalised)."""
+        self.track_video(("scope", id(self._root)), status)
+        failure = VIDEO_FAILURE_REASONS.get(status)
+        if failure is not None:
+            self.failure = (SOFT, failure)
+
+    def mark_failure(self, failure_class: str, reason: str) -> None:
+        self.failure = (failure_class, sanitize_reason(str(reason)))
+
+    def call_started(self, operation: str) -> None:
+        """A call begins: after a failed call of the same operation it is a retry (SPEC §2),
+        except after a client error the retry policy never retries."""
+        inner = self.inner
+        if inner is not None and inner[0] == operation:
+            self.inner = None
+            if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
+                self.record_retry(inner[2])
+
+    def call_finished(self, operation: str, outcome: Outcome) -> None:
+        """A call inside the scope ended with `outcome` (its tokens were counted already)."""
+        if outcome.failed and not outcome.transient:
+            self.inner = (operation, outcome.failure_class, outcome.reason or "exception")
+        elif self.inner is not None and self.inner[0] == operation:
+            self.inner = None
+
+    def call_cancelled(self, operation: str) -> None:
+        """A call cancelled by its caller (e.g. `asyncio.wait_for`): the scope decides."""
+        if self.inner is not None and self.inner[0] == operation:
+            self.inner = None
+
+    # ------------------------------------------------------------------ the end
+
+    def close(
+        self, exc: BaseException | None = None, validation: tuple[str, str] | None = None
+    ) -> tuple[str, str | None, Outcome | None]:
+        """End the account once: (failure_class, reason, outcome of `exc`).
+
+        The root counts the logical request; an inner account passes its failure up.
+        """
+        if self._closed:
+            return self._verdict
+        self._closed = True
+        verdict: tuple[str, str | None, Outcome | None] = (
+            (HARD, "exception", None) if exc is not None else (NONE, None, None)
+        )
+        try:
+            with _ACCOUNT:
+                verdict = self._resolve(exc, validation)
+        finally:
+            self._verdict = verdict
+            if self._parent is None:
+                self._count(verdict[0], verdict[1])
+            elif verdict[0] != NONE and verdict[1] is not None:
+                self._parent.failure = (verdict[0], verdict[1])
+        return verdict
+
+    def _resolve(
+        self, exc: BaseException | None, validation: tuple[str, str] | None
+    ) -> tuple[str, str | None, Outcome | None]:
+        if exc is not None and self._parent is None:
+            for key in self.video_keys:
+                if self.state.video_jobs.end(key):
+                    self.failure = (SOFT, "video_timeout")
+        outcome = classify_exception(exc) if exc is not None else None
+        if outcome is not None and not _explained_by_recorded(exc, outcome):  # type: ignore[arg-type]
+            return outcome.failure_class, outcome.reason, outcome
+        if self.failure is not None:
+            return self.failure[0], self.failure[1], outcome
+        if self.inner is not None:
+            return self.inner[1], self.inner[2], outcome
+        if outcome is not None:
+            return outcome.failure_class, outcome.reason, outcome
+        if validation is not None:
+            return validation[0], validation[1], None
+        return NONE, None, None
+
+    def _count(self, failure_class: str, reason: str | None) -> None:
+        duration = time.perf_counter() - self._start
+        try:
+            with _ACCOUNT:
+                children = self.children()
+                exemplar = self.exemplar
+                children.of("requests", failure_class).inc(exemplar=exemplar)
+                if failure_class != NONE:
+                    values = (*self.labels(), failure_class, reason or "exception")
+                    self.state.metrics.failures.child(values).inc(exemplar=exemplar)
+                children.of("attempts").observe(1 + self.retries)
+                children.of("duration", failure_class).observe(duration, exemplar=exemplar)
+            otel = self.state.otel_duration
+            if otel is not None:
+                with _ACCOUNT:
+                    point = _spans.otel_point(self.labels())
+                    if failure_class != NONE:
+                        point[_spans.ERROR_TYPE] = reason or "exception"
+                    otel.record(duration, point)
+        finally:
+            in_flight, self._in_flight = self._in_flight, None
+            if in_flight is not None:
+                with _ACCOUNT:
+                    in_flight.dec()

@@ -1,0 +1,307 @@
+"""The call engine both patches use: start, attach, record, finish.
+
+A `Call` is one API call, made through the openai SDK or as a raw HTTP request: its CLIENT
+span, its HTTP attempts (SDK retries) and the account it reports to (the enclosing traced
+scope's, or its own unscoped one). `finish` runs once and ends, in `finally` blocks, the
+account (counters, histograms, in-flight gauge) and then the span, whatever a recording step
+raised: no path can leave a request uncounted or a gauge up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+
+from failsight import _deferred, _spans
+from failsight._account import UNKNOWN, Account
+from failsight._classify import NONE, SOFT, Outcome, classify_exception
+from failsight._config import State, get_state
+from failsight._guard import guarded
+from failsight._operations import Operation
+from failsight._redact import mask_secrets
+
+__all__ = [
+    "Call",
+    "active_call",
+    "current_account",
+    "fail",
+    "start_call",
+]
+
+# The innermost traced scope's account (set by scopes, and by an unscoped call while it runs).
+current_account: Final[contextvars.ContextVar[Account | None]] = contextvars.ContextVar(
+    "failsight_account", default=None
+)
+# The call being sent: the transport records its attempts, and raw HTTP defers to it.
+active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar(
+    "failsight_call", default=None
+)
+
+_START: Final = guarded("call_start")
+_ENTER: Final = guarded("call_enter")
+_EXIT: Final = guarded("call_exit")
+_RECORD: Final = guarded("call_record")
+_FINISH: Final = guarded("call_finish")
+_ATTEMPT: Final = guarded("attempt")
+
+
+class Call:
+    """One API call: its span, its attempts, and the account its outcome goes to."""
+
+    __slots__ = (
+        "_done",
+        "account",
+        "attempt_end",
+        "attempt_outcome",
+        "attempts",
+        "first_token",
+        "labels",
+        "op",
+        "own",
+        "span",
+        "start",
+        "state",
+        "values",
+    )
+
+    def __init__(
+        self,
+        state: State,
+        op: Operation,
+        labels: tuple[str, str, str, str],
+        account: Account | None,
+        own: bool,
+        span: Span,
+        stream: bool,
+    ) -> None:
+        self.state = state
+        self.op = op
+        self.labels = labels  # (operation, provider, model, call_site) as the call started
+        self.account = account  # None: an unscoped video poll (a job step, not a request)
+        self.own = own  # the call is the logical request (no enclosing scope)
+        self.span = span
+        # Span attributes gathered during the call, set once at its end.
+        self.values: dict[str, Any] = {
+            _spans.OPENAI_API_TYPE: op.api_type,
+            _spans.GEN_AI_REQUEST_STREAM: stream,
+        }
+        self.start = time.perf_counter()
+        self.first_token: float | None = None
+        self.attempts = 0
+        self.attempt_outcome: Outcome | None = None
+        self.attempt_end = 0.0
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # ------------------------------------------------------------------ context
+
+    def attach(self) -> tuple[Any, ...] | None:
+        """Make the call current (its span, and its account when it owns one)."""
+        with _ENTER:
+            call_token = active_call.set(self)
+            ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+            account_token = current_account.set(self.account) if self.own else None
+            return call_token, ctx_token, account_token
+        return None
+
+    @staticmethod
+    def detach(tokens: tuple[Any, ...] | None) -> None:
+        if tokens is None:
+            return
+        with _EXIT:
+            call_token, ctx_token, account_token = tokens
+            if account_token is not None:
+                current_account.reset(account_token)
+            otel_context.detach(ctx_token)
+            active_call.reset(call_token)
+
+    # ------------------------------------------------------------------ HTTP attempts
+
+    def attempt_started(self, retry_count: int | None) -> None:
+        """An HTTP attempt starts; after the first (or with a retry header) it is a retry."""
+        with _ATTEMPT:
+            self.attempts += 1
+            previous = self.attempt_outcome
+            self.attempt_outcome = None
+            if self.attempts > 1 or (retry_count is not None and retry_count > 0):
+                reason = previous.reason if previous is not None and previous.reason else "unknown"
+                status = previous.status_code if previous is not None else None
+                wait = time.perf_counter() - self.attempt_end if self.attempt_end else None
+                if self.account is not None:
+                    self.account.record_retry(reason, status_code=status, wait=wait, span=self.span)
+
+    def attempt_ended(self, outcome: Outcome | None) -> None:
+        self.attempt_outcome = outcome
+        self.attempt_end = time.perf_counter()
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self, outcome: Outcome, result: Any = None) -> None:
+        """Tokens, finish reasons, response attributes and video progress of an answer."""
+        with _RECORD:
+            self._record(outcome, result)
+
+    def _record(self, outcome: Outcome, result: Any) -> None:
+        account = self.account
+        usage = outcome.usage
+        if account is not None:
+            if outcome.finish_reasons:
+                account.count_finish_reasons(outcome.finish_reasons)
+            if usage is not None:
+                account.add_usage(usage)
+        if outcome.video_status and outcome.response_id:
+            if account is not None:
+                account.track_video(outcome.response_id, outcome.video_status)
+            else:
+                self.state.video_jobs.update(outcome.response_id, outcome.video_status, self.labels)
+        if not _spans.is_recording(self.span):
+            return
+        values = self.values
+        if outcome.response_model:
+            values[_spans.GEN_AI_RESPONSE_MODEL] = outcome.response_model
+        if outcome.response_id:
+            values[_spans.GEN_AI_RESPONSE_ID] = outcome.response_id
+        if outcome.finish_reasons:
+            values[_spans.GEN_AI_FINISH_REASONS] = outcome.finish_reasons
+        if usage is not None:
+            for name, count in zip(_spans.USAGE_ATTRIBUTE_NAMES, usage, strict=True):
+                if count is not None:
+                    values[name] = count
+        request_id = _request_id_of(result)
+        if isinstance(request_id, str):
+            values[_spans.REQUEST_ID] = mask_secrets(request_id)
+        if outcome.video_status:
+            values[_spans.VIDEO_STATUS] = outcome.video_status
+        settings = self.state.settings
+        if outcome.revised_prompt and settings.capture_content:
+            limit = settings.max_content_length
+            values[_spans.REVISED_PROMPT] = mask_secrets(outcome.revised_prompt, limit)
+
+    def first_chunk(self, at: float) -> None:
+        """A stream's first content arrived at perf_counter() `at`: time to first token."""
+        ttft = at - self.start
+        self.state.metrics.time_to_first_token.child(
+            self.account.labels() if self.account is not None else self.labels
+        ).observe(ttft)
+        self.values[_spans.GEN_AI_TIME_TO_FIRST_CHUNK] = ttft
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self, outcome: Outcome, exc: BaseException | None = None) -> None:
+        """End the call once: report to the account, settle an own request, end the span."""
+        if self._done:
+            return
+        self._done = True
+        failure_class = NONE if outcome.transient else outcome.failure_class
+        reason = outcome.reason
+        account = self.account
+        try:
+            with _FINISH:
+                if account is not None and (not self.op.is_poll or outcome.failure_class == SOFT):
+                    if isinstance(exc, asyncio.CancelledError):
+                        account.call_cancelled(self.op.name)
+                    else:
+                        account.call_finished(self.op.name, outcome)
+        finally:
+            try:
+                if self.own and account is not None:
+                    failure_class, reason, _ = account.close(exc)
+            finally:
+                self._end_span(failure_class, reason, outcome, exc)
+
+    def _end_span(
+        self, failure_class: str, reason: str | None, outcome: Outcome, exc: BaseException | None
+    ) -> None:
+        values = self.values
+        failed = failure_class != NONE
+        with _FINISH:
+            values[_spans.FAILURE_CLASS] = failure_class
+            account = self.account
+            if account is not None:
+                values[_spans.CALL_SITE] = account.call_site
+                if self.own:
+                    values[_spans.ATTEMPTS] = 1 + account.retries
+                    values[_spans.RETRY_COUNT] = account.retries
+            if failed and reason is not None:
+                values[_spans.FAILURE_REASON] = reason
+                if outcome.reason == reason and outcome.error_type:
+                    values[_spans.ERROR_TYPE] = outcome.error_type
+                else:
+                    values[_spans.ERROR_TYPE] = reason
+            _spans.error_attributes(values, outcome)
+        _spans.end_span(self.span, values, reason if failed else None, exc)
+
+
+def _request_id_of(result: Any) -> Any:
+    """The SDK's `_request_id` of a parsed response, read without pydantic's slow path."""
+    for store in (getattr(result, "__dict__", None), getattr(result, "__pydantic_private__", None)):
+        if isinstance(store, dict):
+            value = store.get("_request_id")
+            if value is not None:
+                return value
+    return None
+
+
+def start_call(
+    op: Operation,
+    model: str,
+    provider: str,
+    address: str | None,
+    port: int | None,
+    stream: bool,
+) -> Call | None:
+    """Start a call from what is known of it; None when even that failed (pass through)."""
+    if _deferred.pending():
+        _deferred.drain()  # a safe point: abandoned streams finish here
+    with _START:
+        return _start(op, model or UNKNOWN, provider, address, port, stream)
+    return None
+
+
+def _start(
+    op: Operation, model: str, provider: str, address: str | None, port: int | None, stream: bool
+) -> Call:
+    state = get_state()
+    # Only the sampling-relevant attributes at start.
+    start_values: dict[str, Any] = {
+        _spans.GEN_AI_OPERATION: op.name,
+        _spans.GEN_AI_PROVIDER: provider,
+        _spans.GEN_AI_REQUEST_MODEL: model,
+    }
+    if address is not None:
+        start_values[_spans.SERVER_ADDRESS] = address
+    if port is not None:
+        start_values[_spans.SERVER_PORT] = port
+    span = _spans.start_span(state.tracer, f"{op.name} {model}", SpanKind.CLIENT, start_values)
+    parent = current_account.get()
+    if parent is not None:
+        parent.note_call(op.name, provider, model)
+        if not op.is_poll:
+            parent.call_started(op.name)
+        return Call(state, op, parent.labels(), parent, False, span, stream)
+    labels = (op.name, provider, model, "unscoped")
+    if op.is_poll:
+        return Call(state, op, labels, None, False, span, stream)
+    account = Account(state, "unscoped", operation=op.name, model=model, provider=provider)
+    return Call(state, op, labels, account, True, span, stream)
+
+
+def fail(call: Call, exc: BaseException) -> None:
+    """The call raised `exc`: record what the error carries, then finish."""
+    outcome = Outcome()
+    try:
+        with _RECORD:
+            outcome = classify_exception(exc)
+            if outcome.usage is not None or outcome.finish_reasons:
+                call.record(outcome)
+    finally:
+        call.finish(outcome, exc)

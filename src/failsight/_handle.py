@@ -1,0 +1,119 @@
+"""`Generation`, the user's handle of a traced scope, and `current_generation()`.
+
+The handle is the contract's six methods and nothing else; each is guarded and delegates to
+the scope's account. A wrong argument never raises into the caller: it is counted, and a
+`FailsightWarning` is issued once per call site (with `FAILSIGHT_RAISE_INTERNAL_ERRORS=1`,
+as in a test suite, it raises instead).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Final
+
+from failsight._account import Account
+from failsight._classify import FAILURE_CLASSES, NONE, SOFT, Usage, normalize_finish_reason
+from failsight._classify import normalize_video_status as _normalize_video_status
+from failsight._engine import current_account
+from failsight._guard import FailsightWarning, guarded, raising, report
+
+__all__ = ["Generation", "current_generation"]
+
+_FAILED_CLASSES: Final = frozenset(FAILURE_CLASSES) - {NONE}
+
+
+def current_generation() -> Generation | None:
+    """The handle of the innermost traced scope running now, or None.
+
+    >>> from failsight import traced_generation
+    >>> @traced_generation(name="image")
+    ... def make_image():
+    ...     current_generation().mark_failure("soft", "image_filtered")
+    """
+    account = current_account.get()
+    if account is None:
+        return None
+    handle = account.handle
+    if handle is None:
+        handle = account.handle = Generation(account)
+    return handle  # type: ignore[no-any-return]
+
+
+def _misuse(stage: str, message: str) -> None:
+    """A wrong call of a handle method: counted and warned about, never raised (but in tests)."""
+    error = ValueError(f"failsight: {message}")
+    report(stage, error)
+    if raising():
+        raise error
+    warnings.warn(FailsightWarning(error.args[0]), stacklevel=3)
+
+
+def _count(value: object) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None  # type: ignore[return-value]
+
+
+class Generation:
+    """The handle of one traced scope, for code that talks HTTP itself.
+
+    Every method is safe to call at any time: telemetry errors are counted, never raised.
+    """
+
+    __slots__ = ("_account",)
+
+    def __init__(self, account: Account) -> None:
+        self._account = account
+
+    def set_model(self, model: str) -> None:
+        """Set the model label (e.g. after reading it from a raw request body)."""
+        if not isinstance(model, str) or not model:
+            _misuse("set_model", f"set_model() takes a non-empty str, got {type(model).__name__}")
+            return
+        with guarded("set_model"):
+            self._account.set_model(model)
+
+    def record_finish_reason(self, finish_reason: str) -> None:
+        """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
+        with guarded("record_finish_reason"):
+            reason = normalize_finish_reason(finish_reason) or "other"
+            self._account.count_finish_reasons((reason,))
+            if reason in ("content_filter", "length"):
+                self._account.failure = (SOFT, reason)
+
+    def record_usage(
+        self,
+        input: int | None = None,
+        output: int | None = None,
+        reasoning: int | None = None,
+        cached_input: int | None = None,
+    ) -> None:
+        """Count tokens reported by one API response (non-negative ints; others are ignored)."""
+        with guarded("record_usage"):
+            self._account.add_usage(
+                Usage(_count(input), _count(output), _count(reasoning), _count(cached_input))
+            )
+
+    def record_retry(
+        self, reason: str, *, status_code: int | None = None, wait: float | None = None
+    ) -> None:
+        """Count one retry of the logical request, with the reason of the attempt that failed."""
+        with guarded("record_retry"):
+            self._account.record_retry(reason, status_code=status_code, wait=wait)
+
+    def record_video_status(self, status: str) -> None:
+        """Advance this scope's video job; a failed or cancelled end fails the scope."""
+        with guarded("record_video_status"):
+            normalized = _normalize_video_status(status)
+            if normalized is not None:
+                self._account.record_video_status(normalized)
+
+    def mark_failure(self, failure_class: str, reason: str) -> None:
+        """Mark the scope failed: `failure_class` is "hard", "soft" or "silent"."""
+        if failure_class not in _FAILED_CLASSES:
+            _misuse(
+                "mark_failure",
+                f"mark_failure() takes 'hard', 'soft' or 'silent', got {failure_class!r:.40}",
+            )
+            return
+        with guarded("mark_failure"):
+            self._account.mark_failure(failure_class, reason)

@@ -1,0 +1,448 @@
+"""`instrument_openai`: the openai SDK patch, built from the operation table onto the engine.
+
+Every method of `_operations.OPERATIONS` is wrapped (sync classes with the sync wrapper,
+async classes with the async one: decided by type, never by name). A call starts an engine
+`Call`; a returned stream is proxied and judged at its end; `with_raw_response` and
+`with_streaming_response` answers are proxied so that their `parse()` is judged, or followed
+when it returns a stream. SDK-internal retries are seen at the transport: while a call is
+active, each HTTP attempt (the SDK's `x-stainless-retry-count` header) is recorded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import wrapt
+
+from failsight import _redact, _transport
+from failsight._account import UNKNOWN
+from failsight._classify import Outcome, classify_exception, classify_result, classify_status
+from failsight._engine import Call, active_call, fail, start_call
+from failsight._guard import guarded
+from failsight._operations import Operation, SdkMethod, sdk_methods
+from failsight._provider import server_of_url
+from failsight._streams import watch
+
+__all__ = ["instrument_openai", "is_instrumented", "uninstrument_openai"]
+
+RETRY_COUNT_HEADER: Final = "x-stainless-retry-count"
+RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
+
+_RESULT: Final = guarded("call_record")
+_ATTEMPT: Final = guarded("attempt")
+
+if TYPE_CHECKING:
+    _ProxyBase = wrapt.ObjectProxy[Any]
+else:
+    _ProxyBase = wrapt.ObjectProxy
+
+# The SDK's stream classes and Azure client classes, resolved when the patch is applied.
+_stream_types: tuple[type, ...] = ()
+_azure_types: tuple[type, ...] = ()
+
+# id(resource) -> (weak resource, server): a client's base URL is read once per resource.
+_servers: dict[int, tuple[weakref.ref[Any], tuple[str, str | None, int | None]]] = {}
+
+
+def _server_of(resource: Any) -> tuple[str, str | None, int | None]:
+    """(provider, address, port) of the client behind a resource; its key is remembered."""
+    entry = _servers.get(id(resource))
+    if entry is not None and entry[0]() is resource:
+        return entry[1]
+    client = getattr(resource, "_client", None)
+    result = server_of_url(getattr(client, "base_url", None))
+    if _azure_types and isinstance(client, _azure_types):
+        result = ("azure.ai.openai", *result[1:])
+    key = getattr(client, "api_key", None)
+    remember = getattr(_redact, "remember_secret", None)  # TODO(lead): direct call
+    if isinstance(key, str) and remember is not None:
+        remember(key)  # masked wherever it shows up, pattern or not
+    try:
+        if len(_servers) > 1024:
+            _servers.clear()
+        _servers[id(resource)] = (weakref.ref(resource), result)
+    except TypeError:
+        pass  # not weak-referenceable: computed each time
+    return result
+
+
+def _start(op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
+    provider, address, port = _server_of(resource)
+    model = kwargs.get("model")
+    model = model if isinstance(model, str) and model else UNKNOWN
+    return start_call(op, model, provider, address, port, kwargs.get("stream") is True)
+
+
+def _raw_mode(kwargs: dict[str, Any]) -> str | None:
+    """ "true" under `with_raw_response`, "stream" under `with_streaming_response`."""
+    headers = kwargs.get("extra_headers")
+    if not headers:
+        return None
+    try:
+        value = headers.get(RAW_RESPONSE_HEADER)
+    except Exception:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _judge(call: Call, parsed: Any) -> None:
+    outcome = Outcome()
+    try:
+        with _RESULT:
+            outcome = classify_result(parsed, kind=call.op.kind)
+            call.record(outcome, parsed)
+    finally:
+        call.finish(outcome)
+
+
+# ---------------------------------------------------------------------- raw responses
+
+
+class _RawAnswer:
+    """A `with_raw_response`/`with_streaming_response` answer: judged when parsed."""
+
+    __slots__ = ("call", "is_async", "judged", "status", "stream")
+
+    def __init__(self, call: Call, is_async: bool, status: Any) -> None:
+        self.call = call
+        self.is_async = is_async
+        self.status = status if isinstance(status, int) else None
+        self.judged = False
+        self.stream: Any = None  # the proxy of a parsed stream, returned on every parse()
+
+    def parsed(self, parsed: Any) -> Any:
+        if _stream_types and isinstance(parsed, _stream_types):
+            if self.stream is None:
+                self.stream = watch(self.call, parsed, self.is_async)
+            return self.stream
+        if not self.judged:
+            self.judged = True
+            _judge(self.call, parsed)
+        return parsed
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.judged:
+            self.judged = True
+            fail(self.call, exc)
+
+    def closed(self) -> None:
+        """The body was released: whatever was not parsed is known by its status only."""
+        stream = self.stream
+        if stream is not None:
+            stream._self_watcher.end()
+        else:
+            self.call.finish(classify_status(self.status) if self.status else Outcome())
+
+    def abandoned(self) -> None:
+        if not self.call.done:
+            from failsight import _deferred
+
+            _deferred.defer(self.closed)
+
+
+class RawResponseProxy(_ProxyBase):
+    """An SDK raw response whose `parse()` the patch judges (or follows, for a stream)."""
+
+    def __init__(self, wrapped: Any, answer: _RawAnswer) -> None:
+        super().__init__(wrapped)
+        self._self_answer = answer
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_answer.failed(exc)
+            raise
+        return self._self_answer.parsed(parsed)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_answer.closed()
+
+
+class AsyncRawResponseProxy(_ProxyBase):
+    """An async SDK raw response whose `await parse()` the patch judges or follows."""
+
+    def __init__(self, wrapped: Any, answer: _RawAnswer) -> None:
+        super().__init__(wrapped)
+        self._self_answer = answer
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = await self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_answer.failed(exc)
+            raise
+        return self._self_answer.parsed(parsed)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_answer.closed()
+
+
+def _raw(call: Call, result: Any, mode: str, is_async: bool) -> Any:
+    answer = _RawAnswer(call, is_async, getattr(result, "status_code", None))
+    async_parse = inspect.iscoroutinefunction(getattr(type(result), "parse", None))
+    proxy: Any = (
+        AsyncRawResponseProxy(result, answer) if async_parse else RawResponseProxy(result, answer)
+    )
+    if mode == "true" and not async_parse:
+        # The body is read already: judge it now (parse() is cached by the SDK, so the
+        # caller's parse() gets the same object; a failing parse raises again for the caller).
+        try:
+            answer.parsed(result.parse())
+        except Exception as exc:
+            answer.failed(exc)
+    weakref.finalize(proxy, answer.abandoned)
+    return proxy
+
+
+def _answer(call: Call, result: Any, kwargs: dict[str, Any], is_async: bool) -> Any:
+    """What the caller gets back: the result, or a proxy that finishes the call later."""
+    mode = _raw_mode(kwargs)
+    if mode is not None:
+        return _raw(call, result, mode, is_async)
+    if _stream_types and isinstance(result, _stream_types):
+        return watch(call, result, is_async)
+    _judge(call, result)
+    return result
+
+
+# ---------------------------------------------------------------------- wrappers
+
+
+def _sync_wrapper(op: Operation) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(op, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        tokens = call.attach()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            Call.detach(tokens)
+            fail(call, exc)
+            raise
+        Call.detach(tokens)
+        with _RESULT:
+            return _answer(call, result, kwargs, False)
+        call.finish(Outcome())  # only when the answer could not be recorded
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(op: Operation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(op, instance, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        tokens = call.attach()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            Call.detach(tokens)
+            fail(call, exc)
+            raise
+        Call.detach(tokens)
+        with _RESULT:
+            return _answer(call, result, kwargs, True)
+        call.finish(Outcome())
+        return result
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------- SDK attempts
+
+
+class _Attempts:
+    """Sends one HTTP attempt of the active SDK call, recording it (the transport's sender)."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def _started(self, args: Any, kwargs: Any) -> None:
+        with _ATTEMPT:
+            request = args[0] if args else kwargs.get("request")
+            raw = request.headers.get(RETRY_COUNT_HEADER)
+            self.call.attempt_started(int(raw) if raw is not None and raw.isdigit() else None)
+
+    def _ended(self, exc: BaseException | None, response: Any) -> None:
+        with _ATTEMPT:
+            if exc is not None:
+                self.call.attempt_ended(classify_exception(exc))
+            else:
+                status = response.status_code
+                self.call.attempt_ended(
+                    classify_status(status, response.headers) if status >= 400 else None
+                )
+
+    def send(self, wrapped: Any, args: Any, kwargs: Any) -> Any:
+        self._started(args, kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._ended(exc, None)
+            raise
+        self._ended(None, response)
+        return response
+
+    async def send_async(self, wrapped: Any, args: Any, kwargs: Any) -> Any:
+        self._started(args, kwargs)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._ended(exc, None)
+            raise
+        self._ended(None, response)
+        return response
+
+
+def _claim(request: Any, is_async: bool) -> _Attempts | None:
+    call = active_call.get()
+    return _Attempts(call) if call is not None else None
+
+
+# ---------------------------------------------------------------------- lifecycle
+
+_lock = threading.Lock()
+_patched: list[tuple[Any, str, Any]] = []  # (owner class, attribute, original)
+# client -> (object, attribute) pairs set on its instances, removed on uninstrument
+_client_patches: weakref.WeakKeyDictionary[Any, list[tuple[Any, str]]] = weakref.WeakKeyDictionary()
+
+
+def _resolve(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _load_types() -> None:
+    global _stream_types, _azure_types
+    import openai
+
+    _stream_types = tuple(
+        t for t in (getattr(openai, "Stream", None), getattr(openai, "AsyncStream", None)) if t
+    )
+    _azure_types = tuple(
+        t for t in (getattr(openai, "AzureOpenAI", None), getattr(openai, "AsyncAzureOpenAI", None))
+        if t
+    )  # fmt: skip
+
+
+def is_instrumented() -> bool:
+    """True while the global patch is on."""
+    return bool(_patched)
+
+
+def instrument_openai(client: Any = None) -> None:
+    """Patch every OpenAI/AsyncOpenAI (and Azure) client, or only `client`.
+
+    Idempotent. Raises ImportError when the openai package is not installed, and TypeError
+    when `client` is not an `openai.OpenAI`/`openai.AsyncOpenAI` instance.
+
+    >>> import failsight
+    >>> failsight.instrument_openai()  # doctest: +SKIP
+    """
+    import openai
+
+    if client is not None and not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
+        raise TypeError(
+            "failsight.instrument_openai(client) takes an openai.OpenAI or openai.AsyncOpenAI "
+            f"instance (Azure too), or nothing to patch every client; got {client!r:.80}"
+        )
+    with _lock:
+        _load_types()
+        if client is not None:
+            _instrument_client(client)
+        elif not _patched:
+            for op, method in sdk_methods():
+                for cls_name, factory in (
+                    (method.sync_cls, _sync_wrapper),
+                    (method.async_cls, _async_wrapper),
+                ):
+                    owner = _resolve(method.module, cls_name)
+                    original = owner.__dict__.get(method.method) if owner is not None else None
+                    if original is not None:
+                        wrapt.wrap_function_wrapper(owner, method.method, factory(op))
+                        _patched.append((owner, method.method, original))
+        _transport.register("sdk", _claim)
+
+
+def uninstrument_openai(client: Any = None) -> None:
+    """Undo `instrument_openai` (for `client` only, if given): originals restored exactly."""
+    with _lock:
+        if client is not None:
+            for target, name in _client_patches.pop(client, []):
+                target.__dict__.pop(name, None)
+        else:
+            while _patched:
+                owner, name, original = _patched.pop()
+                setattr(owner, name, original)
+        if not _patched and not len(_client_patches):
+            _transport.unregister("sdk")
+
+
+def _resource(client: Any, method: SdkMethod) -> Any:
+    resource = client
+    for part in method.path:
+        resource = getattr(resource, part, None)
+        if resource is None:
+            return None
+    return resource
+
+
+def _instrument_client(client: Any) -> None:
+    if client in _client_patches:
+        return
+    done: list[tuple[Any, str]] = []
+    for op, method in sdk_methods():
+        resource = _resource(client, method)
+        if resource is None:
+            continue
+        function = type(resource).__dict__.get(method.method)
+        if function is None:
+            continue
+        async_cls = _resolve(method.module, method.async_cls)
+        is_async = async_cls is not None and isinstance(resource, async_cls)
+        original = getattr(function, "__wrapped__", function)  # the SDK's own, even if patched
+        factory = _async_wrapper if is_async else _sync_wrapper
+        bound = wrapt.FunctionWrapper(original, factory(op)).__get__(resource, type(resource))
+        resource.__dict__[method.method] = bound
+        done.append((resource, method.method))
+        # Raw-response views built before the patch hold the unpatched method: rebuild them.
+        for view in ("with_raw_response", "with_streaming_response"):
+            resource.__dict__.pop(view, None)
+    # Derived clients (`with_options`, `copy`) of an instrumented client are instrumented.
+    copy = getattr(type(client), "copy", None)
+    if copy is not None:
+        derive = _deriver(copy, client)
+        for name in ("copy", "with_options"):
+            client.__dict__[name] = derive
+            done.append((client, name))
+    _client_patches[client] = done
+
+
+def _deriver(copy: Callable[..., Any], client: Any) -> Callable[..., Any]:
+    ref = weakref.ref(client)  # no cycle through the client's own __dict__
+
+    def derive(*args: Any, **kwargs: Any) -> Any:
+        derived = copy(ref(), *args, **kwargs)
+        with _RESULT, _lock:
+            _instrument_client(derived)
+        return derived
+
+    return derive

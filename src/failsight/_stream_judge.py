@@ -1,0 +1,128 @@
+"""The stream judge: streamed chunks in, one `Outcome` out. Pure, like the classifier.
+
+Every streamed path (SDK `Stream` objects, SSE events decoded by the raw-HTTP patch as
+dicts) feeds chunks here; the soft-failure priority is the classifier's
+(`worst_soft_reason`), decided nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from failsight._classify import (
+    HARD,
+    NONE,
+    SOFT,
+    Outcome,
+    classify_result,
+    extract_usage,
+    field,
+    normalize_finish_reason,
+    worst_soft_reason,
+)
+
+__all__ = ["StreamJudge"]
+
+_MAX_REASONS: Final = 64
+_FINAL_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class StreamJudge:
+    """Watches chunks of one stream of `kind` ("chat", "text_completion" or "responses").
+
+    >>> judge = StreamJudge("chat")
+    >>> judge.chunk({"choices": [{"delta": {"content": "Hi"}, "finish_reason": None}]})
+    >>> judge.chunk({"choices": [{"delta": {}, "finish_reason": "length"}]})
+    >>> judge.outcome(exhausted=True).reason
+    'length'
+    """
+
+    __slots__ = (
+        "final",
+        "finish_reasons",
+        "first_token",
+        "kind",
+        "saw_content",
+        "saw_refusal",
+        "saw_tools",
+        "usage",
+    )
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.first_token: float | None = None  # perf_counter() of the first content
+        self.finish_reasons: list[str] = []
+        self.saw_content = False
+        self.saw_tools = False
+        self.saw_refusal = False
+        self.usage: Any = None
+        self.final: Outcome | None = None  # a Responses stream's final event, classified
+
+    def chunk(self, item: Any) -> None:
+        """Take one chunk (an SDK object or a decoded JSON dict); odd shapes are ignored."""
+        if self.kind == "responses":
+            self._event(item)
+            return
+        choices = field(item, "choices")
+        if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
+            for choice in choices:
+                if not self.saw_content:  # once content arrived, deltas decide nothing more
+                    self._delta(choice)
+                reason = field(choice, "finish_reason")
+                if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
+                    self.finish_reasons.append(normalize_finish_reason(reason) or "other")
+        usage = field(item, "usage")
+        if usage is not None:
+            self.usage = usage
+
+    def _first(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+    def _delta(self, choice: Any) -> None:
+        delta = field(choice, "delta")
+        if delta is None:
+            if field(choice, "text"):  # legacy completions
+                self.saw_content = True
+                self._first()
+            return
+        if field(delta, "content"):
+            self.saw_content = True
+            self._first()
+        if field(delta, "tool_calls") or field(delta, "function_call"):
+            self.saw_tools = True
+            self._first()
+        if field(delta, "refusal"):
+            self.saw_refusal = True
+            self._first()
+
+    def _event(self, event: Any) -> None:
+        kind = field(event, "type")
+        if not isinstance(kind, str):
+            return
+        if kind.endswith(".delta"):
+            self._first()
+        elif kind in _FINAL_EVENTS:
+            self.final = classify_result(field(event, "response"), kind="responses")
+
+    def outcome(self, exhausted: bool) -> Outcome:
+        """The stream's outcome; `exhausted` when iteration ran out (not closed early).
+
+        Running out without a finish reason means the server dropped the connection.
+        """
+        if self.kind == "responses":
+            if self.final is not None:
+                return self.final
+            return Outcome(HARD, "connection") if exhausted else Outcome()
+        reasons = tuple(self.finish_reasons)
+        usage = extract_usage(self.usage)
+        if not reasons:
+            return Outcome(HARD, "connection", usage=usage) if exhausted else Outcome(usage=usage)
+        found: list[str] = [r for r in reasons if r in ("content_filter", "length")]
+        if self.saw_refusal and not self.saw_content:
+            found.append("refusal")
+        if not (self.saw_content or self.saw_tools or self.saw_refusal) and "stop" in reasons:
+            found.append("empty_content")
+        failure = worst_soft_reason(found)
+        return Outcome(SOFT if failure else NONE, failure, finish_reasons=reasons, usage=usage)

@@ -1,0 +1,192 @@
+"""Streams: one lifecycle base, the SDK stream proxies and the stream judge's call watcher.
+
+A `Watcher` owns the lifecycle of one observed stream: chunks, then exactly one end (run
+out, error, close, context-manager exit, or abandonment). Subclasses own the telemetry
+(`on_chunk`, `on_end`). Abandonment is seen by a finaliser, which never records: it queues
+the end for the next safe point (`_deferred`). The proxies are transparent wrapt proxies of
+the SDK's `Stream`/`AsyncStream` that show each chunk to a watcher.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Final
+
+import wrapt
+
+from failsight import _deferred
+from failsight._classify import Outcome
+from failsight._engine import Call, fail
+from failsight._guard import guarded
+from failsight._stream_judge import StreamJudge
+
+__all__ = ["AsyncStreamProxy", "CallWatcher", "StreamProxy", "Watcher", "watch"]
+
+_CHUNK: Final = guarded("stream_chunk")
+_END: Final = guarded("stream_end")
+
+if TYPE_CHECKING:
+    _ProxyBase = wrapt.ObjectProxy[Any]
+else:  # wrapt 1.x proxies are not generic at run time
+    _ProxyBase = wrapt.ObjectProxy
+
+
+class Watcher:
+    """Chunks of one stream, then exactly one end; subclasses record."""
+
+    __slots__ = ("_once",)
+
+    def __init__(self) -> None:
+        self._once = [True]  # popped by the one end that runs: list.pop is atomic
+
+    @property
+    def ended(self) -> bool:
+        return not self._once
+
+    def chunk(self, item: Any) -> None:
+        if self._once:
+            with _CHUNK:
+                self.on_chunk(item)
+
+    def end(self, exhausted: bool = False, exc: BaseException | None = None) -> None:
+        """End once: `exhausted` when the iteration ran out, `exc` when it raised."""
+        try:
+            self._once.pop()
+        except IndexError:
+            return
+        try:
+            with _END:
+                self.on_end(exhausted, exc)
+        finally:
+            self.on_ended()
+
+    def abandoned(self) -> None:
+        """Called by a finaliser: the end is queued, never recorded here."""
+        if self._once:
+            _deferred.defer(self.end)
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def on_chunk(self, item: Any) -> None:
+        """One chunk as the caller got it."""
+
+    def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
+        """Record the end (may raise: `on_ended` runs anyway)."""
+
+    def on_ended(self) -> None:
+        """Runs after `on_end` whatever it raised: finish what must be finished."""
+
+
+class CallWatcher(Watcher):
+    """A streamed answer of one call, judged by the stream judge; finishes the call."""
+
+    __slots__ = ("call", "judge")
+
+    def __init__(self, call: Call) -> None:
+        super().__init__()
+        self.call = call
+        self.judge = StreamJudge(call.op.kind)
+
+    def on_chunk(self, item: Any) -> None:
+        self.judge.chunk(item)
+
+    def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
+        call = self.call
+        first = self.judge.first_token
+        if first is not None:
+            call.first_chunk(first)
+        if exc is not None:
+            fail(call, exc)
+            return
+        outcome = self.judge.outcome(exhausted)
+        call.record(outcome)
+        call.finish(outcome)
+
+    def on_ended(self) -> None:
+        self.call.finish(Outcome())  # only when on_end could not: finish runs once
+
+
+class StreamProxy(_ProxyBase):
+    """A transparent proxy of an SDK `Stream` that shows each chunk to a watcher."""
+
+    def __init__(self, wrapped: Any, watcher: Watcher) -> None:
+        super().__init__(wrapped)
+        self._self_watcher = watcher
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self.__wrapped__)
+        except StopIteration:
+            self._self_watcher.end(exhausted=True)
+            raise
+        except BaseException as exc:
+            self._self_watcher.end(exc=exc)
+            raise
+        self._self_watcher.chunk(item)
+        return item
+
+    def __enter__(self) -> StreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_watcher.end()
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_watcher.end()
+
+
+class AsyncStreamProxy(_ProxyBase):
+    """A transparent proxy of an SDK `AsyncStream` that shows each chunk to a watcher."""
+
+    def __init__(self, wrapped: Any, watcher: Watcher) -> None:
+        super().__init__(wrapped)
+        self._self_watcher = watcher
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_watcher.end(exhausted=True)
+            raise
+        except BaseException as exc:
+            self._self_watcher.end(exc=exc)
+            raise
+        self._self_watcher.chunk(item)
+        return item
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_watcher.end()
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_watcher.end()
+
+
+def watch(call: Call, stream: Any, is_async: bool) -> Any:
+    """`stream` (an SDK Stream/AsyncStream) proxied so that it finishes `call` at its end."""
+    watcher = CallWatcher(call)
+    proxy: Any = AsyncStreamProxy(stream, watcher) if is_async else StreamProxy(stream, watcher)
+    weakref.finalize(proxy, watcher.abandoned)
+    return proxy

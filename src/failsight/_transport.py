@@ -1,0 +1,111 @@
+"""The one httpx/httpx2 `send` wrapper both patches register into.
+
+`Client.send` and `AsyncClient.send` of httpx and httpx2 are wrapped once, while at least one
+patch is registered, and restored exactly after the last one leaves. Each registrant gives a
+`claim(request)` that returns a `Sender` for the requests it records, or None; the first
+claim wins (the SDK patch registers first: during an SDK call it records the attempts, and
+the raw-HTTP patch stays out). Unclaimed requests pass through after the claims' checks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import wrapt
+
+from failsight._guard import guarded
+
+__all__ = ["Sender", "register", "unregister"]
+
+
+class Sender(Protocol):
+    """Sends one claimed request through `wrapped`, recording around it."""
+
+    def send(self, wrapped: Any, args: Any, kwargs: Any) -> Any: ...
+
+    async def send_async(self, wrapped: Any, args: Any, kwargs: Any) -> Any: ...
+
+
+Claim = Callable[[Any, bool], "Sender | None"]  # (request, is_async) -> sender
+
+_CLAIM: Final = guarded("http")
+_lock = threading.Lock()
+_claims: dict[str, Claim] = {}  # registrant name -> claim, in priority order
+_ordered: tuple[Claim, ...] = ()
+_patched: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
+_PRIORITY: Final = ("sdk", "http")
+
+
+def _claim(args: Any, kwargs: Any, is_async: bool) -> Sender | None:
+    claims = _ordered
+    if not claims:
+        return None
+    with _CLAIM:
+        request = args[0] if args else kwargs.get("request")
+        for claim in claims:
+            sender = claim(request, is_async)
+            if sender is not None:
+                return sender
+    return None
+
+
+def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    sender = _claim(args, kwargs, False)
+    if sender is None:
+        return wrapped(*args, **kwargs)
+    return sender.send(wrapped, args, kwargs)
+
+
+async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    sender = _claim(args, kwargs, True)
+    if sender is None:
+        return await wrapped(*args, **kwargs)
+    return await sender.send_async(wrapped, args, kwargs)
+
+
+def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+    original = owner.__dict__.get(name)
+    if original is None:
+        return
+    wrapt.wrap_function_wrapper(owner, name, wrapper)
+    _patched.append((owner, name, original))
+
+
+def register(name: str, claim: Claim) -> None:
+    """Add (or replace) registrant `name`'s claim; wraps `send` on first registration.
+
+    >>> register("sdk", lambda request, is_async: None)
+    >>> unregister("sdk")
+    """
+    global _ordered
+    with _lock:
+        _claims[name] = claim
+        _ordered = tuple(_claims[key] for key in sorted(_claims, key=_rank))
+        if _patched:
+            return
+        for module_name in ("httpx2", "httpx"):
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            _wrap(module.Client, "send", _send)
+            _wrap(module.AsyncClient, "send", _send_async)
+
+
+def unregister(name: str) -> None:
+    """Remove `name`'s claim; `send` is restored exactly when no registrant is left."""
+    global _ordered
+    with _lock:
+        _claims.pop(name, None)
+        _ordered = tuple(_claims[key] for key in sorted(_claims, key=_rank))
+        if not _claims:
+            while _patched:
+                owner, attribute, original = _patched.pop()
+                setattr(owner, attribute, original)
+
+
+def _rank(name: str) -> int:
+    return _PRIORITY.index(name) if name in _PRIORITY else len(_PRIORITY)
