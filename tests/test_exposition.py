@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -102,21 +104,67 @@ def test_openmetrics_has_exemplars(telemetry: Telemetry) -> None:
         assert line.split('trace_id="')[1][:32] in trace_ids
 
 
-def test_busy_port_raises_oserror(telemetry: Telemetry) -> None:
+def test_busy_port_is_one_line_naming_address_and_port(telemetry: Telemetry) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(OSError):
-            failsight.start_metrics_server(port=taken.getsockname()[1])
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as caught:
+            failsight.start_metrics_server(port=port)
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message and "\n" not in message, message
+    assert caught.value.errno == errno.EADDRINUSE
+    # Raised by failsight itself, not from deep inside socketserver, and nothing chained.
+    assert len(traceback.extract_tb(caught.value.__traceback__)) <= 2
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
-    [({"port": -1}, ValueError), ({"port": "80"}, ValueError), ({"certfile": "x"}, ValueError)],
+    ("kwargs", "error", "message"),
+    [
+        ({"port": -1}, ValueError, r"0\.\.65535"),
+        ({"port": 70000}, ValueError, r"0\.\.65535"),
+        ({"port": "http"}, TypeError, "port must be an int"),
+        ({"port": 9464.0}, TypeError, "port must be an int"),
+        ({"port": "70000"}, ValueError, "got 70000"),
+        ({"certfile": "x"}, ValueError, "certfile and keyfile"),
+        ({"client_cafile": "ca.pem"}, ValueError, "client_cafile need TLS"),
+        ({"client_capath": "/etc/ssl"}, ValueError, "client_capath need TLS"),
+        ({"client_auth_required": True}, ValueError, "client_auth_required need TLS"),
+        (
+            {"certfile": "c.pem", "keyfile": "k.pem", "client_auth_required": True},
+            ValueError,
+            "client_auth_required=True needs client_cafile",
+        ),
+        ({"registry": "x"}, TypeError, "registry must be a prometheus_client CollectorRegistry"),
+        ({"addr": 127001}, TypeError, "addr"),
+    ],
 )
-def test_bad_server_arguments(kwargs: dict[str, Any], error: type) -> None:
-    with pytest.raises(error):
-        failsight.start_metrics_server(**kwargs)
+def test_bad_server_arguments(kwargs: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        failsight.start_metrics_server(**{"port": 0, **kwargs})
+
+
+def test_unreadable_tls_files_fail_before_binding(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(OSError, match="certfile="):
+        failsight.start_metrics_server(port=0, certfile=missing, keyfile=missing)
+
+
+@pytest.mark.parametrize("make", [failsight.make_asgi_app, failsight.make_wsgi_app])
+def test_apps_reject_what_is_not_a_registry(make: Any) -> None:
+    with pytest.raises(TypeError, match="registry must be a prometheus_client CollectorRegistry"):
+        make("x")
+
+
+def test_port_may_be_a_string_of_digits(telemetry: Telemetry) -> None:
+    """As read from an environment variable."""
+    server, _ = failsight.start_metrics_server(port="0")
+    try:
+        port = server.server_address[1]
+        assert "genai_telemetry_errors_total" in scrape(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        server.shutdown()
 
 
 def test_tls(telemetry: Telemetry, tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_values_capped_to_other_share_the_overflow_series_for_free() -> None:
     metrics.requests.child(("chat", "openai", "m0", "s0", "none")).inc()
     metrics.requests.child(("embeddings", "azure", "m1", "s1", "none")).inc()  # all capped
     assert total(registry, "genai_telemetry_errors_total", stage="series_budget") == 0
-    assert len([s for s in registry.collect() if s.name == "genai_requests"][0].samples) == 4
+    assert len(next(s for s in registry.collect() if s.name == "genai_requests").samples) == 4
 
 
 def test_raising_the_budget_gives_new_tuples_their_series() -> None:

@@ -509,21 +509,25 @@ def test_otel_instrumentor_entry_point(telemetry: Telemetry, server: FaultServer
 def test_broken_telemetry_never_breaks_the_call(
     instrumented: Telemetry, server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from failsight import _openai
+    from failsight import _engine, _sdk_patch
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("telemetry bug")
 
     client = sync_client(server)
-    monkeypatch.setattr(_openai, "classify_result", broken)
+    monkeypatch.setattr(_sdk_patch, "classify_result", broken)
     result = CALLS["chat"][2](client, "ok")
     assert result.choices[0].message.content.startswith("The quick")
-    monkeypatch.setattr(_openai, "_start", broken)
+    # The request is still counted once, and the gauge released (its class is unknown: none).
+    assert instrumented.value("genai_requests_total") == 1
+    assert instrumented.value("genai_in_flight_requests") == 0
+    monkeypatch.setattr(_engine, "_start", broken)
     with pytest.raises(openai.RateLimitError) as caught:
         CALLS["chat"][2](client, "http_429")
     assert caught.value.status_code == 429
-    assert instrumented.value("genai_telemetry_errors_total", stage="openai_result") == 1
-    assert instrumented.value("genai_telemetry_errors_total", stage="openai_start") == 1
+    assert instrumented.value("genai_telemetry_errors_total", stage="call_record") == 1
+    assert instrumented.value("genai_telemetry_errors_total", stage="call_start") == 1
+    assert instrumented.value("genai_in_flight_requests") == 0
 
 
 def test_current_generation_inside_sdk_scope(instrumented: Telemetry, server: FaultServer) -> None:

@@ -20,6 +20,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 import failsight
 from conftest import Telemetry, api_error, connection_error
 from failsight import RetryPolicy, current_generation, traced_generation
+from failsight._account import Account
 from failsight._handle import Generation
 from failsight._metrics import CappedMetric
 from failsight.validators import json_output, min_words, non_empty, one_of
@@ -510,7 +511,10 @@ async def test_broken_registry_does_not_touch_the_caller(
     with pytest.raises(openai.RateLimitError) as caught:
         await run(kind, make(kind, failing))
     assert caught.value is error
-    assert telemetry.value("genai_telemetry_errors_total", stage="scope_finish") == 2
+    assert telemetry.value("genai_telemetry_errors_total", stage="account") == 2
+    # The rest of the request was still counted, and the gauge released.
+    assert telemetry.value("genai_request_duration_seconds_count") == 2
+    assert telemetry.value("genai_in_flight_requests") == 0
 
 
 @pytest.mark.usefixtures("swallow_internal_errors")
@@ -528,7 +532,7 @@ async def test_broken_span_export_does_not_touch_the_caller(
     with pytest.raises(ValueError) as caught:
         await run(kind, make(kind, failing))
     assert caught.value is error
-    assert telemetry.value("genai_telemetry_errors_total", stage="scope_finish") == 2
+    assert telemetry.value("genai_telemetry_errors_total", stage="span") == 2
     assert telemetry.value("genai_requests_total") == 2  # metrics recorded before the span end
 
 
@@ -555,7 +559,10 @@ def test_broken_tracer_still_runs_the_function(
 
     monkeypatch.setattr(state.tracer, "start_span", broken)
     assert make("sync", lambda: 5)() == 5
-    assert telemetry.value("genai_telemetry_errors_total", stage="scope_start") == 1
+    assert telemetry.value("genai_telemetry_errors_total", stage="span") == 1
+    # Metrics never depend on spans: the request is counted without one.
+    assert telemetry.value("genai_requests_total", failure_class="none") == 1
+    assert telemetry.value("genai_in_flight_requests") == 0
 
 
 def test_internal_errors_raise_under_the_suite(
@@ -625,17 +632,17 @@ def test_labels_filled_while_children_are_looked_up_are_not_lost(
     telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another thread fills the labels between a look-up's read of them and its caching."""
-    original = Generation.labels
+    original = Account.labels
     fired = []
 
-    def labels_then_fill(self: Generation) -> tuple[str, str, str, str]:
+    def labels_then_fill(self: Account) -> tuple[str, str, str, str]:
         labels = original(self)
         if not fired:
             fired.append(labels)
             self.note_call("chat", "openai", "gpt-4o")  # the other thread, right now
         return labels
 
-    monkeypatch.setattr(Generation, "labels", labels_then_fill)
+    monkeypatch.setattr(Account, "labels", labels_then_fill)
 
     @traced_generation(name="racy")
     def racy() -> str:
@@ -752,7 +759,7 @@ async def test_nested_scopes_count_once(telemetry: Telemetry, kind: str) -> None
 
     def body() -> str:
         handle = current_generation()
-        assert handle is not None and handle.call_site == "outer"
+        assert handle is not None and handle._account.call_site == "outer"
         result = inner()
         assert current_generation() is handle
         return str(result)

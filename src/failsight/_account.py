@@ -249,9 +249,9 @@ class Account:
             root.video_keys.append(key)
         return self.state.video_jobs.update(key, status, self.labels())
 
-    def record_video_status(self, status: str) -> None:
-        """The scope's own job (a user's raw HTTP polling) reached `status` (normalised)."""
-        self.track_video(("scope", id(self._root)), status)
+    def record_video_status(self, status: str, job_id: str | None = None) -> None:
+        """The scope's job (a user's raw HTTP polling) reached `status` (normalised)."""
+        self.track_video(job_id if job_id is not None else ("scope", id(self._root)), status)
         failure = VIDEO_FAILURE_REASONS.get(status)
         if failure is not None:
             self.failure = (SOFT, failure)
@@ -327,16 +327,20 @@ class Account:
         return NONE, None, None
 
     def _count(self, failure_class: str, reason: str | None) -> None:
+        # Each series on its own: a broken one loses itself, never the others or the gauge.
         duration = time.perf_counter() - self._start
+        exemplar = self.exemplar
         try:
+            children = self.children()
             with _ACCOUNT:
-                children = self.children()
-                exemplar = self.exemplar
                 children.of("requests", failure_class).inc(exemplar=exemplar)
-                if failure_class != NONE:
+            if failure_class != NONE:
+                with _ACCOUNT:
                     values = (*self.labels(), failure_class, reason or "exception")
                     self.state.metrics.failures.child(values).inc(exemplar=exemplar)
+            with _ACCOUNT:
                 children.of("attempts").observe(1 + self.retries)
+            with _ACCOUNT:
                 children.of("duration", failure_class).observe(duration, exemplar=exemplar)
             otel = self.state.otel_duration
             if otel is not None:

@@ -59,7 +59,7 @@ class Generation:
     Every method is safe to call at any time: telemetry errors are counted, never raised.
     """
 
-    __slots__ = ("_account",)
+    __slots__ = ("__weakref__", "_account")
 
     def __init__(self, account: Account) -> None:
         self._account = account
@@ -100,12 +100,13 @@ class Generation:
         with guarded("record_retry"):
             self._account.record_retry(reason, status_code=status_code, wait=wait)
 
-    def record_video_status(self, status: str) -> None:
-        """Advance this scope's video job; a failed or cancelled end fails the scope."""
+    def record_video_status(self, status: str, *, job_id: str | None = None) -> None:
+        """Advance this scope's video job (or job `job_id`); a failed or cancelled end fails
+        the scope."""
         with guarded("record_video_status"):
             normalized = _normalize_video_status(status)
             if normalized is not None:
-                self._account.record_video_status(normalized)
+                self._account.record_video_status(normalized, job_id)
 
     def mark_failure(self, failure_class: str, reason: str) -> None:
         """Mark the scope failed: `failure_class` is "hard", "soft" or "silent"."""

@@ -62,7 +62,7 @@ _CHILD_CACHE_LIMIT: Final = 4096
 MAX_LABEL_LENGTH: Final = 128
 # Distinct (operation, provider, model, call_site) tuples a metric keeps series for, by default
 # (docs/production.md, "Cardinality and memory", has the arithmetic).
-DEFAULT_MAX_SERIES: Final = 2000
+DEFAULT_MAX_SERIES: Final = 1000
 
 
 def _label_value(value: str) -> str:
