@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from requests.structures import CaseInsensitiveDict
 
 import failsight
-from failsight import _http
+from failsight import _routes
 from failsight.testing import completion_body
 
 BASE = "http://bench.local/v1"
@@ -182,7 +182,7 @@ def run_counted(rounds: int, calls: int) -> dict[str, dict[str, float]]:
 def route_check_cost() -> float:
     """Seconds for the string check a non-matching path gets (the whole added work but the
     wrapper call itself)."""
-    table = _http._build_table(None)
+    table = _routes.build_table(None)
     number = 200_000
     return timeit.timeit(lambda: table.candidates("/v1/models"), number=number) / number
 

@@ -248,12 +248,27 @@ class Bench:
         from openai._models import construct_type
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-        from failsight import _openai
+        from failsight import _sdk_patch
+        from failsight._operations import OPERATIONS
+        from failsight._stream_judge import StreamJudge
+        from failsight._streams import CallWatcher, StreamProxy, Watcher
+
+        class JudgedOnly(CallWatcher):
+            """Judges every chunk; its end (per call, not per chunk) is left out."""
+
+            def __init__(self) -> None:
+                Watcher.__init__(self)
+                self.judge = StreamJudge("chat")
+
+            def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
+                pass
+
+            def on_ended(self) -> None:
+                pass
 
         completion = construct_type(type_=ChatCompletion, value=completion_body())
         resource = self.client.chat.completions
-        endpoint = next(e for e in _openai.ENDPOINTS if e.kind == "chat" and e.method == "create")
-        ours = _openai._make_sync_wrapper(endpoint)
+        ours = _sdk_patch._sync_wrapper(OPERATIONS["chat"])
         kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
 
         def ready(**_: Any) -> Any:
@@ -272,10 +287,7 @@ class Bench:
         chunks = [chunk] * 1000
 
         def proxied() -> None:
-            recorder = _openai.StreamRecorder.__new__(_openai.StreamRecorder)
-            _openai.StreamRecorder.__init__(recorder, None, "chat")  # type: ignore[arg-type]
-            recorder.done = True  # the end of the stream is per call, not per chunk
-            for _ in _openai.StreamProxy(iter(chunks), recorder):
+            for _ in StreamProxy(iter(chunks), JudgedOnly()):
                 pass
 
         def bare() -> None:

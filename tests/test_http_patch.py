@@ -1125,4 +1125,4 @@ def test_route_matching(method: str, path: str, matched: str | None) -> None:
 def test_model_is_read_from_the_request_body(
     body: Any, content_type: str | None, expected: tuple[str, bool]
 ) -> None:
-    assert _http_patch._request_fields(body, content_type) == expected
+    assert _routes.request_fields(body, content_type) == expected

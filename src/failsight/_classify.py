@@ -8,14 +8,20 @@ malformed input yields a best-effort `Outcome` instead of raising.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Final
 
 __all__ = [
     "FAILURE_CLASSES",
     "FINISH_REASONS",
+    "HARD",
+    "NONE",
     "RETRYABLE_REASONS",
+    "SILENT",
+    "SOFT",
     "TOKEN_TYPES",
+    "VIDEO_FAILURE_REASONS",
+    "VIDEO_TERMINAL",
     "Outcome",
     "Usage",
     "classify_exception",
@@ -27,248 +33,33 @@ __all__ = [
     "reason_for_status",
 ]
 
-NONE: Final = "none"
-HARD: Final = "hard"
-SOFT: Final = "soft"
-SILENT: Final = "silent"
-FAILURE_CLASSES: Final = (NONE, HARD, SOFT, SILENT)
-
-FINISH_REASONS: Final = frozenset(
-    {"stop", "length", "content_filter", "tool_calls", "function_call", "other"}
+from failsight._taxonomy import (
+    CONNECTION_NAMES,
+    FAILURE_CLASSES,
+    FINISH_REASONS,
+    HARD,
+    INVALID_RESPONSE_NAMES,
+    MAX_TEXT,
+    NONE,
+    RETRYABLE_REASONS,
+    SILENT,
+    SOFT,
+    SOFT_EXCEPTIONS,
+    TIMEOUT_NAMES,
+    TOKEN_TYPES,
+    VIDEO_FAILURE_REASONS,
+    VIDEO_TERMINAL,
+    Outcome,
+    Usage,
+    field,
+    normalize_finish_reason,
+    normalize_video_status,
+    reason_for_status,
 )
-
-_STATUS_REASONS: Final[Mapping[int, str]] = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    422: "unprocessable",
-    429: "rate_limited",
-    500: "server_error",
-    502: "bad_gateway",
-    503: "unavailable",
-    504: "gateway_timeout",
-}
-
-RETRYABLE_REASONS: Final = frozenset(
-    {
-        "rate_limited",
-        "server_error",
-        "bad_gateway",
-        "unavailable",
-        "gateway_timeout",
-        "timeout",
-        "connection",
-    }
-)
-
-# Exception class names (anywhere in the MRO) recognised without importing their libraries.
-# Timeouts are checked first: requests' ConnectTimeout is also a ConnectionError.
-_TIMEOUT_NAMES: Final = frozenset(
-    {
-        "APITimeoutError",  # openai
-        "Timeout",  # requests
-        "ReadTimeout",
-        "ConnectTimeout",
-        "WriteTimeout",
-        "PoolTimeout",
-        "TimeoutException",  # httpx
-        "ServerTimeoutError",  # aiohttp
-        "TimeoutError",  # builtins, asyncio
-    }
-)
-_CONNECTION_NAMES: Final = frozenset(
-    {
-        "APIConnectionError",  # openai
-        "ConnectionError",  # builtins, requests
-        "ConnectError",  # httpx
-        "NetworkError",
-        "ReadError",
-        "WriteError",
-        "RemoteProtocolError",
-        "LocalProtocolError",
-        "ProtocolError",  # urllib3
-        "ChunkedEncodingError",  # requests
-        "IncompleteRead",  # http.client
-        "RemoteDisconnected",
-        "ClientConnectionError",  # aiohttp
-        "ServerDisconnectedError",
-        "ClientPayloadError",
-    }
-)
-_INVALID_RESPONSE_NAMES: Final = frozenset(
-    {"APIResponseValidationError", "JSONDecodeError", "InvalidJSONError", "ContentDecodingError"}
-)
-_SOFT_EXCEPTIONS: Final[Mapping[str, str]] = {
-    "LengthFinishReasonError": "length",
-    "ContentFilterFinishReasonError": "content_filter",
-}
-
-_VIDEO_STATUSES: Final[Mapping[str, str]] = {
-    "completed": "succeeded",
-    "succeeded": "succeeded",
-    "succeed": "succeeded",
-    "success": "succeeded",
-    "failed": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
-    "queued": "queued",
-    "pending": "queued",
-    "submitted": "queued",
-    "not_start": "queued",
-    "in_progress": "in_progress",
-    "processing": "in_progress",
-    "running": "in_progress",
-}
-VIDEO_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-VIDEO_FAILURE_REASONS: Final[Mapping[str, str]] = {
-    "failed": "video_failed",
-    "cancelled": "video_cancelled",
-}
-
-_MAX_TEXT: Final = 256  # bound on any string copied out of an input
-
-
-# The `token_type` label values, in the order of Usage's fields.
-TOKEN_TYPES: Final = ("input", "output", "reasoning", "cached_input")
-
-
-class Usage(NamedTuple):
-    """Token counts reported by one API response; None where the response did not say."""
-
-    input: int | None = None
-    output: int | None = None
-    reasoning: int | None = None
-    cached_input: int | None = None
-
-    def items(self) -> Iterable[tuple[str, int]]:
-        """(token_type, count) pairs for the counts present, in `token_type` label spelling."""
-        for token_type, count in zip(TOKEN_TYPES, self, strict=True):
-            if count is not None:
-                yield token_type, count
-
-
-class Outcome(NamedTuple):
-    """What one exception or response means in the failure taxonomy.
-
-    >>> classify_result({"choices": [{"finish_reason": "content_filter", "message": {}}]})
-    ... # doctest: +ELLIPSIS
-    Outcome(failure_class='soft', reason='content_filter', finish_reasons=('content_filter',), ...)
-    """
-
-    failure_class: str = NONE
-    reason: str | None = None
-    finish_reasons: tuple[str, ...] = ()
-    usage: Usage | None = None
-    status_code: int | None = None
-    error_type: str | None = None
-    error_param: str | None = None
-    error_code: str | None = None
-    request_id: str | None = None
-    response_id: str | None = None
-    response_model: str | None = None
-    retry_after: float | None = None
-    video_status: str | None = None
-    revised_prompt: str | None = None
-    transient: bool = False
-
-    @property
-    def failed(self) -> bool:
-        return self.failure_class != NONE
-
-    @property
-    def retryable(self) -> bool:
-        """True for the reasons the retry policy (SPEC §4) re-attempts."""
-        return self.failure_class == HARD and self.reason in RETRYABLE_REASONS
-
-
-# --------------------------------------------------------------------------- accessors
-
-
-_mapping_types: dict[type, bool] = {dict: True}
-
-
-def _get(obj: Any, key: str) -> Any:
-    """obj[key] for mappings, obj.key otherwise; None on any failure (odd objects never raise)."""
-    if obj is None:
-        return None
-    cls = type(obj)
-    is_mapping = _mapping_types.get(cls)
-    try:
-        if is_mapping is None:
-            is_mapping = issubclass(cls, Mapping)
-            if len(_mapping_types) < 512:
-                _mapping_types[cls] = is_mapping
-        if is_mapping:
-            return obj.get(key)
-        return getattr(obj, key, None)
-    except Exception:
-        return None
-
-
-field = _get  # the duck-typed accessor, for the stream judge
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value[:_MAX_TEXT]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if type(value) is int:  # the common case first
-        return value if value >= 0 else None
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value >= 0:
-        return int(value)
-    return None
-
-
-def _list(value: Any) -> list[Any] | None:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return None
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-
-def reason_for_status(status: int) -> str:
-    """The SPEC §2 reason of an HTTP error status, e.g. 429 → "rate_limited"."""
-    reason = _STATUS_REASONS.get(status)
-    if reason is not None:
-        return reason
-    if 400 <= status < 500:
-        return "other_4xx"
-    if 500 <= status < 600:
-        return "other_5xx"
-    return "invalid_response"
-
-
-def normalize_finish_reason(value: Any) -> str | None:
-    """A finish reason in label spelling (`other` for unknown strings), None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value if value in FINISH_REASONS else "other"
-    return "other"
-
-
-def normalize_video_status(value: Any) -> str | None:
-    """Gateway spellings → `succeeded`/`failed`/`cancelled`/`queued`/`in_progress`."""
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()[:32]
-    return _VIDEO_STATUSES.get(key, key.replace(" ", "_") or None)
-
+from failsight._taxonomy import as_int as _int
+from failsight._taxonomy import as_list as _list
+from failsight._taxonomy import as_str as _str
+from failsight._taxonomy import field as _get
 
 # --------------------------------------------------------------------------- exceptions
 
@@ -342,7 +133,7 @@ def _is_task_not_exist(code: str | None, exc: BaseException) -> bool:
     if code == "task_not_exist":
         return True
     try:
-        return "task_not_exist" in str(exc)[:_MAX_TEXT]
+        return "task_not_exist" in str(exc)[:MAX_TEXT]
     except Exception:
         return False
 
@@ -366,7 +157,7 @@ def classify_exception(exc: BaseException) -> Outcome:
 def _classify_exception(exc: BaseException) -> Outcome:
     names = _mro_names(exc)
     error_type = _qualified_name(exc)
-    for name, reason in _SOFT_EXCEPTIONS.items():
+    for name, reason in SOFT_EXCEPTIONS.items():
         if name in names:
             completion = _get(exc, "completion")
             inner = classify_result(completion) if completion is not None else Outcome()
@@ -386,13 +177,13 @@ def _classify_exception(exc: BaseException) -> Outcome:
     param, code = _error_fields(exc)
     status = _status_of(exc)
 
-    if names & _INVALID_RESPONSE_NAMES:
+    if names & INVALID_RESPONSE_NAMES:
         reason = "invalid_response"
-    elif names & _TIMEOUT_NAMES:
+    elif names & TIMEOUT_NAMES:
         reason = "timeout"
     elif status is not None and status >= 400:
         reason = reason_for_status(status)
-    elif names & _CONNECTION_NAMES:
+    elif names & CONNECTION_NAMES:
         reason = "connection"
     else:
         reason = "exception"
@@ -680,7 +471,7 @@ def provider_for_host(host: str | None) -> str:
     """The `provider` label of a base URL's host (SPEC §2)."""
     if not host:
         return "unknown"
-    host = host.lower()[:_MAX_TEXT]
+    host = host.lower()[:MAX_TEXT]
     if host == "api.openai.com":
         return "openai"
     if host.endswith(_AZURE_SUFFIXES):

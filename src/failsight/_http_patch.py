@@ -15,19 +15,17 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-import re
 import sys
 import threading
 import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import wrapt
 
 from failsight import _deferred, _redact, _spans, _transport
-from failsight._account import UNKNOWN
 from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
 from failsight._classify import classify_status
 from failsight._config import get_state
@@ -35,7 +33,7 @@ from failsight._engine import Call, active_call, fail, start_call
 from failsight._guard import guarded
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS
 from failsight._provider import server_of
-from failsight._routes import Route, RouteTable, build_table
+from failsight._routes import Route, RouteTable, build_table, form_fields, request_fields
 
 __all__ = ["DEFAULT_ROUTES", "ROUTE_KINDS", "instrument_http", "is_http_instrumented",
            "uninstrument_http"]  # fmt: skip
@@ -43,57 +41,10 @@ __all__ = ["DEFAULT_ROUTES", "ROUTE_KINDS", "instrument_http", "is_http_instrume
 ROUTE_KINDS: Final = OPERATIONS  # the kinds a route may name
 
 _MAX_TEXT: Final = 256  # bound on a model name or id copied out of a body
-_MAX_REQUEST_JSON: Final = 4 << 20  # request bodies parsed for `model`; larger ones are skipped
-_MULTIPART_MODEL: Final = re.compile(
-    rb'name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]{1,256})\r\n'
-)
-_FORM_MODEL: Final = re.compile(r"(?:^|&)model=([^&]{1,512})")
 _HTTP: Final = guarded("http")
 
 
 # ---------------------------------------------------------------------- requests
-
-
-def _request_fields(body: Any, content_type: Any) -> tuple[str, bool]:
-    """(model, stream) of a request body: JSON, a multipart form or an urlencoded form."""
-    if isinstance(body, str):
-        body = body.encode("utf-8", "replace")
-    if not isinstance(body, (bytes, bytearray)) or not body:
-        return UNKNOWN, False
-    ctype = content_type.lower() if isinstance(content_type, str) else ""
-    if ctype.startswith("multipart/"):
-        found = _MULTIPART_MODEL.search(body)
-        return (found.group(1).decode("utf-8", "replace") if found else UNKNOWN), False
-    if ctype.startswith("application/x-www-form-urlencoded"):
-        text = bytes(body[:65536]).decode("latin-1")
-        form = _FORM_MODEL.search(text)
-        return (unquote_plus(form.group(1))[:_MAX_TEXT] if form else UNKNOWN), False
-    if len(body) > _MAX_REQUEST_JSON:
-        return UNKNOWN, False
-    try:
-        fields = json.loads(body)
-    except ValueError:
-        return UNKNOWN, False
-    if not isinstance(fields, dict):
-        return UNKNOWN, False
-    model = fields.get("model")
-    model = model[:_MAX_TEXT] if isinstance(model, str) and model else UNKNOWN
-    return model, fields.get("stream") is True
-
-
-def _form_fields(fields: Any) -> tuple[str, bool]:
-    """(model, stream) of httpx multipart fields (an upload body is not read ahead)."""
-    for field in fields or ():
-        if getattr(field, "name", None) != "model":
-            continue
-        value = getattr(field, "value", None)
-        if value is None:
-            value = getattr(field, "file", None)  # `files={"model": (None, "gpt")}`
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if isinstance(value, str) and value:
-            return value[:_MAX_TEXT], False
-    return UNKNOWN, False
 
 
 def _remember_key(headers: Any) -> None:
@@ -126,7 +77,7 @@ def _start_requests(routes: tuple[Route, ...], request: Any) -> tuple[Call, str 
         return None
     route, job_id = found
     _remember_key(request.headers)
-    model, stream = _request_fields(request.body, request.headers.get("content-type"))
+    model, stream = request_fields(request.body, request.headers.get("content-type"))
     call = _start(route, model, stream, server_of(parts.scheme, parts.hostname, parts.port))
     return (call, job_id) if call is not None else None
 
@@ -141,9 +92,9 @@ def _start_httpx(routes: tuple[Route, ...], request: Any) -> tuple[Call, str | N
     try:
         content = request.content
     except Exception:  # a streamed upload (multipart): its form fields, never its bytes
-        model, stream = _form_fields(getattr(request.stream, "fields", None))
+        model, stream = form_fields(getattr(request.stream, "fields", None))
     else:
-        model, stream = _request_fields(content, request.headers.get("content-type"))
+        model, stream = request_fields(content, request.headers.get("content-type"))
     call = _start(route, model, stream, server_of(url.scheme, url.host, url.port))
     return (call, job_id) if call is not None else None
 

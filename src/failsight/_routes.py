@@ -1,4 +1,4 @@
-"""The raw-HTTP patch's route table: which request paths are which operation.
+"""The raw-HTTP patch's view of a request: which operation its path is, which model it asks.
 
 Built from `_operations` (each operation's default routes) plus the user's
 `instrument_http(routes=...)`. Indexed by the last fixed segment, so a path that is no AI
@@ -7,16 +7,24 @@ route costs one dictionary look-up. Pure: imports only the operation table.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS, Operation
 
-__all__ = ["Route", "RouteTable", "build_table", "parse_route"]
+__all__ = ["Route", "RouteTable", "build_table", "form_fields", "parse_route", "request_fields"]
 
-_MAX_TEXT: Final = 256  # bound on a job id copied out of a path
+_MAX_TEXT: Final = 256  # bound on a job id or model name copied out of a request
+_MAX_REQUEST_JSON: Final = 4 << 20  # request bodies parsed for `model`; larger ones are skipped
+_MULTIPART_MODEL: Final = re.compile(
+    rb'name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]{1,256})\r\n'
+)
+_FORM_MODEL: Final = re.compile(r"(?:^|&)model=([^&]{1,512})")
+UNKNOWN: Final = "unknown"
 _PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}\Z")
 
 
@@ -127,3 +135,48 @@ def build_table(routes: Any) -> RouteTable:
         else:
             merged[pattern] = kind
     return RouteTable(merged)
+
+
+# ---------------------------------------------------------------------- request bodies
+
+
+def request_fields(body: Any, content_type: Any) -> tuple[str, bool]:
+    """(model, stream) of a request body: JSON, a multipart form or an urlencoded form."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "replace")
+    if not isinstance(body, (bytes, bytearray)) or not body:
+        return UNKNOWN, False
+    ctype = content_type.lower() if isinstance(content_type, str) else ""
+    if ctype.startswith("multipart/"):
+        found = _MULTIPART_MODEL.search(body)
+        return (found.group(1).decode("utf-8", "replace") if found else UNKNOWN), False
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        text = bytes(body[:65536]).decode("latin-1")
+        form = _FORM_MODEL.search(text)
+        return (unquote_plus(form.group(1))[:_MAX_TEXT] if form else UNKNOWN), False
+    if len(body) > _MAX_REQUEST_JSON:
+        return UNKNOWN, False
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return UNKNOWN, False
+    if not isinstance(fields, dict):
+        return UNKNOWN, False
+    model = fields.get("model")
+    model = model[:_MAX_TEXT] if isinstance(model, str) and model else UNKNOWN
+    return model, fields.get("stream") is True
+
+
+def form_fields(fields: Any) -> tuple[str, bool]:
+    """(model, stream) of httpx multipart fields (an upload body is not read ahead)."""
+    for field in fields or ():
+        if getattr(field, "name", None) != "model":
+            continue
+        value = getattr(field, "value", None)
+        if value is None:
+            value = getattr(field, "file", None)  # `files={"model": (None, "gpt")}`
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and value:
+            return value[:_MAX_TEXT], False
+    return UNKNOWN, False
