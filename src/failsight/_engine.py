@@ -284,9 +284,10 @@ def _start(
     span = _spans.start_span(state.tracer, f"{op.name} {model}", SpanKind.CLIENT, start_values)
     parent = current_account.get()
     if parent is not None:
-        parent.note_call(op.name, provider, model)
-        if not op.is_poll:
-            parent.call_started(op.name)
+        with _START:  # a failure here loses a label or a retry, never the call
+            parent.note_call(op.name, provider, model)
+            if not op.is_poll:
+                parent.call_started(op.name)
         return Call(state, op, parent.labels(), parent, False, span, stream)
     labels = (op.name, provider, model, "unscoped")
     if op.is_poll:

@@ -137,7 +137,8 @@ def _open(site: str, operation: str | None, model: str | None) -> _Scope | None:
         span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
         account = Account(state, site, operation=operation, model=model, parent=parent, span=span)
         if parent is not None:
-            parent.note_call(account.operation, account.provider, account.model)
+            with _START:  # a failure here loses a label, never the scope
+                parent.note_call(account.operation, account.provider, account.model)
         return _Scope(account, span)
     return None
 
