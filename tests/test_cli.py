@@ -71,9 +71,9 @@ APP = textwrap.dedent(
     import sys
     import openai
     from prometheus_client import REGISTRY, generate_latest
-    from failsight import _openai
+    from failsight import _sdk_patch
 
-    assert _openai.is_instrumented(), "the patch was applied before the program ran"
+    assert _sdk_patch.is_instrumented(), "the patch was applied before the program ran"
     client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-test", max_retries=0)
     client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],

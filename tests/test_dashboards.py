@@ -394,13 +394,30 @@ def spec_metrics() -> dict[str, str] | None:
     return {name: kind for name, kind in rows}
 
 
+# Metrics the contract names whose recording is not built yet (wasted usage, cost and
+# content-filter categories: issue 15). The test below fails as soon as one of them is
+# registered, so this set can only shrink.
+NOT_YET_BUILT = frozenset(
+    {
+        "genai_wasted_tokens_total",
+        "genai_cost_usd_total",
+        "genai_wasted_cost_usd_total",
+        "genai_content_filter_total",
+    }
+)
+
+
 def test_library_metric_set_matches_the_spec() -> None:
     spec = spec_metrics()
     if spec is None:
         # CI runs beside shared/; elsewhere (an sdist, say) the contract file may be absent.
         assert not os.environ.get("CI"), f"{SPEC_PATH} is missing under CI"
         pytest.skip(f"{SPEC_PATH} is not present (outside the development checkout)")
-    assert spec == EXPECTED_METRICS
+    assert NOT_YET_BUILT <= set(spec), "a metric left the contract: drop it from NOT_YET_BUILT"
+    assert not NOT_YET_BUILT & set(EXPECTED_METRICS), "built now: drop it from NOT_YET_BUILT"
+    assert {name: kind for name, kind in spec.items() if name not in NOT_YET_BUILT} == (
+        EXPECTED_METRICS
+    )
 
 
 def exposed_series_names(metrics: dict[str, str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ def _bootstrap() -> None:
         print(f"failsight: warning: telemetry not started: {exc}", file=sys.stderr)
     # Hand over to the sitecustomize this one shadowed, if there is one.
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
-    del sys.modules["sitecustomize"]
+    sys.modules.pop("sitecustomize", None)  # absent when imported under another name
     with contextlib.suppress(ImportError):
         importlib.import_module("sitecustomize")
 
