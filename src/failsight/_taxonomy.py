@@ -145,6 +145,7 @@ class Usage(NamedTuple):
 class Outcome(NamedTuple):
     """What one exception or response means in the failure taxonomy.
 
+    >>> from failsight import classify_result
     >>> classify_result({"choices": [{"finish_reason": "content_filter", "message": {}}]})
     ... # doctest: +ELLIPSIS
     Outcome(failure_class='soft', reason='content_filter', finish_reasons=('content_filter',), ...)

@@ -77,8 +77,8 @@ def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
 def register(name: str, claim: Claim) -> None:
     """Add (or replace) registrant `name`'s claim; wraps `send` on first registration.
 
-    >>> register("sdk", lambda request, is_async: None)
-    >>> unregister("sdk")
+    >>> register("example", lambda request, is_async: None)
+    >>> unregister("example")
     """
     global _ordered
     with _lock:
