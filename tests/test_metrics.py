@@ -142,6 +142,24 @@ def test_series_budget_sends_new_label_tuples_to_one_overflow_series() -> None:
     assert total(registry, "genai_tokens_total", call_site="site11") == 3
 
 
+def test_series_stay_bounded_under_100k_label_combinations() -> None:
+    """The label cap alone allows cap**2 (model, call_site) pairs; the budget bounds them."""
+    registry = CollectorRegistry()
+    metrics = MetricSet(registry, max_label_values=100, max_series=500)
+    for i in range(100_000):
+        labels = ("chat", "openai", f"m{i % 997}", f"s{i % 991}")
+        metrics.children(labels).of("requests", "none").inc()
+        metrics.failures.child((*labels, "silent", f"validator_{i}")).inc()
+    for metric in metrics.capped:
+        assert len(metric._series) <= 500
+        assert all(len(seen) <= 100 for seen in metric._seen)
+        assert len(metric._reasons) <= 100
+    assert len(values_of(registry, "genai_requests_total", "call_site")) <= 101
+    requests = next(m for m in registry.collect() if m.name == "genai_requests")
+    assert len(requests.samples) <= 2 * 501  # _total and _created of each combination
+    assert total(registry, "genai_requests_total") == 100_000
+
+
 def test_values_capped_to_other_share_the_overflow_series_for_free() -> None:
     registry = CollectorRegistry()
     metrics = MetricSet(registry, max_label_values=1, max_series=1)

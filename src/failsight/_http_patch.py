@@ -49,9 +49,7 @@ _HTTP: Final = guarded("http")
 
 def _remember_key(headers: Any) -> None:
     """The exact key sent, masked wherever it shows up later (pattern or not)."""
-    remember = getattr(_redact, "remember_secret", None)  # TODO(lead): direct call
-    if remember is None:
-        return
+    remember = _redact.remember_secret
     auth = headers.get("authorization")
     if isinstance(auth, str) and auth[:7].lower() == "bearer ":
         remember(auth[7:].strip())

@@ -59,9 +59,8 @@ def _server_of(resource: Any) -> tuple[str, str | None, int | None]:
     if _azure_types and isinstance(client, _azure_types):
         result = ("azure.ai.openai", *result[1:])
     key = getattr(client, "api_key", None)
-    remember = getattr(_redact, "remember_secret", None)  # TODO(lead): direct call
-    if isinstance(key, str) and remember is not None:
-        remember(key)  # masked wherever it shows up, pattern or not
+    if isinstance(key, str):
+        _redact.remember_secret(key)  # masked wherever it shows up, pattern or not
     try:
         if len(_servers) > 1024:
             _servers.clear()
@@ -126,9 +125,21 @@ class _RawAnswer:
         return parsed
 
     def failed(self, exc: BaseException) -> None:
-        if not self.judged:
-            self.judged = True
-            fail(self.call, exc)
+        """`parse()` raised: the SDK's soft-failure errors keep their class; anything else
+        means the body was unusable (hard, `invalid_response`)."""
+        if self.judged:
+            return
+        self.judged = True
+        outcome = Outcome()
+        try:
+            with _RESULT:
+                outcome = classify_exception(exc)
+                if outcome.reason == "exception":
+                    outcome = outcome._replace(reason="invalid_response")
+                if outcome.usage is not None or outcome.finish_reasons:
+                    self.call.record(outcome)
+        finally:
+            self.call.finish(outcome, exc)
 
     def closed(self) -> None:
         """The body was released: whatever was not parsed is known by its status only."""

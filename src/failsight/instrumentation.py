@@ -49,6 +49,7 @@ class _Instrumentor:
                 capture_content=settings.capture_content,
                 max_content_length=settings.max_content_length,
                 max_label_values=settings.max_label_values,
+                max_series=settings.max_series,
                 video_job_timeout=settings.video_job_timeout,
                 max_open_video_jobs=settings.max_open_video_jobs,
             )
