@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import failsight
 from conftest import Telemetry
-from failsight import _body, _engine, _http_patch, _routes, traced_generation
+from failsight import _body, _engine, _routes, traced_generation
 from failsight.testing import USAGE, FaultServer
 from openai_calls import assert_one_request, async_client, sync_client
 
