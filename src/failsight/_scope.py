@@ -151,7 +151,7 @@ def _enter(scope: _Scope | None) -> Any:
 
 
 def _leave(scope: _Scope | None, tokens: Any) -> None:
-    if scope is not None:
+    if scope is not None and tokens is not None:
         scope.exit(tokens)
 
 
@@ -163,12 +163,12 @@ def _end(
             scope.finish(exc, result, validators)
 
 
-def _close_generator(scope: _Scope | None) -> None:
+def _close_generator(scope: _Scope | None, collecting: bool) -> None:
     """A generator closed early: not a failure. Closed by the garbage collector, the
     recording is queued instead (a finaliser never records: it may run inside a lock)."""
     if scope is None:
         return
-    if _deferred.in_gc():
+    if collecting:
         _deferred.defer(_end, scope, None)
     else:
         _end(scope, None)
@@ -326,12 +326,15 @@ def _wrap_generator(
             try:
                 sent = yield item
             except GeneratorExit:
-                tokens = _enter(scope)
+                # Closed by the garbage collector: no context variable is touched (the
+                # collection may have started inside a ContextVar.set of this thread).
+                collecting = _deferred.in_gc()
+                tokens = None if collecting else _enter(scope)
                 try:
                     inner.close()  # the generator's own cleanup runs inside its scope
                 finally:
                     _leave(scope, tokens)
-                    _close_generator(scope)
+                    _close_generator(scope, collecting)
                 raise
             except BaseException as exc:
                 thrown = exc
@@ -376,12 +379,13 @@ def _wrap_async_generator(
             try:
                 sent = yield item
             except GeneratorExit:
-                tokens = _enter(scope)
+                collecting = _deferred.in_gc()
+                tokens = None if collecting else _enter(scope)
                 try:
                     await inner.aclose()
                 finally:
                     _leave(scope, tokens)
-                    _close_generator(scope)
+                    _close_generator(scope, collecting)
                 raise
             except BaseException as exc:
                 thrown = exc
