@@ -21,8 +21,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-ITERATIONS = 200_000
-STREAM_EVERY = 10  # an abandoned SDK stream every 10th iteration: 20 000 of them
+ITERATIONS = 100_000  # two traced scopes each: 200 000 logical requests, plus the streams
+STREAM_EVERY = 25  # an abandoned SDK stream every 25th iteration: 4 000 of them
 TIMEOUT_SECONDS = 120
 
 SOAK = textwrap.dedent(
@@ -112,7 +112,7 @@ def test_finalisers_never_deadlock_and_count_every_request_once(tmp_path: Path) 
     env.pop("FAILSIGHT_RAISE_INTERNAL_ERRORS", None)  # production: internal errors are counted
     try:
         done = subprocess.run(
-            [sys.executable, str(script), str(ITERATIONS), str(STREAM_EVERY)],
+            [sys.executable, "-X", "faulthandler", str(script), str(ITERATIONS), str(STREAM_EVERY)],
             capture_output=True,
             text=True,
             timeout=TIMEOUT_SECONDS,
@@ -124,6 +124,12 @@ def test_finalisers_never_deadlock_and_count_every_request_once(tmp_path: Path) 
             f"the soak did not finish in {TIMEOUT_SECONDS} s: a finaliser run by the garbage "
             f"collector deadlocked on a lock its own thread held\n{expired.stderr!r}"
         ) from None
+    if done.returncode < 0:  # killed by a signal: -11 is a segmentation fault
+        raise AssertionError(
+            f"the soak crashed with signal {-done.returncode} (e.g. a finaliser run by the "
+            f"garbage collector re-entered a context-variable set or reset in progress)\n"
+            f"{done.stderr[-4000:]}"
+        )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     expected = ITERATIONS * 2 + len(range(0, ITERATIONS, STREAM_EVERY))

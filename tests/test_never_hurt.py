@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -587,6 +588,13 @@ SDK_CALLS: dict[str, tuple[SdkCall, Any, str, str | None]] = {
 }
 
 
+async def close(client: Any) -> None:
+    """Close an SDK client in the loop that opened it (not later, from its finaliser)."""
+    closed = client.close()
+    if inspect.isawaitable(closed):
+        await closed
+
+
 async def drain(result: Any) -> Any:
     """What a caller does with a result: streams are read to the end."""
     if hasattr(result, "__anext__"):
@@ -611,6 +619,7 @@ def sdk_entry(name: str, mode: str) -> Entry:
                 observed.value = normalize(await drain(result))
             except Exception as exc:
                 observed.error = exc
+        await close(client)
         return observed
 
     return Entry(f"sdk-{name}-{mode}", "sdk", run, failure_class, reason)
@@ -645,6 +654,7 @@ def scoped_sdk_entry(mode: str) -> Entry:
                 observed.value = normalize(result)
             except Exception as exc:
                 observed.error = exc
+        await close(client)
         return observed
 
     return Entry(f"scoped-sdk-chat-{mode}", "sdk", run, "none", None)
