@@ -21,12 +21,12 @@ from opentelemetry.trace import Span, SpanKind
 
 from failsight import _deferred, _spans
 from failsight._account import UNKNOWN, Account
-from failsight._classify import NONE, SILENT, classify_exception
+from failsight._classify import NONE, classify_exception
 from failsight._config import get_state
 from failsight._engine import current_account
-from failsight._guard import guarded, raising, report
+from failsight._guard import guarded
 from failsight._retry import RetryPolicy
-from failsight.validators import Validator, prepare
+from failsight.validators import Validator, prepare, run
 
 __all__ = ["traced_generation"]
 
@@ -74,7 +74,7 @@ class _Scope:
         verdict: tuple[str, str | None, Any] = (NONE, None, None)
         try:
             if exc is None and validators:
-                validation = _validate(validators, result)
+                validation = run(validators, result)
         finally:
             try:
                 verdict = account.close(exc, validation)
@@ -111,21 +111,6 @@ class _Scope:
                 else:
                     values[_spans.ERROR_TYPE] = reason or "exception"
         _spans.end_span(self.span, values, (reason or "exception") if failed else None, exc)
-
-
-def _validate(validators: Validators, result: Any) -> tuple[str, str] | None:
-    for reason, validator in validators:
-        try:
-            ok = validator(result)
-        except Exception as exc:
-            # A raising validator fails the call, and is counted as a telemetry error.
-            report("validator", exc)
-            if raising():
-                raise
-            return SILENT, reason
-        if ok is False:
-            return SILENT, reason
-    return None
 
 
 def _open(site: str, operation: str | None, model: str | None) -> _Scope | None:

@@ -332,6 +332,8 @@ _lock = threading.Lock()
 _patched: list[tuple[Any, str, Any]] = []  # (owner class, attribute, original)
 # client -> (object, attribute) pairs set on its instances, removed on uninstrument
 _client_patches: weakref.WeakKeyDictionary[Any, list[tuple[Any, str]]] = weakref.WeakKeyDictionary()
+# client -> the clients derived from it (`with_options`, `copy`), uninstrumented with it
+_derived: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
 
 
 def _resolve(module: str, name: str) -> Any:
@@ -397,14 +399,21 @@ def uninstrument_openai(client: Any = None) -> None:
     """Undo `instrument_openai` (for `client` only, if given): originals restored exactly."""
     with _lock:
         if client is not None:
-            for target, name in _client_patches.pop(client, []):
-                target.__dict__.pop(name, None)
+            _uninstrument_client(client)
         else:
             while _patched:
                 owner, name, original = _patched.pop()
                 setattr(owner, name, original)
         if not _patched and not len(_client_patches):
             _transport.unregister("sdk")
+
+
+def _uninstrument_client(client: Any) -> None:
+    """Remove `client`'s patches, and those of the clients derived from it."""
+    for target, name in _client_patches.pop(client, []):
+        target.__dict__.pop(name, None)
+    for derived in list(_derived.pop(client, ())):
+        _uninstrument_client(derived)
 
 
 def _resource(client: Any, method: SdkMethod) -> Any:
@@ -451,9 +460,12 @@ def _deriver(copy: Callable[..., Any], client: Any) -> Callable[..., Any]:
     ref = weakref.ref(client)  # no cycle through the client's own __dict__
 
     def derive(*args: Any, **kwargs: Any) -> Any:
-        derived = copy(ref(), *args, **kwargs)
+        parent = ref()
+        derived = copy(parent, *args, **kwargs)
         with _RESULT, _lock:
-            _instrument_client(derived)
+            if parent in _client_patches:  # not uninstrumented meanwhile
+                _instrument_client(derived)
+                _derived.setdefault(parent, weakref.WeakSet()).add(derived)
         return derived
 
     return derive

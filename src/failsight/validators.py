@@ -16,6 +16,7 @@ import reprlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from failsight._guard import raising, report
 from failsight._redact import sanitize_reason
 
 __all__ = ["Validator", "json_output", "min_words", "non_empty", "one_of", "output_text"]
@@ -191,3 +192,25 @@ def prepare(validate: Iterable[Any] | Validator | None) -> tuple[tuple[str, Vali
         name = getattr(item, "__name__", None) or type(item).__name__
         prepared.append((sanitize_reason(str(name)), item))
     return tuple(prepared)
+
+
+def run(validators: tuple[tuple[str, Validator], ...], result: Any) -> tuple[str, str] | None:
+    """("silent", reason) of the first validator `result` fails, or None when all pass.
+
+    A validator that raises fails the call too, and is counted as a telemetry error.
+
+    >>> run(prepare([min_words(3)]), "three words here")
+    >>> run(prepare([min_words(3)]), "short")
+    ('silent', 'too_short')
+    """
+    for reason, validator in validators:
+        try:
+            ok = validator(result)
+        except Exception as exc:
+            report("validator", exc)
+            if raising():
+                raise
+            return "silent", reason
+        if ok is False:
+            return "silent", reason
+    return None
