@@ -1,21 +1,25 @@
-"""The fault-injection server: an aiohttp app on loopback, run in a background thread."""
+"""The fault-injection server: an aiohttp app on loopback, run in a background thread.
+
+Here: the lifecycle, the route table, and per request the scenario choice, the request log
+and the hard faults. What each route answers is in `_handlers` and `_video_routes`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import threading
 import types
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
+from . import _handlers as handlers
 from . import _payloads as payloads
-from ._payloads import JSON
+from ._handlers import Call, error_response
 from ._scenarios import (
     HARD_SCENARIOS,
     HTTP_ERROR_SCENARIOS,
@@ -29,7 +33,7 @@ from ._scenarios import (
     split_model,
     validate_mix,
 )
-from ._videos import VideoJob
+from ._video_routes import VideoRoutes
 
 __all__ = [
     "KEY_HEADER",
@@ -78,24 +82,6 @@ class RecordedRequest:
     retry_count: int | None
     model: str | None
     stream: bool
-
-
-@dataclass
-class _Call:
-    """A parsed API request on its way to a renderer."""
-
-    request: web.Request
-    body: JSON
-    model: str
-    scenario: str
-    stream: bool
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, param: str | None, code: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.code = code
 
 
 class FaultServer:
@@ -155,7 +141,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._key_counts: dict[str, int] = {}
-        self._jobs: dict[str, VideoJob] = {}
+        self._videos = VideoRoutes(self._record, lambda: self.video_polls_to_finish)
         self._lifecycle = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -214,7 +200,7 @@ class FaultServer:
         with self._lock:
             self.requests.clear()
             self._key_counts.clear()
-            self._jobs.clear()
+            self._videos.clear()
             self._rng = random.Random(self.seed)
 
     def __enter__(self) -> FaultServer:
@@ -259,17 +245,18 @@ class FaultServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.on_response_prepare.append(self._add_common_headers)
         api = self._api_route
-        app.router.add_post("/v1/chat/completions", api("chat", self._chat))
-        app.router.add_post("/v1/completions", api("completions", self._completions))
-        app.router.add_post("/v1/responses", api("responses", self._responses))
-        app.router.add_post("/v1/embeddings", api("embeddings", self._embeddings))
-        app.router.add_post("/v1/images/generations", api("images", self._images))
-        app.router.add_post("/v1/images/edits", api("images", self._images))
-        app.router.add_post("/v1/images/variations", api("images", self._images))
-        app.router.add_post("/v1/videos", api("videos", self._video_create))
-        app.router.add_get("/v1/videos/{video_id}", api("video_get", self._video_get))
-        app.router.add_post("/v1/videos/{video_id}/remix", api("videos", self._video_remix))
-        app.router.add_get("/v1/videos/{video_id}/content", self._video_content)
+        videos = self._videos
+        app.router.add_post("/v1/chat/completions", api("chat", handlers.chat))
+        app.router.add_post("/v1/completions", api("completions", handlers.completions))
+        app.router.add_post("/v1/responses", api("responses", handlers.responses))
+        app.router.add_post("/v1/embeddings", api("embeddings", handlers.embeddings))
+        app.router.add_post("/v1/images/generations", api("images", handlers.images))
+        app.router.add_post("/v1/images/edits", api("images", handlers.images))
+        app.router.add_post("/v1/images/variations", api("images", handlers.images))
+        app.router.add_post("/v1/videos", api("videos", videos.create))
+        app.router.add_get("/v1/videos/{video_id}", api("video_get", videos.get))
+        app.router.add_post("/v1/videos/{video_id}/remix", api("videos", videos.remix))
+        app.router.add_get("/v1/videos/{video_id}/content", videos.content)
         app.router.add_get("/v1/images/content/{name}", self._image_content)
         app.router.add_get("/v1/models", api("models", self._models))
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -284,7 +271,7 @@ class FaultServer:
             response.headers[POLL_AFTER_HEADER] = str(self.poll_after_ms)
 
     def _api_route(
-        self, kind: RouteKind, render: Callable[[_Call], Awaitable[web.StreamResponse]]
+        self, kind: RouteKind, render: Callable[[Call], Awaitable[web.StreamResponse]]
     ) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle_api(request, kind, render)
@@ -295,13 +282,13 @@ class FaultServer:
         self,
         request: web.Request,
         kind: RouteKind,
-        render: Callable[[_Call], Awaitable[web.StreamResponse]],
+        render: Callable[[Call], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         try:
-            body = await _read_body(request)
-        except _BadRequest as exc:
+            body = await handlers.read_body(request)
+        except handlers.BadRequest as exc:
             self._record(request, None, None, stream=False)
-            return _error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
+            return error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
         raw_model = body.get("model")
         model, model_list = split_model(raw_model if isinstance(raw_model, str) else None)
         stream = body.get("stream") is True
@@ -309,20 +296,19 @@ class FaultServer:
             chosen = self._choose(request, kind, model_list)
         except ScenarioError as exc:
             self._record(request, None, model, stream)
-            return _error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
+            return error_response(400, str(exc), "invalid_request_error", exc.param, exc.code)
         if chosen is None and kind == "video_get":
             # Polls follow the job's scenario; the renderer records them.
-            return await render(_Call(request, body, model or "", "ok", stream))
+            return await render(Call(request, body, model or "", "ok", stream))
         scenario = chosen or "ok"
         self._record(request, scenario, model, stream)
+        model = model or _DEFAULT_MODEL[kind]
         if scenario in HARD_SCENARIOS:
-            faulted = await self._apply_hard_fault(
-                request, kind, scenario, stream, model or _DEFAULT_MODEL[kind]
-            )
+            faulted = await self._apply_hard_fault(request, kind, scenario, stream, model)
             if faulted is not None:
                 return faulted
             scenario = "ok"  # `timeout` answers normally once it has slept
-        return await render(_Call(request, body, model or _DEFAULT_MODEL[kind], scenario, stream))
+        return await render(Call(request, body, model, scenario, stream, self.stream_chunk_delay))
 
     def _choose(self, request: web.Request, kind: RouteKind, model_list: str | None) -> str | None:
         """Pick the scenario: header, then ``model@…``, then mix, then the default."""
@@ -387,200 +373,42 @@ class FaultServer:
                 headers["Retry-After"] = str(self.retry_after_seconds)
             if self.retry_after_ms is not None and (error.status == 429 or error.status >= 500):
                 headers["retry-after-ms"] = str(self.retry_after_ms)
-            return _error_response(
+            return error_response(
                 error.status, error.message, error.type, error.param, error.code, headers
             )
         if scenario == "timeout":
             await asyncio.sleep(self.slow_seconds)
             return None
         if scenario == "drop_mid_stream" and stream and kind in _TEXT_KINDS:
-            return await self._drop_mid_stream(request, kind, model)
+            return await handlers.drop_mid_stream(
+                request, kind, model, delay=self.stream_chunk_delay
+            )
         if scenario in ("drop", "drop_mid_stream"):
-            return _drop_connection(request)
+            return handlers.drop_connection(request)
         # invalid_json: a 200 whose body cannot be decoded.
         if stream and kind in _TEXT_KINDS:
-            return await self._sse(request, [(None, '{"choices": [')], done=False)
+            events = [(None, '{"choices": [')]
+            return await handlers.sse(request, events, done=False, delay=self.stream_chunk_delay)
         return web.Response(status=200, body=b'{"choices": [', content_type="application/json")
 
-    async def _drop_mid_stream(
-        self, request: web.Request, kind: RouteKind, model: str
-    ) -> web.StreamResponse:
-        """Two content chunks, then the connection closes: no finish reason, no ``[DONE]``."""
-        ok = payloads.answer_for("ok", "")
-        events: list[tuple[str | None, JSON | str]]
-        if kind == "chat":
-            events = [(None, c) for c in payloads.chat_chunks(model, ok, 1, False)[:3]]
-        elif kind == "completions":
-            events = [(None, c) for c in payloads.completion_chunks(model, ok, 1, False)[:2]]
-        else:
-            stream = payloads.response_events(model, ok)
-            deltas = [i for i, (name, _) in enumerate(stream) if name.endswith("output_text.delta")]
-            events = [(name, data) for name, data in stream[: deltas[1] + 1]]
-        return await self._sse(request, events, done=False, cut=True)
-
-    async def _sse(
-        self,
-        request: web.Request,
-        events: Sequence[tuple[str | None, JSON | str]],
-        *,
-        done: bool,
-        cut: bool = False,
-    ) -> web.StreamResponse:
-        """Write server-sent events; ``cut`` closes the connection instead of ending the body."""
-        response = web.StreamResponse(
-            status=200,
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-            },
-        )
-        await response.prepare(request)
-        for event, data in events:
-            if self.stream_chunk_delay > 0:
-                await asyncio.sleep(self.stream_chunk_delay)
-            text = data if isinstance(data, str) else json.dumps(data)
-            head = f"event: {event}\n" if event else ""
-            await response.write(f"{head}data: {text}\n\n".encode())
-        if cut:
-            return _drop_connection(request, response)
-        if done:
-            await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
-    # --- text routes -----------------------------------------------------------------------
-
-    async def _chat(self, call: _Call) -> web.StreamResponse:
-        messages = call.body.get("messages")
-        answer = payloads.answer_for(call.scenario, _last_user_text(messages))
-        n = _count(call.body.get("n"), limit=8)
-        if call.stream:
-            chunks = payloads.chat_chunks(call.model, answer, n, _include_usage(call.body))
-            return await self._sse(call.request, [(None, c) for c in chunks], done=True)
-        return web.json_response(payloads.chat_completion(call.model, answer, n))
-
-    async def _completions(self, call: _Call) -> web.StreamResponse:
-        prompt = call.body.get("prompt")
-        if isinstance(prompt, list):
-            prompt = next((p for p in reversed(prompt) if isinstance(p, str)), "")
-        answer = payloads.answer_for(call.scenario, prompt if isinstance(prompt, str) else "")
-        n = _count(call.body.get("n"), limit=8)
-        if call.stream:
-            chunks = payloads.completion_chunks(call.model, answer, n, _include_usage(call.body))
-            return await self._sse(call.request, [(None, c) for c in chunks], done=True)
-        return web.json_response(payloads.completion(call.model, answer, n))
-
-    async def _responses(self, call: _Call) -> web.StreamResponse:
-        raw = call.body.get("input")
-        echo = raw if isinstance(raw, str) else _last_user_text(raw)
-        answer = payloads.answer_for(call.scenario, echo)
-        if call.stream:
-            events = payloads.response_events(call.model, answer)
-            return await self._sse(call.request, list(events), done=False)
-        return web.json_response(payloads.response(call.model, answer))
-
-    # --- embeddings, images, models --------------------------------------------------------
-
-    async def _embeddings(self, call: _Call) -> web.StreamResponse:
-        raw = call.body.get("input")
-        if isinstance(raw, str):
-            inputs = [raw]
-        elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
-            inputs = [" ".join(map(str, raw))]  # one pre-tokenised input
-        elif isinstance(raw, list):
-            inputs = [x if isinstance(x, str) else json.dumps(x) for x in raw]
-        else:
-            inputs = [""]
-        encoding = call.body.get("encoding_format")
-        body = payloads.embeddings(
-            call.model, inputs, encoding if isinstance(encoding, str) else None
-        )
-        return web.json_response(body)
-
-    async def _images(self, call: _Call) -> web.StreamResponse:
-        prompt = call.body.get("prompt")
-        n = _count(call.body.get("n"), limit=10)
-        body = payloads.images(
-            call.scenario, n, prompt if isinstance(prompt, str) else "", _origin(call.request)
-        )
-        return web.json_response(body)
+    # --- answered here: image files, the model list, unknown URLs -------------------------
 
     async def _image_content(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None, None, stream=False)
         return web.Response(body=payloads.PNG_BYTES, content_type="image/png")
 
-    async def _models(self, call: _Call) -> web.StreamResponse:
+    async def _models(self, call: Call) -> web.StreamResponse:
         return web.json_response(payloads.models(MODELS))
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None, None, stream=False)
-        return _error_response(
+        return error_response(
             404,
             f"failsight fault server: no route for {request.method} {request.path}.",
             "invalid_request_error",
             None,
             "unknown_url",
         )
-
-    # --- videos ----------------------------------------------------------------------------
-
-    def _new_job(self, call: _Call, *, remixed_from: VideoJob | None = None) -> VideoJob:
-        body = call.body
-        source = remixed_from
-        job = VideoJob(
-            # After `timeout` the job runs as ok; only video scenarios shape a job.
-            scenario=call.scenario if call.scenario.startswith("video_") else "ok",
-            model=source.model if source else call.model,
-            prompt=_text_field(body, "prompt", ""),
-            seconds=source.seconds if source else _text_field(body, "seconds", "4"),
-            size=source.size if source else _text_field(body, "size", "720x1280"),
-            polls_to_finish=self.video_polls_to_finish,
-            remixed_from_video_id=source.id if source else None,
-        )
-        with self._lock:
-            self._jobs[job.id] = job
-        return job
-
-    async def _video_create(self, call: _Call) -> web.StreamResponse:
-        job = self._new_job(call)
-        return web.json_response(job.to_json(_origin(call.request)))
-
-    async def _video_remix(self, call: _Call) -> web.StreamResponse:
-        with self._lock:
-            source = self._jobs.get(call.request.match_info["video_id"])
-        if source is None:
-            return _video_not_found(call.request)
-        job = self._new_job(call, remixed_from=source)
-        return web.json_response(job.to_json(_origin(call.request)))
-
-    async def _video_get(self, call: _Call) -> web.StreamResponse:
-        request = call.request
-        with self._lock:
-            job = self._jobs.get(request.match_info["video_id"])
-            missing = job is not None and job.missing_on_first_poll
-            if job is not None:
-                if missing:
-                    job.missing_on_first_poll = False
-                else:
-                    job.advance()
-                body = job.to_json(_origin(request))
-        self._record(request, job.scenario if job else None, job.model if job else None, False)
-        if job is None:
-            return _video_not_found(request)
-        if missing:
-            # Some gateways answer the first poll before the task is registered.
-            return _error_response(
-                404, "task_not_exist", "invalid_request_error", None, "task_not_exist"
-            )
-        return web.json_response(body)
-
-    async def _video_content(self, request: web.Request) -> web.StreamResponse:
-        self._record(request, None, None, stream=False)
-        with self._lock:
-            job = self._jobs.get(request.match_info["video_id"])
-        if job is None:
-            return _video_not_found(request)
-        return web.Response(body=payloads.VIDEO_BYTES, content_type="video/mp4")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -599,66 +427,6 @@ def _close_loop(loop: asyncio.AbstractEventLoop, runner: web.AppRunner) -> None:
         loop.close()
 
 
-async def _read_body(request: web.Request) -> JSON:
-    """The request's fields: JSON object, or multipart/urlencoded form (files become names)."""
-    if request.method == "GET":
-        return {}
-    if request.content_type.startswith("multipart/") or (
-        request.content_type == "application/x-www-form-urlencoded"
-    ):
-        form = await request.post()
-        fields: JSON = {}
-        for name, value in form.items():
-            fields[name] = value if isinstance(value, str) else getattr(value, "filename", "")
-        return fields
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise _BadRequest(
-            f"failsight fault server: request body is not valid JSON ({exc}).", None, "invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise _BadRequest(
-            "failsight fault server: request body must be a JSON object.", None, "invalid_json"
-        )
-    return body
-
-
-def _error_response(
-    status: int,
-    message: str,
-    type_: str,
-    param: str | None,
-    code: str | None,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    body = payloads.error_body(message, type_, param, code)
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _video_not_found(request: web.Request) -> web.Response:
-    return _error_response(
-        404,
-        f"Video with id '{request.match_info['video_id']}' not found.",
-        "invalid_request_error",
-        None,
-        "video_not_found",
-    )
-
-
-def _drop_connection(
-    request: web.Request, response: web.StreamResponse | None = None
-) -> web.StreamResponse:
-    """Close the TCP connection; aiohttp then fails to write and quietly gives up."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-    return response if response is not None else web.Response()
-
-
 def _retry_count(request: web.Request) -> int | None:
     value = request.headers.get(RETRY_COUNT_HEADER)
     if value is None:
@@ -667,47 +435,3 @@ def _retry_count(request: web.Request) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-def _origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-def _count(value: object, *, limit: int) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, 1), limit)
-    return 1
-
-
-def _include_usage(body: JSON) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _text_field(body: JSON, name: str, default: str) -> str:
-    value = body.get(name)
-    return default if value is None else str(value)
-
-
-def _text_of(content: object) -> str:
-    """Text of a message content: a string, or the text parts of a content list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
-def _last_user_text(messages: Any) -> str:
-    if not isinstance(messages, list):
-        return ""
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return _text_of(message.get("content"))
-    return ""

@@ -1,0 +1,81 @@
+"""`run_demo`: start the fault server and /metrics, run the workload, print the report."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from failsight import _config
+from failsight._sdk_patch import instrument_openai, uninstrument_openai
+
+from ._report import progress_bar, render_table, span_summary
+from ._workload import run_workload
+
+
+def run_demo(
+    *,
+    rounds: int = 4,
+    async_count: int = 60,
+    port: int = 9464,
+    addr: str = "127.0.0.1",
+    keep_serving: bool = False,
+    progress: bool = True,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Start the fault server and /metrics, run the workload, print the table."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from failsight.exposition import start_metrics_server
+    from failsight.testing import FaultServer
+
+    provider = TracerProvider()
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    summary: Callable[[], str] | None = None
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        processor, summary = span_summary()
+        provider.add_span_processor(processor)
+    registry = _config.get_state().settings.registry
+    _config.configure(registry=registry, tracer_provider=provider)
+    server, _ = start_metrics_server(port=port, addr=addr)
+    metrics_port = server.server_address[1]
+    instrument_openai()
+    fault = FaultServer(retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2).start()
+    try:
+        out.write(f"failsight demo: fault server {fault.base_url}\n")
+        out.write(f"failsight demo: /metrics on http://{addr}:{metrics_port}/metrics\n")
+        started = time.perf_counter()
+        bar = progress_bar(sys.stderr) if progress else None
+        plan = run_workload(fault.base_url, rounds, async_count, bar)
+        elapsed = time.perf_counter() - started
+        provider.force_flush()
+        out.write(f"\nRan {len(plan)} logical requests in {elapsed:.1f} s.\n\n")
+        out.write(render_table(registry))
+        if summary is not None:
+            out.write("\nSpans (set OTEL_EXPORTER_OTLP_ENDPOINT to export them):\n")
+            out.write(summary() + "\n")
+        else:
+            out.write(f"\nSpans exported over OTLP to {endpoint}\n")
+        out.flush()
+        if keep_serving:
+            out.write(
+                f"\nServing /metrics on http://{addr}:{metrics_port}/metrics; Ctrl-C stops.\n"
+            )
+            out.flush()
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fault.stop()
+        uninstrument_openai()
+        provider.shutdown()
+        server.shutdown()
+    return 0
