@@ -21,7 +21,6 @@ import failsight
 from conftest import Telemetry, api_error, connection_error
 from failsight import RetryPolicy, current_generation, traced_generation
 from failsight._account import Account
-from failsight._handle import Generation
 from failsight._metrics import CappedMetric
 from failsight.validators import json_output, min_words, non_empty, one_of
 
