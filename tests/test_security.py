@@ -47,13 +47,30 @@ def credentials(draw: st.DrawFn) -> tuple[str, str]:
     """(credential as it appears in text, the secret part that must never be exported)."""
     # A random tail makes the secret unique: hypothesis also draws strings seen in the code.
     nonce = secrets.token_hex(6)
-    form = draw(st.sampled_from(["sk", "sk-proj", "bearer"]))
+    form = draw(st.sampled_from(["sk", "sk-proj", "bearer", "groq", "hf", "aws", "jwt", "azure"]))
     if form == "sk":
         body = draw(st.text(KEY_CHARS, min_size=8, max_size=64)) + nonce
         return f"sk-{body}", body
     if form == "sk-proj":
         body = draw(st.text(KEY_CHARS + "-_", min_size=8, max_size=64)) + nonce
         return f"sk-proj-{body}", body
+    if form == "groq":
+        body = draw(st.text(KEY_CHARS, min_size=40, max_size=40)) + nonce
+        return f"gsk_{body}", body
+    if form == "hf":
+        body = draw(st.text(string.ascii_letters, min_size=22, max_size=22)) + nonce
+        return f"hf_{body}", body
+    if form == "aws":
+        body = draw(st.text(string.ascii_uppercase, min_size=4, max_size=4)) + nonce.upper()
+        return f"AKIA{body}", body
+    if form == "jwt":
+        payload = draw(st.text(KEY_CHARS + "-_", min_size=10, max_size=40))
+        signature = draw(st.text(KEY_CHARS + "-_", min_size=0, max_size=30)) + nonce
+        return f"eyJhbGciOiJIUzI1NiJ9.eyJ{payload}.{signature}", signature
+    if form == "azure":  # 32 hex, no prefix: masked after a key word
+        key = "".join(draw(st.lists(st.sampled_from("0123456789abcdef"), min_size=20, max_size=20)))
+        key += nonce
+        return f"invalid subscription key '{key}'", key
     scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER"]))
     token = draw(st.text(B64TOKEN_CHARS, min_size=4, max_size=64)) + nonce
     return f"{scheme} {token}", token
@@ -280,6 +297,38 @@ def test_no_secret_from_sdk_calls(
                 fn(mode)
     assert instrumented.spans()
     assert_nowhere(instrumented, secret)
+
+
+def test_shapeless_client_key_never_exported(instrumented: Telemetry) -> None:
+    """A key no pattern recognises (a gateway's, a self-hosted server's) is masked because
+    the patch remembers the exact key of the client being called."""
+    http = sdk_httpx()
+    key = f"tenant.{secrets.token_hex(5)}/local"
+    assert mask_secrets(f"unknown credential {key}") != "unknown credential ***"
+
+    def handler(request: Any) -> Any:
+        if request.headers.get("x-mode") == "transport":
+            raise http.ConnectError(f"proxy refused credential {key}", request=request)
+        body = {"error": {"message": f"unknown credential {key}", "type": "auth",
+                          "param": key, "code": f"bad:{key}"}}  # fmt: skip
+        return http.Response(401, json=body, headers={"x-request-id": f"{key}#1"})
+
+    client = openai.OpenAI(
+        api_key=key,
+        base_url="http://mock.local/v1",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(handler)),
+    )
+    for mode in ("error", "transport"):
+        with contextlib.suppress(openai.OpenAIError):
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-mode": mode},
+            )
+    assert len(instrumented.spans()) == 2
+    assert_nowhere(instrumented, key)
+    assert mask_secrets(f"unknown credential {key}") == "unknown credential ***"
 
 
 # --------------------------------------------------------------------------- content capture

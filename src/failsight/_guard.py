@@ -95,9 +95,14 @@ def _log(stage: str, exc: BaseException) -> None:
         detail,
     )
     if logger.isEnabledFor(logging.DEBUG):
-        # Chained exceptions may be the caller's: the whole text is masked, never exc_info.
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        logger.debug("failsight traceback at stage %s:\n%s", stage, mask_secrets(text, 16384))
+        # Chained exceptions may be the caller's (an API error whose message echoes the key,
+        # a frame's source line passing it): the whole text is masked, never `exc_info`.
+        try:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            text = mask_secrets(text, 16384)
+        except Exception:  # a chain that cannot be formatted or masked is not logged
+            text = "(traceback unavailable)"
+        logger.debug("failsight traceback at stage %s:\n%s", stage, text)
 
 
 def report(stage: str, exc: BaseException) -> None:
@@ -125,6 +130,8 @@ def report_internal_error(stage: str) -> None:
 class guarded:
     """Swallow, count and log any `Exception` of one telemetry step.
 
+    >>> import os
+    >>> under_tests = os.environ.pop(RAISE_INTERNAL_ERRORS_ENV, None)  # as in production
     >>> with guarded("span"):
     ...     raise RuntimeError("a broken span processor")
     >>> @guarded("span")
@@ -132,6 +139,8 @@ class guarded:
     ...     return 1 // 0
     >>> step() is None
     True
+    >>> if under_tests is not None:
+    ...     os.environ[RAISE_INTERNAL_ERRORS_ENV] = under_tests
     """
 
     __slots__ = ("stage",)
