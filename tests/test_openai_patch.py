@@ -509,13 +509,13 @@ def test_otel_instrumentor_entry_point(telemetry: Telemetry, server: FaultServer
 def test_broken_telemetry_never_breaks_the_call(
     instrumented: Telemetry, server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from failsight import _engine, _sdk_patch
+    from failsight import _engine, _sdk_answers
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("telemetry bug")
 
     client = sync_client(server)
-    monkeypatch.setattr(_sdk_patch, "classify_result", broken)
+    monkeypatch.setattr(_sdk_answers, "classify_result", broken)
     result = CALLS["chat"][2](client, "ok")
     assert result.choices[0].message.content.startswith("The quick")
     # The request is still counted once, and the gauge released (its class is unknown: none).
