@@ -31,6 +31,8 @@ __all__ = [
     "active_call",
     "current_account",
     "fail",
+    "send",
+    "send_async",
     "start_call",
 ]
 
@@ -306,3 +308,30 @@ def fail(call: Call, exc: BaseException) -> None:
                 call.record(outcome)
     finally:
         call.finish(outcome, exc)
+
+
+def send(call: Call, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """`wrapped(*args, **kwargs)` as `call`'s request: in its context, finished when it raises."""
+    tokens = call.attach()
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        Call.detach(tokens)
+        fail(call, exc)
+        raise
+    Call.detach(tokens)
+    return result
+
+
+# The async twin of `send` (an await cannot be shared).
+async def send_async(call: Call, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """`await wrapped(*args, **kwargs)` as `call`'s request (see `send`)."""
+    tokens = call.attach()
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        Call.detach(tokens)
+        fail(call, exc)
+        raise
+    Call.detach(tokens)
+    return result

@@ -29,7 +29,7 @@ from failsight import _deferred, _redact, _spans, _transport
 from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
 from failsight._classify import classify_status
 from failsight._config import get_state
-from failsight._engine import Call, active_call, fail, start_call
+from failsight._engine import Call, active_call, send, send_async, start_call
 from failsight._guard import guarded
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS
 from failsight._provider import server_of
@@ -189,6 +189,7 @@ def _observed(chunks: Any, observer: BodyWatcher) -> Iterator[Any]:
     observer.end(exhausted=True)
 
 
+# The async twin of `_observed`: an async generator cannot delegate to a sync one.
 async def _observed_async(chunks: Any, observer: BodyWatcher) -> AsyncIterator[Any]:
     try:
         async for chunk in chunks:
@@ -321,14 +322,7 @@ def _requests_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if started is None:
         return wrapped(*args, **kwargs)
     call, job_id = started
-    tokens = call.attach()
-    try:
-        response = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        Call.detach(tokens)
-        fail(call, exc)
-        raise
-    Call.detach(tokens)
+    response = send(call, wrapped, args, kwargs)
     streamed = kwargs.get("stream", getattr(instance, "stream", False)) is True
     _record(call, job_id, response, streamed, _observe_requests)
     return response
@@ -344,30 +338,15 @@ class _RawSend:
         self.job_id = job_id
 
     def send(self, wrapped: Any, args: Any, kwargs: Any) -> Any:
-        call = self.call
-        tokens = call.attach()
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            Call.detach(tokens)
-            fail(call, exc)
-            raise
-        Call.detach(tokens)
-        _record(call, self.job_id, response, kwargs.get("stream") is True, _observe_httpx_sync)
+        response = send(self.call, wrapped, args, kwargs)
+        streamed = kwargs.get("stream") is True
+        _record(self.call, self.job_id, response, streamed, _observe_httpx_sync)
         return response
 
-    # The async twin of `send` (one cannot serve both).
     async def send_async(self, wrapped: Any, args: Any, kwargs: Any) -> Any:
-        call = self.call
-        tokens = call.attach()
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            Call.detach(tokens)
-            fail(call, exc)
-            raise
-        Call.detach(tokens)
-        _record(call, self.job_id, response, kwargs.get("stream") is True, _observe_httpx_async)
+        response = await send_async(self.call, wrapped, args, kwargs)
+        streamed = kwargs.get("stream") is True
+        _record(self.call, self.job_id, response, streamed, _observe_httpx_async)
         return response
 
 

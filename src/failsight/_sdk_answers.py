@@ -134,6 +134,7 @@ class RawResponseProxy(_ProxyBase):
             self._self_answer.closed()
 
 
+# The async twin of RawResponseProxy: the SDK's async parse() and close() are awaited.
 class AsyncRawResponseProxy(_ProxyBase):
     """An async SDK raw response whose `await parse()` the patch judges or follows."""
 

@@ -21,7 +21,7 @@ import wrapt
 from failsight import _redact, _sdk_answers, _transport
 from failsight._account import UNKNOWN
 from failsight._classify import Outcome, classify_exception, classify_status
-from failsight._engine import Call, active_call, fail, start_call
+from failsight._engine import Call, active_call, send, send_async, start_call
 from failsight._guard import guarded
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
@@ -82,14 +82,7 @@ def _sync_wrapper(op: Operation) -> Callable[..., Any]:
         call = _start(op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        tokens = call.attach()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            Call.detach(tokens)
-            fail(call, exc)
-            raise
-        Call.detach(tokens)
+        result = send(call, wrapped, args, kwargs)
         with _RESULT:
             return answer(call, result, kwargs, False)
         call.finish(Outcome())  # only when the answer could not be recorded
@@ -103,14 +96,7 @@ def _async_wrapper(op: Operation) -> Callable[..., Any]:
         call = _start(op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        tokens = call.attach()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            Call.detach(tokens)
-            fail(call, exc)
-            raise
-        Call.detach(tokens)
+        result = await send_async(call, wrapped, args, kwargs)
         with _RESULT:
             return answer(call, result, kwargs, True)
         call.finish(Outcome())

@@ -145,6 +145,7 @@ class StreamProxy(_ProxyBase):
             self._self_watcher.end()
 
 
+# The async twin of StreamProxy: __anext__/__aexit__/close are awaited, so no code is shared.
 class AsyncStreamProxy(_ProxyBase):
     """A transparent proxy of an SDK `AsyncStream` that shows each chunk to a watcher."""
 
