@@ -17,7 +17,6 @@ from failsight._classify import (
     Outcome,
     classify_result,
     extract_usage,
-    field,
     normalize_finish_reason,
     worst_soft_reason,
 )
@@ -25,22 +24,18 @@ from failsight._classify import (
 __all__ = ["StreamJudge"]
 
 _MAX_REASONS: Final = 64
+_FINAL_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def _read(obj: Any, key: str) -> Any:
-    """obj[key] of a dict, else obj.key: the per-chunk accessor (SDK chunks and decoded
-    events are plain objects and dicts; anything odder goes through `field`)."""
+    """obj[key] of a dict, else obj.key; None when absent or when reading it raises (the
+    per-chunk accessor: SDK chunks are objects, decoded events dicts or namespaces)."""
     if type(obj) is dict:
         return obj.get(key)
-    if obj is None or isinstance(obj, (str, bytes, int, float, list, tuple)):
-        return None
     try:
         return getattr(obj, key, None)
     except Exception:
-        return field(obj, key)
-
-
-_FINAL_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+        return None
 
 
 class StreamJudge:
