@@ -25,7 +25,7 @@ from failsight._classify import (
     Usage,
     classify_exception,
 )
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
 
@@ -122,10 +122,12 @@ class Account:
         self._labels_version = 0
         self._in_flight: Any = None
         if parent is None:
-            with _ACCOUNT:
+            try:
                 in_flight = self.children().of("in_flight")
                 in_flight.inc()
                 self._in_flight = in_flight  # only once incremented: close decrements it
+            except Exception as exc:
+                swallow("account", exc)
 
     @property
     def is_root(self) -> bool:
@@ -296,8 +298,9 @@ class Account:
             (HARD, "exception", None) if exc is not None else (NONE, None, None)
         )
         try:
-            with _ACCOUNT:
-                verdict = self._resolve(exc, validation)
+            verdict = self._resolve(exc, validation)
+        except Exception as error:
+            swallow("account", error)
         finally:
             self._verdict = verdict
             if self._parent is None:
@@ -332,16 +335,24 @@ class Account:
         exemplar = self.exemplar
         try:
             children = self.children()
-            with _ACCOUNT:
+            try:
                 children.of("requests", failure_class).inc(exemplar=exemplar)
+            except Exception as exc:
+                swallow("account", exc)
             if failure_class != NONE:
-                with _ACCOUNT:
+                try:
                     values = (*self.labels(), failure_class, reason or "exception")
                     self.state.metrics.failures.child(values).inc(exemplar=exemplar)
-            with _ACCOUNT:
+                except Exception as exc:
+                    swallow("account", exc)
+            try:
                 children.of("attempts").observe(1 + self.retries)
-            with _ACCOUNT:
+            except Exception as exc:
+                swallow("account", exc)
+            try:
                 children.of("duration", failure_class).observe(duration, exemplar=exemplar)
+            except Exception as exc:
+                swallow("account", exc)
             otel = self.state.otel_duration
             if otel is not None:
                 with _ACCOUNT:
@@ -352,5 +363,7 @@ class Account:
         finally:
             in_flight, self._in_flight = self._in_flight, None
             if in_flight is not None:
-                with _ACCOUNT:
+                try:
                     in_flight.dec()
+                except Exception as exc:
+                    swallow("account", exc)

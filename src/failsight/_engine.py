@@ -22,7 +22,7 @@ from failsight import _deferred, _spans
 from failsight._account import UNKNOWN, Account
 from failsight._classify import NONE, SOFT, Outcome, classify_exception
 from failsight._config import State, get_state
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._operations import Operation
 from failsight._redact import mask_secrets
 
@@ -108,23 +108,27 @@ class Call:
 
     def attach(self) -> tuple[Any, ...] | None:
         """Make the call current (its span, and its account when it owns one)."""
-        with _ENTER:
+        try:
             call_token = active_call.set(self)
             ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
             account_token = current_account.set(self.account) if self.own else None
             return call_token, ctx_token, account_token
-        return None
+        except Exception as exc:
+            swallow("call_enter", exc)
+            return None
 
     @staticmethod
     def detach(tokens: tuple[Any, ...] | None) -> None:
         if tokens is None:
             return
-        with _EXIT:
+        try:
             call_token, ctx_token, account_token = tokens
             if account_token is not None:
                 current_account.reset(account_token)
             otel_context.detach(ctx_token)
             active_call.reset(call_token)
+        except Exception as exc:
+            swallow("call_exit", exc)
 
     # ------------------------------------------------------------------ HTTP attempts
 
@@ -149,8 +153,10 @@ class Call:
 
     def record(self, outcome: Outcome, result: Any = None) -> None:
         """Tokens, finish reasons, response attributes and video progress of an answer."""
-        with _RECORD:
+        try:
             self._record(outcome, result)
+        except Exception as exc:
+            swallow("call_record", exc)
 
     def _record(self, outcome: Outcome, result: Any) -> None:
         account = self.account
@@ -207,12 +213,13 @@ class Call:
         reason = outcome.reason
         account = self.account
         try:
-            with _FINISH:
-                if account is not None and (not self.op.is_poll or outcome.failure_class == SOFT):
-                    if isinstance(exc, asyncio.CancelledError):
-                        account.call_cancelled(self.op.name)
-                    else:
-                        account.call_finished(self.op.name, outcome)
+            if account is not None and (not self.op.is_poll or outcome.failure_class == SOFT):
+                if isinstance(exc, asyncio.CancelledError):
+                    account.call_cancelled(self.op.name)
+                else:
+                    account.call_finished(self.op.name, outcome)
+        except Exception as error:
+            swallow("call_finish", error)
         finally:
             try:
                 if self.own and account is not None:
@@ -223,6 +230,9 @@ class Call:
     def _end_span(
         self, failure_class: str, reason: str | None, outcome: Outcome, exc: BaseException | None
     ) -> None:
+        if not _spans.is_recording(self.span):
+            _spans.end_span(self.span, {})  # sampled out: nothing to set
+            return
         values = self.values
         failed = failure_class != NONE
         with _FINISH:
@@ -264,9 +274,11 @@ def start_call(
     """Start a call from what is known of it; None when even that failed (pass through)."""
     if _deferred.pending():
         _deferred.drain()  # a safe point: abandoned streams finish here
-    with _START:
+    try:
         return _start(op, model or UNKNOWN, provider, address, port, stream)
-    return None
+    except Exception as exc:
+        swallow("call_start", exc)
+        return None
 
 
 def _start(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
 from failsight._classify import TOKEN_TYPES
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._redact import mask_secrets
 
 if TYPE_CHECKING:
@@ -76,16 +76,20 @@ def start_span(
     tracer: Tracer, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None = None
 ) -> Span:
     """`tracer.start_span`, or a non-recording span when the tracer (or a processor) raises."""
-    with _SPAN:
+    try:
         return tracer.start_span(name, kind=kind, attributes=attributes)
-    return INVALID_SPAN
+    except Exception as exc:
+        swallow("span", exc)
+        return INVALID_SPAN
 
 
 def is_recording(span: Span) -> bool:
     """`span.is_recording()`, False when it raises."""
-    with _SPAN:
+    try:
         return span.is_recording()
-    return False
+    except Exception as exc:
+        swallow("span", exc)
+        return False
 
 
 def end_span(
@@ -97,7 +101,7 @@ def end_span(
     """Set `values`, the ERROR status (when `failure_reason`) and the exception event, then end
     the span; each step on its own, and `end()` whatever the others raised."""
     try:
-        if is_recording(span):
+        if values and is_recording(span):
             with _SPAN:
                 span.set_attributes(values)
             if failure_reason is not None:
@@ -107,20 +111,24 @@ def end_span(
                 with _SPAN:
                     add_exception_event(span, exc)
     finally:
-        with _SPAN:
+        try:
             span.end()
+        except Exception as exc:
+            swallow("span", exc)
 
 
 def exemplar_of(span: Span | None) -> dict[str, str] | None:
     """`{"trace_id": ...}` for a sampled span, else None (no exemplar)."""
     if span is None:
         return None
-    with _SPAN:
+    try:
         context = span.get_span_context()
         if not context.is_valid or not context.trace_flags.sampled:
             return None
         return {"trace_id": format(context.trace_id, "032x")}
-    return None
+    except Exception as exc:
+        swallow("span", exc)
+        return None
 
 
 def otel_point(labels: tuple[str, ...]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from failsight._classify import (
     Outcome,
     classify_result,
     extract_usage,
-    field,
     normalize_finish_reason,
     worst_soft_reason,
 )
@@ -26,6 +25,17 @@ __all__ = ["StreamJudge"]
 
 _MAX_REASONS: Final = 64
 _FINAL_EVENTS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _read(obj: Any, key: str) -> Any:
+    """obj[key] of a dict, else obj.key; None when absent or when reading it raises (the
+    per-chunk accessor: SDK chunks are objects, decoded events dicts or namespaces)."""
+    if type(obj) is dict:
+        return obj.get(key)
+    try:
+        return getattr(obj, key, None)
+    except Exception:
+        return None
 
 
 class StreamJudge:
@@ -64,15 +74,15 @@ class StreamJudge:
         if self.kind == "responses":
             self._event(item)
             return
-        choices = field(item, "choices")
+        choices = _read(item, "choices")
         if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
             for choice in choices:
                 if not self.saw_content:  # once content arrived, deltas decide nothing more
                     self._delta(choice)
-                reason = field(choice, "finish_reason")
+                reason = _read(choice, "finish_reason")
                 if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
                     self.finish_reasons.append(normalize_finish_reason(reason) or "other")
-        usage = field(item, "usage")
+        usage = _read(item, "usage")
         if usage is not None:
             self.usage = usage
 
@@ -81,30 +91,30 @@ class StreamJudge:
             self.first_token = time.perf_counter()
 
     def _delta(self, choice: Any) -> None:
-        delta = field(choice, "delta")
+        delta = _read(choice, "delta")
         if delta is None:
-            if field(choice, "text"):  # legacy completions
+            if _read(choice, "text"):  # legacy completions
                 self.saw_content = True
                 self._first()
             return
-        if field(delta, "content"):
+        if _read(delta, "content"):
             self.saw_content = True
             self._first()
-        if field(delta, "tool_calls") or field(delta, "function_call"):
+        if _read(delta, "tool_calls") or _read(delta, "function_call"):
             self.saw_tools = True
             self._first()
-        if field(delta, "refusal"):
+        if _read(delta, "refusal"):
             self.saw_refusal = True
             self._first()
 
     def _event(self, event: Any) -> None:
-        kind = field(event, "type")
+        kind = _read(event, "type")
         if not isinstance(kind, str):
             return
         if kind.endswith(".delta"):
             self._first()
         elif kind in _FINAL_EVENTS:
-            self.final = classify_result(field(event, "response"), kind="responses")
+            self.final = classify_result(_read(event, "response"), kind="responses")
 
     def outcome(self, exhausted: bool) -> Outcome:
         """The stream's outcome; `exhausted` when iteration ran out (not closed early).

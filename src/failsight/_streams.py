@@ -17,12 +17,11 @@ import wrapt
 from failsight import _deferred
 from failsight._classify import Outcome
 from failsight._engine import Call, fail
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._stream_judge import StreamJudge
 
 __all__ = ["AsyncStreamProxy", "CallWatcher", "StreamProxy", "Watcher", "watch"]
 
-_CHUNK: Final = guarded("stream_chunk")
 _END: Final = guarded("stream_end")
 
 if TYPE_CHECKING:
@@ -34,10 +33,13 @@ else:  # wrapt 1.x proxies are not generic at run time
 class Watcher:
     """Chunks of one stream, then exactly one end; subclasses record."""
 
-    __slots__ = ("_once",)
+    __slots__ = ("_chunk_to", "_once")
 
     def __init__(self) -> None:
         self._once = [True]  # popped by the one end that runs: list.pop is atomic
+        # Where chunks go when not to `on_chunk`: a subclass's judge, bound once (one call
+        # less per chunk, and no reference cycle through a bound method of self).
+        self._chunk_to: Any = None
 
     @property
     def ended(self) -> bool:
@@ -45,8 +47,14 @@ class Watcher:
 
     def chunk(self, item: Any) -> None:
         if self._once:
-            with _CHUNK:
-                self.on_chunk(item)
+            try:
+                take = self._chunk_to
+                if take is None:
+                    self.on_chunk(item)
+                else:
+                    take(item)
+            except Exception as exc:
+                swallow("stream_chunk", exc)
 
     def end(self, exhausted: bool = False, exc: BaseException | None = None) -> None:
         """End once: `exhausted` when the iteration ran out, `exc` when it raised."""
@@ -86,6 +94,7 @@ class CallWatcher(Watcher):
         super().__init__()
         self.call = call
         self.judge = StreamJudge(call.op.kind)
+        self._chunk_to = self.judge.chunk
 
     def on_chunk(self, item: Any) -> None:
         self.judge.chunk(item)
