@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import weakref
@@ -137,7 +138,7 @@ def configure(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     namespace: str = "genai",
-    capture_content: bool = False,
+    capture_content: bool | None = None,
     max_content_length: int = 2048,
     max_label_values: int = 100,
     video_job_timeout: float = 1800.0,
@@ -150,6 +151,10 @@ def configure(
     >>> settings = configure(registry=CollectorRegistry(), max_label_values=50)
     >>> settings.namespace
     'genai'
+
+    `capture_content` records prompts and outputs on spans (masked, cut to
+    `max_content_length`); None (the default) reads
+    `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (`true` turns it on).
 
     `max_label_values` bounds the distinct values of each common label (and of free-form
     reasons) per metric; `max_series` bounds the distinct (operation, provider, model,
@@ -173,8 +178,10 @@ def configure(
         raise ValueError(
             f"failsight.configure: namespace must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}"
         )
+    if capture_content is None:
+        capture_content = capture_content_from_env()
     if not isinstance(capture_content, bool):
-        raise TypeError("failsight.configure: capture_content must be True or False")
+        raise TypeError("failsight.configure: capture_content must be True, False or None")
     settings = Settings(
         registry=registry,
         tracer_provider=tracer_provider,
@@ -242,5 +249,13 @@ def get_state() -> State:
     """The active state, built with the defaults on first use."""
     state = _state
     if state is None:
-        state = _activate(Settings(registry=REGISTRY))
+        state = _activate(Settings(registry=REGISTRY, capture_content=capture_content_from_env()))
     return state
+
+
+CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+def capture_content_from_env() -> bool:
+    """The OpenTelemetry GenAI switch for content capture, read when settings are made."""
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("true", "1", "yes")

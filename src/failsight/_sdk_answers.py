@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import wrapt
 
-from failsight import _deferred
+from failsight import _content, _deferred
 from failsight._classify import Outcome, classify_exception, classify_result, classify_status
 from failsight._engine import Call
 from failsight._guard import guarded
+from failsight._spans import is_recording
 from failsight._streams import watch
 
 __all__ = ["RAW_RESPONSE_HEADER", "answer", "set_stream_types"]
@@ -53,6 +54,12 @@ def _judge(call: Call, parsed: Any) -> None:
         with _RESULT:
             outcome = classify_result(parsed, kind=call.op.kind)
             call.record(outcome, parsed)
+            settings = call.state.settings
+            if settings.capture_content and is_recording(call.span):
+                limit = settings.max_content_length
+                output = _content.output_messages(call.op.kind, parsed, limit)
+                if output is not None:
+                    call.values[_content.OUTPUT] = output
     finally:
         call.finish(outcome)
 

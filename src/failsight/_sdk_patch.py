@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import wrapt
 
-from failsight import _redact, _sdk_answers, _transport
+from failsight import _content, _redact, _sdk_answers, _transport
 from failsight._account import UNKNOWN
 from failsight._classify import Outcome, classify_exception, classify_status
 from failsight._engine import Call, active_call, send, send_async, start_call
@@ -26,6 +26,7 @@ from failsight._guard import guarded
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
 from failsight._sdk_answers import answer
+from failsight._spans import is_recording
 
 __all__ = ["instrument_openai", "is_instrumented", "uninstrument_openai"]
 
@@ -71,7 +72,12 @@ def _start(op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
     provider, address, port = _server_of(resource)
     model = kwargs.get("model")
     model = model if isinstance(model, str) and model else UNKNOWN
-    return start_call(op, model, provider, address, port, kwargs.get("stream") is True)
+    call = start_call(op, model, provider, address, port, kwargs.get("stream") is True)
+    if call is not None and call.state.settings.capture_content and is_recording(call.span):
+        with _RESULT:
+            limit = call.state.settings.max_content_length
+            call.values.update(_content.input_messages(op.kind, kwargs, limit))
+    return call
 
 
 # ---------------------------------------------------------------------- wrappers

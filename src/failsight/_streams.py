@@ -16,8 +16,10 @@ import wrapt
 
 from failsight import _deferred
 from failsight._classify import Outcome
+from failsight._content import OUTPUT, StreamText
 from failsight._engine import Call, fail
 from failsight._guard import guarded, swallow
+from failsight._spans import is_recording
 from failsight._stream_judge import StreamJudge
 
 __all__ = ["AsyncStreamProxy", "CallWatcher", "StreamProxy", "Watcher", "watch"]
@@ -88,16 +90,23 @@ class Watcher:
 class CallWatcher(Watcher):
     """A streamed answer of one call, judged by the stream judge; finishes the call."""
 
-    __slots__ = ("call", "judge")
+    __slots__ = ("call", "judge", "text")
 
     def __init__(self, call: Call) -> None:
         super().__init__()
         self.call = call
         self.judge = StreamJudge(call.op.kind)
-        self._chunk_to = self.judge.chunk
+        settings = call.state.settings
+        self.text: StreamText | None = None
+        if settings.capture_content and is_recording(call.span):
+            self.text = StreamText(settings.max_content_length)  # the assembled output
+        else:
+            self._chunk_to = self.judge.chunk
 
     def on_chunk(self, item: Any) -> None:
         self.judge.chunk(item)
+        if self.text is not None:
+            self.text.chunk(self.call.op.kind, item)
 
     def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
         call = self.call
@@ -109,6 +118,8 @@ class CallWatcher(Watcher):
             return
         outcome = self.judge.outcome(exhausted)
         call.record(outcome)
+        if self.text is not None:
+            call.values[OUTPUT] = self.text.output_messages(outcome.finish_reasons)
         call.finish(outcome)
 
     def on_ended(self) -> None:
