@@ -79,6 +79,7 @@ class Account:
         "operation",
         "provider",
         "retries",
+        "retrying",
         "span",
         "state",
         "usage",
@@ -105,6 +106,7 @@ class Account:
         self.model = model or UNKNOWN
         self.provider = provider or UNKNOWN
         self.retries = 0
+        self.retrying = False  # the scope re-runs itself (`traced_generation(retry=...)`)
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky

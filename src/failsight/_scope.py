@@ -113,7 +113,9 @@ class _Scope:
         _spans.end_span(self.span, values, (reason or "exception") if failed else None, exc)
 
 
-def _open(site: str, operation: str | None, model: str | None) -> _Scope | None:
+def _open(
+    site: str, operation: str | None, model: str | None, retrying: bool = False
+) -> _Scope | None:
     if _deferred.pending():
         _deferred.drain()  # a safe point: abandoned streams and generators finish here
     with _START:
@@ -121,6 +123,7 @@ def _open(site: str, operation: str | None, model: str | None) -> _Scope | None:
         parent = current_account.get()
         span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
         account = Account(state, site, operation=operation, model=model, parent=parent, span=span)
+        account.retrying = retrying
         if parent is not None:
             with _START:  # a failure here loses a label, never the scope
                 parent.note_call(account.operation, account.provider, account.model)
@@ -214,7 +217,7 @@ def _wrap_sync(
     policy: RetryPolicy | None,
 ) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = _open(site, operation, model)
+        scope = _open(site, operation, model, policy is not None and policy.max_attempts > 1)
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -251,7 +254,7 @@ def _wrap_async(
     policy: RetryPolicy | None,
 ) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = _open(site, operation, model)
+        scope = _open(site, operation, model, policy is not None and policy.max_attempts > 1)
         started = time.perf_counter()
         attempt = 0
         while True:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -21,8 +22,8 @@ import wrapt
 from failsight import _content, _redact, _sdk_answers, _transport
 from failsight._account import UNKNOWN
 from failsight._classify import Outcome, classify_exception, classify_status
-from failsight._engine import Call, active_call, send, send_async, start_call
-from failsight._guard import guarded
+from failsight._engine import Call, active_call, current_account, send, send_async, start_call
+from failsight._guard import FailsightWarning, guarded
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
 from failsight._sdk_answers import answer
@@ -68,10 +69,34 @@ def _server_of(resource: Any) -> tuple[str, str | None, int | None]:
     return result
 
 
+_warned_sites: set[str] = set()
+
+
+def _warn_nested_retries(resource: Any, call_site: str) -> None:
+    """Once per call site: a retrying scope around a retrying client multiplies requests."""
+    if call_site in _warned_sites or len(_warned_sites) >= 1024:
+        return
+    retries = getattr(getattr(resource, "_client", None), "max_retries", 0)
+    if isinstance(retries, int) and retries > 0:
+        _warned_sites.add(call_site)
+        warnings.warn(
+            FailsightWarning(
+                f"failsight: traced_generation(retry=...) at {call_site} wraps an openai client "
+                f"with max_retries={retries}: each attempt of the scope makes up to "
+                f"{retries + 1} HTTP requests. Keep retries in one place: "
+                "openai.OpenAI(max_retries=0), or no retry= on the scope."
+            ),
+            stacklevel=4,
+        )
+
+
 def _start(op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
     provider, address, port = _server_of(resource)
     model = kwargs.get("model")
     model = model if isinstance(model, str) and model else UNKNOWN
+    parent = current_account.get()
+    if parent is not None and parent.root.retrying:
+        _warn_nested_retries(resource, parent.root.call_site)
     call = start_call(op, model, provider, address, port, kwargs.get("stream") is True)
     if call is not None and call.state.settings.capture_content and is_recording(call.span):
         with _RESULT:
