@@ -588,3 +588,54 @@ def test_j_a_wrong_mark_failure_warns(telemetry: Telemetry) -> None:
         assert marked() == "ok"
     assert telemetry.value("genai_requests_total", call_site="marked") == 1
     assert telemetry.value("genai_in_flight_requests") == 0
+
+
+VIEWS = ["with_raw_response", "with_streaming_response"]
+
+
+def _call(view_name: str, view: Any) -> None:
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "extra_headers": headers("ok"),
+    }
+    if view_name == "with_raw_response":
+        view.create(**kwargs).parse()
+    else:
+        with view.create(**kwargs) as response:
+            response.parse()
+
+
+@pytest.mark.parametrize("view_name", VIEWS)
+def test_e_raw_views_taken_before_the_patch_are_recorded_then_restored(
+    telemetry: Telemetry, server: FaultServer, view_name: str
+) -> None:
+    client = sync_client(server)
+    taken = getattr(client.chat.completions, view_name)  # held by the caller before the patch
+    before = taken.create
+    failsight.instrument_openai(client)
+    try:
+        _call(view_name, taken)
+    finally:
+        failsight.uninstrument_openai(client)
+    assert_one_request(telemetry, "chat", "gpt-4o-mini", "none", None)
+    assert taken.create is before  # restored exactly
+    _call(view_name, taken)
+    assert telemetry.value("genai_requests_total") == 1  # nothing recorded after uninstrument
+
+
+@pytest.mark.parametrize("view_name", VIEWS)
+def test_e_raw_views_built_while_patched_are_forgotten_on_uninstrument(
+    telemetry: Telemetry, server: FaultServer, view_name: str
+) -> None:
+    client = sync_client(server)
+    failsight.instrument_openai(client)
+    try:
+        during = getattr(client.chat.completions, view_name)
+        _call(view_name, during)
+    finally:
+        failsight.uninstrument_openai(client)
+    after = getattr(client.chat.completions, view_name)
+    assert after is not during  # rebuilt around the SDK's own method
+    _call(view_name, after)
+    assert telemetry.value("genai_requests_total") == 1

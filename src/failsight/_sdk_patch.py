@@ -194,7 +194,18 @@ def _claim(request: Any, is_async: bool) -> _Attempts | None:
 _lock = threading.Lock()
 _patched: list[tuple[Any, str, Any]] = []  # (owner class, attribute, original)
 # client -> (object, attribute) pairs set on its instances, removed on uninstrument
-_client_patches: weakref.WeakKeyDictionary[Any, list[tuple[Any, str]]] = weakref.WeakKeyDictionary()
+# client -> (object, attribute, value before) set on its objects, undone on uninstrument
+_client_patches: weakref.WeakKeyDictionary[Any, list[tuple[Any, str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_ABSENT: Final = object()  # an attribute that was not in the object's __dict__
+# Raw-response views: (view attribute, module, sync wrapper factory, async wrapper factory).
+_VIEWS: Final = (
+    ("with_raw_response", "openai._legacy_response", "to_raw_response_wrapper",
+     "async_to_raw_response_wrapper"),
+    ("with_streaming_response", "openai._response", "to_streamed_response_wrapper",
+     "async_to_streamed_response_wrapper"),
+)  # fmt: skip
 # client -> the clients derived from it (`with_options`, `copy`), uninstrumented with it
 _derived: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
 
@@ -275,8 +286,11 @@ def uninstrument_openai(client: Any = None) -> None:
 
 def _uninstrument_client(client: Any) -> None:
     """Remove `client`'s patches, and those of the clients derived from it."""
-    for target, name in _client_patches.pop(client, []):
-        target.__dict__.pop(name, None)
+    for target, name, before in reversed(_client_patches.pop(client, [])):
+        if before is _ABSENT:
+            target.__dict__.pop(name, None)
+        else:
+            target.__dict__[name] = before
     for derived in list(_derived.pop(client, ())):
         _uninstrument_client(derived)
 
@@ -293,7 +307,7 @@ def _resource(client: Any, method: SdkMethod) -> Any:
 def _instrument_client(client: Any) -> None:
     if client in _client_patches:
         return
-    done: list[tuple[Any, str]] = []
+    done: list[tuple[Any, str, Any]] = []
     for op, method in sdk_methods():
         resource = _resource(client, method)
         if resource is None:
@@ -306,19 +320,36 @@ def _instrument_client(client: Any) -> None:
         original = getattr(function, "__wrapped__", function)  # the SDK's own, even if patched
         factory = _async_wrapper if is_async else _sync_wrapper
         bound = wrapt.FunctionWrapper(original, factory(op)).__get__(resource, type(resource))
+        done.append((resource, method.method, resource.__dict__.get(method.method, _ABSENT)))
         resource.__dict__[method.method] = bound
-        done.append((resource, method.method))
-        # Raw-response views built before the patch hold the unpatched method: rebuild them.
-        for view in ("with_raw_response", "with_streaming_response"):
-            resource.__dict__.pop(view, None)
+        _repoint_views(resource, method.method, bound, is_async, done)
     # Derived clients (`with_options`, `copy`) of an instrumented client are instrumented.
     copy = getattr(type(client), "copy", None)
     if copy is not None:
         derive = _deriver(copy, client)
         for name in ("copy", "with_options"):
+            done.append((client, name, client.__dict__.get(name, _ABSENT)))
             client.__dict__[name] = derive
-            done.append((client, name))
     _client_patches[client] = done
+
+
+def _repoint_views(
+    resource: Any, name: str, bound: Any, is_async: bool, done: list[tuple[Any, str, Any]]
+) -> None:
+    """Raw-response views of `resource` already built (and perhaps held by the caller) call
+    the method they were built with: point them at the patched one, as the SDK would."""
+    for view_name, module, sync_factory, async_factory in _VIEWS:
+        view = resource.__dict__.get(view_name)  # a cached_property, once read
+        if view is None:
+            # Built later, it will hold the patched method: forget it on uninstrument.
+            done.append((resource, view_name, _ABSENT))
+            continue
+        if name not in getattr(view, "__dict__", {}):
+            continue
+        factory = _resolve(module, async_factory if is_async else sync_factory)
+        if factory is not None:
+            done.append((view, name, view.__dict__[name]))
+            view.__dict__[name] = factory(bound)
 
 
 def _deriver(copy: Callable[..., Any], client: Any) -> Callable[..., Any]:
