@@ -74,15 +74,22 @@ class StreamJudge:
         if self.kind == "responses":
             self._event(item)
             return
-        choices = _read(item, "choices")
+        # Plain reads: this runs for every streamed chunk. An accessor that raises makes the
+        # chunk's watcher count a telemetry error and skip the chunk.
+        if type(item) is dict:
+            choices, usage = item.get("choices"), item.get("usage")
+        else:
+            choices, usage = getattr(item, "choices", None), getattr(item, "usage", None)
         if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
             for choice in choices:
                 if not self.saw_content:  # once content arrived, deltas decide nothing more
                     self._delta(choice)
-                reason = _read(choice, "finish_reason")
+                if type(choice) is dict:
+                    reason = choice.get("finish_reason")
+                else:
+                    reason = getattr(choice, "finish_reason", None)
                 if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
                     self.finish_reasons.append(normalize_finish_reason(reason) or "other")
-        usage = _read(item, "usage")
         if usage is not None:
             self.usage = usage
 
