@@ -45,6 +45,16 @@ prometheus:
 	  fi; \
 	fi
 
+# tests/test_grafana_schema.py: @grafana/schema and typescript from npm, as locked. Without
+# npm, or when `npm ci` fails, that test skips (and fails under CI).
+GRAFANA_SCHEMA_DEPS := tests/grafana_schema/node_modules/.package-lock.json
+$(GRAFANA_SCHEMA_DEPS): tests/grafana_schema/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd tests/grafana_schema && npm ci --no-audit --no-fund) || [ -z "$$CI" ]; \
+	else \
+	  echo "npm not found: install Node.js and npm for the Grafana schema check"; [ -z "$$CI" ]; \
+	fi
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src
@@ -52,7 +62,7 @@ lint: $(VENV)/.test-deps
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
 
-test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps)
+test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps) $(GRAFANA_SCHEMA_DEPS)
 	$(BIN)/python -m pytest
 	@for m in $(OPENAI_MAJORS); do \
 	  echo "== patch tests against openai $$(.venv-openai$$m/bin/python -c 'import openai; print(openai.__version__)')"; \
