@@ -275,8 +275,10 @@ def dashboard_expressions(*, annotations: bool = True) -> list[tuple[str, str]]:
                     where = f"{uid}: {panel.get('title', '')} [{target.get('refId', '?')}]"
                     found.append((where, target["expr"]))
         for annotation in dashboard.get("annotations", {}).get("list", []):
-            if annotations and annotation.get("expr"):
-                found.append((f"{uid}: annotation {annotation.get('name')}", annotation["expr"]))
+            # Grafana's current model keeps the query in `target`; older dashboards at the top.
+            expr = (annotation.get("target") or {}).get("expr") or annotation.get("expr")
+            if annotations and expr:
+                found.append((f"{uid}: annotation {annotation.get('name')}", expr))
     return found
 
 

@@ -28,7 +28,8 @@ def current_generation() -> Generation | None:
     >>> from failsight import traced_generation
     >>> @traced_generation(name="image")
     ... def make_image():
-    ...     current_generation().mark_failure("soft", "image_filtered")
+    ...     if (handle := current_generation()) is not None:  # None outside a scope
+    ...         handle.mark_failure("soft", "image_filtered")
     """
     account = current_account.get()
     if account is None:
