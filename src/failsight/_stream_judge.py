@@ -74,22 +74,35 @@ class StreamJudge:
         if self.kind == "responses":
             self._event(item)
             return
+        if type(item) is dict:
+            self._decoded(item)
+            return
         # Plain reads: this runs for every streamed chunk. An accessor that raises makes the
         # chunk's watcher count a telemetry error and skip the chunk.
-        if type(item) is dict:
-            choices, usage = item.get("choices"), item.get("usage")
-        else:
-            choices, usage = getattr(item, "choices", None), getattr(item, "usage", None)
+        choices = getattr(item, "choices", None)
         if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
             for choice in choices:
                 if not self.saw_content:  # once content arrived, deltas decide nothing more
                     self._delta(choice)
-                if type(choice) is dict:
-                    reason = choice.get("finish_reason")
-                else:
-                    reason = getattr(choice, "finish_reason", None)
+                reason = getattr(choice, "finish_reason", None)
                 if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
                     self.finish_reasons.append(normalize_finish_reason(reason) or "other")
+        usage = getattr(item, "usage", None)
+        if usage is not None:
+            self.usage = usage
+
+    # The dict twin of `chunk` (decoded JSON): the same reads through `_read`, kept apart so
+    # the SDK's chunks pay for no type check per field.
+    def _decoded(self, item: dict[str, Any]) -> None:
+        choices = item.get("choices")
+        if choices and isinstance(choices, list):
+            for choice in choices:
+                if not self.saw_content:
+                    self._delta(choice)
+                reason = _read(choice, "finish_reason")
+                if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
+                    self.finish_reasons.append(normalize_finish_reason(reason) or "other")
+        usage = item.get("usage")
         if usage is not None:
             self.usage = usage
 
