@@ -246,7 +246,14 @@ def instrument_openai(client: Any = None) -> None:
     >>> import failsight
     >>> failsight.instrument_openai()  # doctest: +SKIP
     """
-    import openai
+    try:
+        import openai
+    except ImportError as exc:
+        raise ImportError(
+            f"instrument_openai() needs the openai package ({exc}): "
+            "pip install 'failsight[openai]'",
+            name=exc.name,
+        ) from None
 
     if client is not None and not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
         raise TypeError(

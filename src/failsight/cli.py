@@ -1,4 +1,4 @@
-"""The `failsight` command: `demo` and `run`.
+"""The `failsight` command: `demo`, `run` and `assets`.
 
 Bad input (an unknown option, a busy port, a program that does not exist) is one line on
 stderr and a non-zero exit, never a traceback.
@@ -71,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=_positive, default=4, help="rounds of the 43-request mix (default 4)"
     )
     demo.add_argument(
-        "--async-requests", type=_positive, default=60, help="concurrent asyncio requests"
+        "--async-requests",
+        type=_positive,
+        default=60,
+        help="concurrent asyncio requests after the rounds (default 60)",
     )
     demo.add_argument(
         "--keep-serving", action="store_true", help="keep /metrics up after the run (Ctrl-C)"
     )
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)"
+    )
 
     run = commands.add_parser(
         "run",
@@ -86,6 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
     run.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
     run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
+
+    assets = commands.add_parser(
+        "assets",
+        help="write the Grafana dashboards, Prometheus rules and collector/compose config",
+        description=(
+            "Write the files that ship with failsight into DIR, in the repository's layout: "
+            "dashboards/ (Grafana dashboards and provisioning), dashboards/rules/ (Prometheus "
+            "alert and recording rules, and their promtool unit tests), deploy/ (a "
+            "docker-compose stack) and otel-collector.yaml."
+        ),
+    )
+    assets.add_argument("directory", metavar="DIR", type=Path, help="where to write them")
+    assets.add_argument(
+        "--namespace",
+        default="genai",
+        help="the metric namespace given to failsight.configure(namespace=...): rewrites the "
+        "genai_ prefix of every metric (and genai: of the recording rules) (default genai)",
+    )
+    assets.add_argument(
+        "--force", action="store_true", help="overwrite files that exist and differ"
+    )
     return parser
 
 
@@ -144,6 +170,32 @@ def _run(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
+def _assets(args: argparse.Namespace) -> int:
+    from failsight._assets import ChangedFilesError, write_assets
+
+    directory: Path = args.directory
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"not a directory: {directory}", status=1)
+    try:
+        written = write_assets(directory, args.namespace, overwrite=args.force)
+    except ValueError as exc:
+        raise UsageError(f"--namespace: {exc}") from None
+    except ChangedFilesError as exc:
+        raise UsageError(str(exc), status=1) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or directory}: {exc.strerror}", 1) from None
+    for path in written:
+        print(path)
+    rules = directory / "dashboards" / "rules"
+    print(
+        f"\nWrote {len(written)} files. Next:\n"
+        f"  promtool check rules {rules}/failsight-*.yml\n"
+        f"  promtool test rules {rules}/tests/*.yml\n"
+        f"  docker compose -f {directory / 'deploy' / 'docker-compose.yml'} up"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `failsight` command; returns the exit status."""
     parser = build_parser()
@@ -151,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "assets":
+            return _assets(args)
         return _run(args)
     except UsageError as exc:
         print(f"failsight: error: {exc}", file=sys.stderr)

@@ -32,11 +32,18 @@ def _bootstrap() -> None:
         failsight.start_metrics_server(port=port, addr=addr)
     except Exception as exc:  # the program runs, with or without telemetry
         print(f"failsight: warning: telemetry not started: {exc}", file=sys.stderr)
-    # Hand over to the sitecustomize this one shadowed, if there is one.
+    # Hand over to the sitecustomize this one shadowed, if there is one. When there is none
+    # (the usual case), this module goes back into sys.modules: the import system reads
+    # sys.modules["sitecustomize"] once this module has run, and a missing entry is the
+    # `KeyError: 'sitecustomize'` that site.py would print.
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
-    sys.modules.pop("sitecustomize", None)  # absent when imported under another name
-    with contextlib.suppress(ImportError):
-        importlib.import_module("sitecustomize")
+    this = sys.modules.pop("sitecustomize", None)  # None when imported under another name
+    try:
+        with contextlib.suppress(ImportError):
+            importlib.import_module("sitecustomize")
+    finally:
+        if this is not None:
+            sys.modules.setdefault("sitecustomize", this)
 
 
 _bootstrap()

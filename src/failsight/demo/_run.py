@@ -15,6 +15,13 @@ from ._report import progress_bar, render_table, span_summary
 from ._workload import run_workload
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
+
+
 def run_demo(
     *,
     rounds: int = 4,
@@ -52,7 +59,8 @@ def run_demo(
         out.write(f"failsight demo: fault server {fault.base_url}\n")
         out.write(f"failsight demo: /metrics on http://{addr}:{metrics_port}/metrics\n")
         started = time.perf_counter()
-        bar = progress_bar(sys.stderr) if progress else None
+        # Only a terminal gets the redrawn bar: `\r` frames would litter a log or a pipe.
+        bar = progress_bar(sys.stderr) if progress and _is_terminal(sys.stderr) else None
         plan = run_workload(fault.base_url, rounds, async_count, bar)
         elapsed = time.perf_counter() - started
         provider.force_flush()

@@ -44,9 +44,12 @@ class Workload:
         def classify(scenario: str) -> str:
             return str(self._chat(scenario).choices[0].message.content or "")
 
+        # Retries live in the decorator here, so its client makes none of its own (two places
+        # would multiply them); one key per call keeps the server's sequence across attempts.
         @traced_generation(name="extract_json", validate=[json_output()], retry=no_sleep)
-        def extract(scenario: str) -> str:
-            return str(self._chat(scenario, key=True).choices[0].message.content or "")
+        def extract(scenario: str, key: str) -> str:
+            answer = self._chat(scenario, key=key, client=self.no_retry)
+            return str(answer.choices[0].message.content or "")
 
         @traced_generation(name="summarize", validate=[min_words(12)])
         def summarize(scenario: str) -> str:
@@ -117,11 +120,10 @@ class Workload:
         self.generate_image = generate_image
         self.submit_and_poll = submit_and_poll
 
-    def _chat(self, scenario: str, *, key: bool = False, client: Any = None) -> Any:
+    def _chat(self, scenario: str, *, key: str | None = None, client: Any = None) -> Any:
         headers = {SCENARIO_HEADER: scenario}
-        if key:
-            self._counter += 1
-            headers[KEY_HEADER] = f"demo-{os.getpid()}-{self._counter}"
+        if key is not None:
+            headers[KEY_HEADER] = key
         return (client or self.sync).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers
         )
@@ -158,6 +160,9 @@ class Workload:
                 self.sync.videos.create_and_poll(
                     model="sora-2", prompt="a cat", extra_headers={SCENARIO_HEADER: scenario}
                 )
+            elif kind == "extract":
+                self._counter += 1
+                self.extract(scenario, f"demo-{os.getpid()}-{self._counter}")
             else:
                 getattr(self, kind)(scenario)
         except Exception:

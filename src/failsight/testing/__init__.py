@@ -13,6 +13,14 @@ Example::
         ...  # point openai.OpenAI(base_url=server.base_url, ...) at it
 """
 
+try:
+    import aiohttp  # noqa: F401  # the server runs on it
+except ImportError as _exc:
+    raise ImportError(
+        f"failsight.testing needs aiohttp ({_exc}): pip install 'failsight[testing]'",
+        name=_exc.name,
+    ) from None
+
 from ._mock import completion_body, mock_openai_client, stream_body
 from ._payloads import OK_TEXT, REFUSAL_TEXT, TRUNCATED_TEXT
 from ._scenarios import (
