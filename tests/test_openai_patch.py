@@ -568,3 +568,19 @@ def test_azure_client_provider(instrumented: Telemetry, server: FaultServer) -> 
     span = instrumented.spans()[0]
     assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
     assert instrumented.value("genai_requests_total", provider="azure.ai.openai") == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "header"), [("gpt-4o-mini@length", None), ("gpt-4o-mini", "length")]
+)
+def test_model_label_is_the_model_as_requested(
+    instrumented: Telemetry, server: FaultServer, model: str, header: str | None
+) -> None:
+    """`@` is part of real model ids (Vertex AI's `claude-3-5-sonnet@20240620`): kept; the
+    fault server's scenario header leaves the label clean."""
+    client = sync_client(server)
+    extra = {"X-Failsight-Scenario": header} if header else None
+    client.chat.completions.create(model=model, messages=MESSAGES, extra_headers=extra)
+    assert instrumented.value("genai_failures_total", model=model, reason="length") == 1
+    labels = {series["model"] for series in instrumented.series("genai_requests_total")}
+    assert labels == {model}
