@@ -45,11 +45,7 @@ active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar
     "failsight_call", default=None
 )
 
-_START: Final = guarded("call_start")
-_ENTER: Final = guarded("call_enter")
-_EXIT: Final = guarded("call_exit")
 _RECORD: Final = guarded("call_record")
-_FINISH: Final = guarded("call_finish")
 _ATTEMPT: Final = guarded("attempt")
 
 
@@ -235,7 +231,7 @@ class Call:
             return
         values = self.values
         failed = failure_class != NONE
-        with _FINISH:
+        try:
             values[_spans.FAILURE_CLASS] = failure_class
             account = self.account
             if account is not None:
@@ -250,7 +246,10 @@ class Call:
                 else:
                     values[_spans.ERROR_TYPE] = reason
             _spans.error_attributes(values, outcome)
-        _spans.end_span(self.span, values, reason if failed else None, exc)
+        except Exception as error:
+            swallow("call_finish", error)  # re-raised under a test suite: the span still ends
+        finally:
+            _spans.end_span(self.span, values, reason if failed else None, exc)
 
 
 def _request_id_of(result: Any) -> Any:
@@ -298,10 +297,12 @@ def _start(
     span = _spans.start_span(state.tracer, f"{op.name} {model}", SpanKind.CLIENT, start_values)
     parent = current_account.get()
     if parent is not None:
-        with _START:  # a failure here loses a label or a retry, never the call
+        try:  # a failure here loses a label or a retry, never the call
             parent.note_call(op.name, provider, model)
             if not op.is_poll:
                 parent.call_started(op.name)
+        except Exception as exc:
+            swallow("call_start", exc)
         return Call(state, op, parent.labels(), parent, False, span, stream)
     labels = (op.name, provider, model, "unscoped")
     if op.is_poll:

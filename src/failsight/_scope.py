@@ -24,7 +24,7 @@ from failsight._account import UNKNOWN, Account
 from failsight._classify import NONE, classify_exception
 from failsight._config import get_state
 from failsight._engine import current_account
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._retry import RetryPolicy
 from failsight.validators import Validator, prepare, run
 
@@ -35,9 +35,6 @@ Validators = tuple[tuple[str, Validator], ...]
 
 _MAX_COLLECTED: Final = 1 << 20  # characters of generator output kept for validators
 _START: Final = guarded("scope_start")
-_ENTER: Final = guarded("scope_enter")
-_EXIT: Final = guarded("scope_exit")
-_FINISH: Final = guarded("scope_finish")
 _RETRY: Final = guarded("retry")
 
 
@@ -51,17 +48,21 @@ class _Scope:
         self.span = span
 
     def enter(self) -> tuple[Any, Any] | None:
-        with _ENTER:
+        try:
             token = current_account.set(self.account)
             return token, otel_context.attach(trace.set_span_in_context(self.span))
-        return None
+        except Exception as exc:
+            swallow("scope_enter", exc)
+            return None
 
     @staticmethod
     def exit(tokens: tuple[Any, Any] | None) -> None:
         if tokens is not None:
-            with _EXIT:
+            try:
                 current_account.reset(tokens[0])
                 otel_context.detach(tokens[1])
+            except Exception as exc:
+                swallow("scope_exit", exc)
 
     def finish(
         self, exc: BaseException | None, result: Any = None, validators: Validators = ()
@@ -87,7 +88,10 @@ class _Scope:
         account = self.account
         values: dict[str, Any] = {}
         failed = failure_class != NONE
-        with _FINISH:
+        if not _spans.is_recording(self.span):  # sampled out: nothing to set
+            _spans.end_span(self.span, values)
+            return
+        try:
             root_retries = account.root.retries
             values[_spans.FAILURE_CLASS] = failure_class
             values[_spans.ATTEMPTS] = 1 + root_retries
@@ -110,7 +114,10 @@ class _Scope:
                     values[_spans.ERROR_TYPE] = outcome.error_type
                 else:
                     values[_spans.ERROR_TYPE] = reason or "exception"
-        _spans.end_span(self.span, values, (reason or "exception") if failed else None, exc)
+        except Exception as error:
+            swallow("scope_finish", error)  # re-raised under a test suite: the span still ends
+        finally:
+            _spans.end_span(self.span, values, (reason or "exception") if failed else None, exc)
 
 
 def _open(
@@ -118,7 +125,7 @@ def _open(
 ) -> _Scope | None:
     if _deferred.pending():
         _deferred.drain()  # a safe point: abandoned streams and generators finish here
-    with _START:
+    try:
         state = get_state()
         parent = current_account.get()
         span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
@@ -128,7 +135,9 @@ def _open(
             with _START:  # a failure here loses a label, never the scope
                 parent.note_call(account.operation, account.provider, account.model)
         return _Scope(account, span)
-    return None
+    except Exception as exc:
+        swallow("scope_start", exc)
+        return None
 
 
 # Steps shared by the four wrappers; each is guarded, and each accepts "no scope".
@@ -147,8 +156,10 @@ def _end(
     scope: _Scope | None, exc: BaseException | None, result: Any = None, validators: Validators = ()
 ) -> None:
     if scope is not None:
-        with _FINISH:
+        try:
             scope.finish(exc, result, validators)
+        except Exception as error:
+            swallow("scope_finish", error)
 
 
 def _close_generator(scope: _Scope | None, collecting: bool) -> None:

@@ -13,7 +13,7 @@ import wrapt
 from failsight import _content, _deferred
 from failsight._classify import Outcome, classify_exception, classify_result, classify_status
 from failsight._engine import Call
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._spans import is_recording
 from failsight._streams import watch
 
@@ -51,15 +51,16 @@ def _raw_mode(kwargs: dict[str, Any]) -> str | None:
 def _judge(call: Call, parsed: Any) -> None:
     outcome = Outcome()
     try:
-        with _RESULT:
-            outcome = classify_result(parsed, kind=call.op.kind)
-            call.record(outcome, parsed)
-            settings = call.state.settings
-            if settings.capture_content and is_recording(call.span):
-                limit = settings.max_content_length
-                output = _content.output_messages(call.op.kind, parsed, limit)
-                if output is not None:
-                    call.values[_content.OUTPUT] = output
+        outcome = classify_result(parsed, kind=call.op.kind)
+        call.record(outcome, parsed)
+        settings = call.state.settings
+        if settings.capture_content and is_recording(call.span):
+            limit = settings.max_content_length
+            output = _content.output_messages(call.op.kind, parsed, limit)
+            if output is not None:
+                call.values[_content.OUTPUT] = output
+    except Exception as exc:
+        swallow("call_record", exc)
     finally:
         call.finish(outcome)
 

@@ -23,7 +23,7 @@ from failsight import _content, _redact, _sdk_answers, _transport
 from failsight._account import UNKNOWN
 from failsight._classify import Outcome, classify_exception, classify_status
 from failsight._engine import Call, active_call, current_account, send, send_async, start_call
-from failsight._guard import FailsightWarning, guarded
+from failsight._guard import FailsightWarning, guarded, swallow
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
 from failsight._sdk_answers import answer
@@ -114,10 +114,12 @@ def _sync_wrapper(op: Operation) -> Callable[..., Any]:
         if call is None:
             return wrapped(*args, **kwargs)
         result = send(call, wrapped, args, kwargs)
-        with _RESULT:
+        try:
             return answer(call, result, kwargs, False)
-        call.finish(Outcome())  # only when the answer could not be recorded
-        return result
+        except Exception as exc:
+            swallow("call_record", exc)
+            call.finish(Outcome())  # only when the answer could not be recorded
+            return result
 
     return wrapper
 
@@ -128,10 +130,12 @@ def _async_wrapper(op: Operation) -> Callable[..., Any]:
         if call is None:
             return await wrapped(*args, **kwargs)
         result = await send_async(call, wrapped, args, kwargs)
-        with _RESULT:
+        try:
             return answer(call, result, kwargs, True)
-        call.finish(Outcome())
-        return result
+        except Exception as exc:
+            swallow("call_record", exc)
+            call.finish(Outcome())
+            return result
 
     return wrapper
 
@@ -148,13 +152,15 @@ class _Attempts:
         self.call = call
 
     def _started(self, args: Any, kwargs: Any) -> None:
-        with _ATTEMPT:
+        try:
             request = args[0] if args else kwargs.get("request")
             raw = request.headers.get(RETRY_COUNT_HEADER)
             self.call.attempt_started(int(raw) if raw is not None and raw.isdigit() else None)
+        except Exception as exc:
+            swallow("attempt", exc)
 
     def _ended(self, exc: BaseException | None, response: Any) -> None:
-        with _ATTEMPT:
+        try:
             if exc is not None:
                 self.call.attempt_ended(classify_exception(exc))
             else:
@@ -162,6 +168,8 @@ class _Attempts:
                 self.call.attempt_ended(
                     classify_status(status, response.headers) if status >= 400 else None
                 )
+        except Exception as error:
+            swallow("attempt", error)
 
     def send(self, wrapped: Any, args: Any, kwargs: Any) -> Any:
         self._started(args, kwargs)

@@ -102,14 +102,20 @@ def end_span(
     the span; each step on its own, and `end()` whatever the others raised."""
     try:
         if values and is_recording(span):
-            with _SPAN:
+            try:
                 span.set_attributes(values)
+            except Exception as error:
+                swallow("span", error)
             if failure_reason is not None:
-                with _SPAN:
+                try:
                     span.set_status(Status(StatusCode.ERROR, failure_reason))
+                except Exception as error:
+                    swallow("span", error)
             if exc is not None:
-                with _SPAN:
+                try:
                     add_exception_event(span, exc)
+                except Exception as error:
+                    swallow("span", error)
     finally:
         try:
             span.end()

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 
 import wrapt
 
-from failsight._guard import guarded
+from failsight._guard import swallow
 
 __all__ = ["Sender", "register", "unregister"]
 
@@ -31,7 +31,6 @@ class Sender(Protocol):
 
 Claim = Callable[[Any, bool], "Sender | None"]  # (request, is_async) -> sender
 
-_CLAIM: Final = guarded("http")
 _lock = threading.Lock()
 _claims: dict[str, Claim] = {}  # registrant name -> claim, in priority order
 _ordered: tuple[Claim, ...] = ()
@@ -43,12 +42,14 @@ def _claim(args: Any, kwargs: Any, is_async: bool) -> Sender | None:
     claims = _ordered
     if not claims:
         return None
-    with _CLAIM:
+    try:
         request = args[0] if args else kwargs.get("request")
         for claim in claims:
             sender = claim(request, is_async)
             if sender is not None:
                 return sender
+    except Exception as exc:
+        swallow("http", exc)
     return None
 
 
