@@ -55,6 +55,27 @@ $(GRAFANA_SCHEMA_DEPS): tests/grafana_schema/package-lock.json
 	  echo "npm not found: install Node.js and npm for the Grafana schema check"; [ -z "$$CI" ]; \
 	fi
 
+# The OpenTelemetry Collector that runs otel-collector.yaml in tests/test_collector_e2e.py,
+# and for users without Docker: `make collector`, then `bin/otelcol-failsight --config
+# otel-collector.yaml`. Built with Go from deploy/collector/ (modules from the Go module proxy,
+# kept in Go's module and build caches between runs); rebuilt only when its sources change.
+.PHONY: collector
+COLLECTOR := bin/otelcol-failsight
+COLLECTOR_SRC := $(wildcard deploy/collector/*.go) deploy/collector/go.mod deploy/collector/go.sum
+collector: $(COLLECTOR)
+	@echo "$(COLLECTOR): up to date ($$(cat $(COLLECTOR).build-time 2>/dev/null))"
+$(COLLECTOR): $(COLLECTOR_SRC)
+	@command -v go >/dev/null 2>&1 || { echo "go not found: install Go to build the collector (make collector)"; exit 1; }
+	@mkdir -p bin
+	@echo "building $@ from deploy/collector/ ($$(go version | cut -d' ' -f3)): first build downloads and compiles, a few minutes"
+	@start=$$(date +%s); \
+	  (cd deploy/collector && go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s -w' -o ../../$@.tmp .) \
+	  && mv $@.tmp $@ \
+	  && secs=$$(( $$(date +%s) - start )) \
+	  && echo "built in $$secs s on $$(date -u +%FT%TZ)" > $@.build-time \
+	  && echo "$@: built in $$secs s"
+test: collector
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src

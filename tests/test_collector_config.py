@@ -7,6 +7,7 @@ README must list the same numbers as the constants below.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from prom_harness import DASHBOARDS_DIR, REPO, RULES_DIR, run_promtool
+from test_collector_e2e import require_collector
 
 COLLECTOR = REPO / "otel-collector.yaml"
 DEPLOY = REPO / "deploy"
@@ -43,7 +45,7 @@ PIPELINES = COLLECTOR_CONFIG["service"]["pipelines"]
 
 
 def component_type(component_id: str) -> str:
-    """`otlp/tempo` -> `otlp`: the collector's `type[/name]` ids."""
+    """`otlp_grpc/tempo` -> `otlp_grpc`: the collector's `type[/name]` ids."""
     return component_id.split("/", 1)[0]
 
 
@@ -94,22 +96,26 @@ def test_every_defined_component_is_used() -> None:
 
 
 def test_spanmetrics_connects_traces_to_metrics() -> None:
-    assert "spanmetrics" in COLLECTOR_CONFIG["connectors"]
-    exported_by = [p for p, s in PIPELINES.items() if "spanmetrics" in s["exporters"]]
-    received_by = [p for p, s in PIPELINES.items() if "spanmetrics" in s["receivers"]]
+    assert "span_metrics" in COLLECTOR_CONFIG["connectors"]
+    exported_by = [p for p, s in PIPELINES.items() if "span_metrics" in s["exporters"]]
+    received_by = [p for p, s in PIPELINES.items() if "span_metrics" in s["receivers"]]
     assert exported_by and all(component_type(p) == "traces" for p in exported_by)
     assert received_by and all(component_type(p) == "metrics" for p in received_by)
 
 
 def test_spanmetrics_dimensions_are_the_genai_attributes() -> None:
-    spanmetrics = COLLECTOR_CONFIG["connectors"]["spanmetrics"]
+    spanmetrics = COLLECTOR_CONFIG["connectors"]["span_metrics"]
     assert {d["name"] for d in spanmetrics["dimensions"]} == GENAI_DIMENSIONS
     assert spanmetrics["exemplars"]["enabled"] is True
 
 
 def test_traces_go_to_a_tracing_backend_and_debug() -> None:
     (traces,) = [s for p, s in PIPELINES.items() if component_type(p) == "traces"]
-    assert {component_type(e) for e in traces["exporters"]} >= {"otlp", "debug", "spanmetrics"}
+    assert {component_type(e) for e in traces["exporters"]} >= {
+        "otlp_grpc",
+        "debug",
+        "span_metrics",
+    }
     assert traces["receivers"] == ["otlp"]
 
 
@@ -125,6 +131,43 @@ def test_otlp_receiver_ports() -> None:
     protocols = COLLECTOR_CONFIG["receivers"]["otlp"]["protocols"]
     assert port_of(protocols["grpc"]["endpoint"]) == OTLP_GRPC_PORT
     assert port_of(protocols["http"]["endpoint"]) == OTLP_HTTP_PORT
+
+
+def test_the_real_collector_validates_the_config() -> None:
+    """`otelcol validate` of bin/otelcol-failsight (`make collector`): the components exist in
+    this release and every key is known."""
+    collector = require_collector()
+    result = subprocess.run(
+        [str(collector), "validate", "--config", str(COLLECTOR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "deprecated" not in output.lower() and "warn" not in output.lower(), output
+
+
+def test_no_deprecated_component_names() -> None:
+    """The names as of collector v0.165: `otlp`, `otlphttp` and `spanmetrics` (exporters and
+    connector) are deprecated aliases there, logged as warnings at start-up."""
+    used = {
+        component_type(name)
+        for section in ("exporters", "connectors")
+        for name in COLLECTOR_CONFIG.get(section) or {}
+    }
+    assert not used & {"otlp", "otlphttp", "spanmetrics"}, used
+
+
+def test_compose_runs_the_collector_release_the_config_is_tested_with() -> None:
+    """deploy/docker-compose.yml's collector image is the release of deploy/collector/go.mod
+    (older images reject `otlp_grpc` and `span_metrics`)."""
+    go_mod = (DEPLOY / "collector" / "go.mod").read_text()
+    release = re.search(r"spanmetricsconnector v(\d+\.\d+)\.\d+", go_mod)
+    assert release, "deploy/collector/go.mod names no spanmetricsconnector"
+    image = COMPOSE_CONFIG["services"]["otel-collector"]["image"]
+    assert image.rsplit(":", 1)[1].startswith(release.group(1) + "."), image
 
 
 def test_collector_config_says_how_to_use_a_real_backend() -> None:
@@ -200,7 +243,7 @@ def test_collector_container_runs_this_config_on_the_documented_ports() -> None:
 
 
 def test_collector_sends_traces_to_tempo_in_the_stack() -> None:
-    host, port = COLLECTOR_CONFIG["exporters"]["otlp"]["endpoint"].rsplit(":", 1)
+    host, port = COLLECTOR_CONFIG["exporters"]["otlp_grpc"]["endpoint"].rsplit(":", 1)
     assert host in COMPOSE_CONFIG["services"]
     tempo = load(host_path("tempo", command_flag("tempo", "config.file")))
     grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
