@@ -259,6 +259,7 @@ class Bench:
             def __init__(self) -> None:
                 Watcher.__init__(self)
                 self.judge = StreamJudge("chat")
+                self._chunk_to = self.judge.chunk  # as a CallWatcher without content capture
 
             def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
                 pass

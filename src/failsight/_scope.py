@@ -26,14 +26,13 @@ from failsight._config import get_state
 from failsight._engine import current_account
 from failsight._guard import guarded, swallow
 from failsight._retry import RetryPolicy
-from failsight.validators import Validator, prepare, run
+from failsight.validators import Collected, Validator, prepare, run
 
 __all__ = ["traced_generation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 Validators = tuple[tuple[str, Validator], ...]
 
-_MAX_COLLECTED: Final = 1 << 20  # characters of generator output kept for validators
 _START: Final = guarded("scope_start")
 _RETRY: Final = guarded("retry")
 
@@ -196,29 +195,6 @@ def _retry_wait(
     return None
 
 
-def _join(items: list[Any]) -> Any:
-    if all(isinstance(item, str) for item in items):
-        return "".join(items)
-    if all(isinstance(item, (bytes, bytearray)) for item in items):
-        return b"".join(items)
-    return items
-
-
-class _Collector:
-    """Generator output kept for validators, bounded."""
-
-    __slots__ = ("items", "size")
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.size = 0
-
-    def add(self, item: Any) -> None:
-        if self.size < _MAX_COLLECTED:
-            self.items.append(item)
-            self.size += len(item) if isinstance(item, (str, bytes)) else 1
-
-
 def _wrap_sync(
     fn: Callable[..., Any],
     site: str,
@@ -302,7 +278,7 @@ def _wrap_generator(
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         inner = fn(*args, **kwargs)
         scope = _open(site, operation, model)
-        collected = _Collector() if validators and scope is not None else None
+        collected = Collected() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -311,7 +287,7 @@ def _wrap_generator(
                 item = inner.throw(thrown) if thrown is not None else inner.send(sent)
             except StopIteration as stop:
                 _leave(scope, tokens)
-                result = _join(collected.items) if collected is not None else None
+                result = collected.joined() if collected is not None else None
                 _end(scope, None, result, validators if collected is not None else ())
                 return stop.value
             except BaseException as exc:
@@ -352,7 +328,7 @@ def _wrap_async_generator(
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         inner = fn(*args, **kwargs)
         scope = _open(site, operation, model)
-        collected = _Collector() if validators and scope is not None else None
+        collected = Collected() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -364,7 +340,7 @@ def _wrap_async_generator(
                     item = await inner.asend(sent)
             except StopAsyncIteration:
                 _leave(scope, tokens)
-                result = _join(collected.items) if collected is not None else None
+                result = collected.joined() if collected is not None else None
                 _end(scope, None, result, validators if collected is not None else ())
                 return
             except BaseException as exc:

@@ -14,7 +14,7 @@ import inspect
 import json
 import reprlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from failsight._guard import raising, report
 from failsight._redact import sanitize_reason
@@ -214,3 +214,36 @@ def run(validators: tuple[tuple[str, Validator], ...], result: Any) -> tuple[str
         if ok is False:
             return "silent", reason
     return None
+
+
+_MAX_COLLECTED: Final = 1 << 20  # characters of generator output kept for validators
+
+
+class Collected:
+    """What a decorated generator yielded, kept (bounded) for its validators.
+
+    >>> collected = Collected()
+    >>> collected.add("Hello, "); collected.add("world")
+    >>> collected.joined()
+    'Hello, world'
+    """
+
+    __slots__ = ("items", "size")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.size = 0
+
+    def add(self, item: Any) -> None:
+        if self.size < _MAX_COLLECTED:
+            self.items.append(item)
+            self.size += len(item) if isinstance(item, (str, bytes)) else 1
+
+    def joined(self) -> Any:
+        """Text chunks joined into one text (bytes into bytes); other items as a list."""
+        items = self.items
+        if all(isinstance(item, str) for item in items):
+            return "".join(items)
+        if all(isinstance(item, (bytes, bytearray)) for item in items):
+            return b"".join(items)
+        return items
