@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 
 import wrapt
 
-from failsight import _deferred, _redact, _spans, _transport
+from failsight import _redact, _spans, _transport
 from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
 from failsight._classify import classify_status
 from failsight._config import get_state
 from failsight._engine import Call, active_call, send, send_async, start_call
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS
 from failsight._provider import server_of
 from failsight._routes import Route, RouteTable, build_table, form_fields, request_fields
@@ -42,6 +42,7 @@ ROUTE_KINDS: Final = OPERATIONS  # the kinds a route may name
 
 _MAX_TEXT: Final = 256  # bound on a model name or id copied out of a body
 _HTTP: Final = guarded("http")
+_NO_KWARGS: Final[dict[str, Any]] = {}
 
 
 # ---------------------------------------------------------------------- requests
@@ -305,20 +306,28 @@ def _matched(args: Any, kwargs: Any, path: Callable[[Any], str],
     table = _table
     if table is None or active_call.get() is not None:
         return None  # inside an SDK call (it records), or a redirect of a raw call
-    if _deferred.pending():
-        _deferred.drain()
-    with _HTTP:
+    try:
         request = args[0] if args else kwargs["request"]
         routes = table.candidates(path(request))
         if routes is None:
-            return None
+            return None  # most requests: one look-up, and through
         started: tuple[Call, str | None] | None = start(routes, request)
         return started
-    return None
+    except Exception as exc:
+        swallow("http", exc)
+        return None
+
+
+def _requests_path(request: Any) -> str:
+    return str(request.url.partition("?")[0])
+
+
+def _httpx_path(request: Any) -> str:
+    return str(request.url.path)
 
 
 def _requests_send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    started = _matched(args, kwargs, lambda r: str(r.url.partition("?")[0]), _start_requests)
+    started = _matched(args, kwargs, _requests_path, _start_requests)
     if started is None:
         return wrapped(*args, **kwargs)
     call, job_id = started
@@ -351,7 +360,7 @@ class _RawSend:
 
 
 def _claim(request: Any, is_async: bool) -> _RawSend | None:
-    started = _matched((request,), {}, lambda r: str(r.url.path), _start_httpx)
+    started = _matched((request,), _NO_KWARGS, _httpx_path, _start_httpx)
     return _RawSend(*started) if started is not None else None
 
 
