@@ -42,7 +42,6 @@ ROUTE_KINDS: Final = OPERATIONS  # the kinds a route may name
 
 _MAX_TEXT: Final = 256  # bound on a model name or id copied out of a body
 _HTTP: Final = guarded("http")
-_NO_KWARGS: Final[dict[str, Any]] = {}
 
 
 # ---------------------------------------------------------------------- requests
@@ -359,8 +358,8 @@ class _RawSend:
         return response
 
 
-def _claim(request: Any, is_async: bool) -> _RawSend | None:
-    started = _matched((request,), _NO_KWARGS, _httpx_path, _start_httpx)
+def _claim(args: Any, kwargs: Any, is_async: bool) -> _RawSend | None:
+    started = _matched(args, kwargs, _httpx_path, _start_httpx)
     return _RawSend(*started) if started is not None else None
 
 

@@ -192,7 +192,7 @@ class _Attempts:
         return response
 
 
-def _claim(request: Any, is_async: bool) -> _Attempts | None:
+def _claim(args: Any, kwargs: Any, is_async: bool) -> _Attempts | None:
     call = active_call.get()
     return _Attempts(call) if call is not None else None
 

@@ -1,9 +1,9 @@
 """The one httpx/httpx2 `send` wrapper both patches register into.
 
 `Client.send` and `AsyncClient.send` of httpx and httpx2 are wrapped once, while at least one
-patch is registered, and restored exactly after the last one leaves. Each registrant gives a
-`claim(request)` that returns a `Sender` for the requests it records, or None; the first
-claim wins (the SDK patch registers first: during an SDK call it records the attempts, and
+patch is registered, and restored exactly after the last one leaves. Each registrant gives
+a `claim(args, kwargs, is_async)` that returns a `Sender` for the requests it records, or
+None; the first claim wins (the SDK patch registers first: during an SDK call it records the attempts, and
 the raw-HTTP patch stays out). Unclaimed requests pass through after the claims' checks.
 """
 
@@ -29,7 +29,7 @@ class Sender(Protocol):
     async def send_async(self, wrapped: Any, args: Any, kwargs: Any) -> Any: ...
 
 
-Claim = Callable[[Any, bool], "Sender | None"]  # (request, is_async) -> sender
+Claim = Callable[[Any, Any, bool], "Sender | None"]  # (args, kwargs, is_async) -> sender
 
 _lock = threading.Lock()
 _claims: dict[str, Claim] = {}  # registrant name -> claim, in priority order
@@ -38,33 +38,30 @@ _patched: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
 _PRIORITY: Final = ("sdk", "http")
 
 
-def _claim(args: Any, kwargs: Any, is_async: bool) -> Sender | None:
-    claims = _ordered
-    if not claims:
-        return None
-    try:
-        request = args[0] if args else kwargs.get("request")
-        for claim in claims:
-            sender = claim(request, is_async)
-            if sender is not None:
-                return sender
-    except Exception as exc:
-        swallow("http", exc)
-    return None
-
-
 def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    sender = _claim(args, kwargs, False)
-    if sender is None:
-        return wrapped(*args, **kwargs)
-    return sender.send(wrapped, args, kwargs)
+    # Every httpx request of the process comes through here: the claims' own checks only.
+    for claim in _ordered:
+        try:
+            sender = claim(args, kwargs, False)
+        except Exception as exc:
+            swallow("http", exc)
+            continue
+        if sender is not None:
+            return sender.send(wrapped, args, kwargs)
+    return wrapped(*args, **kwargs)
 
 
+# The async twin of `_send` (the request is awaited).
 async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    sender = _claim(args, kwargs, True)
-    if sender is None:
-        return await wrapped(*args, **kwargs)
-    return await sender.send_async(wrapped, args, kwargs)
+    for claim in _ordered:
+        try:
+            sender = claim(args, kwargs, True)
+        except Exception as exc:
+            swallow("http", exc)
+            continue
+        if sender is not None:
+            return await sender.send_async(wrapped, args, kwargs)
+    return await wrapped(*args, **kwargs)
 
 
 def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -78,7 +75,7 @@ def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
 def register(name: str, claim: Claim) -> None:
     """Add (or replace) registrant `name`'s claim; wraps `send` on first registration.
 
-    >>> register("example", lambda request, is_async: None)
+    >>> register("example", lambda args, kwargs, is_async: None)
     >>> unregister("example")
     """
     global _ordered
