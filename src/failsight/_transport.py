@@ -3,8 +3,9 @@
 `Client.send` and `AsyncClient.send` of httpx and httpx2 are wrapped once, while at least one
 patch is registered, and restored exactly after the last one leaves. Each registrant gives
 a `claim(args, kwargs, is_async)` that returns a `Sender` for the requests it records, or
-None; the first claim wins (the SDK patch registers first: during an SDK call it records the attempts, and
-the raw-HTTP patch stays out). Unclaimed requests pass through after the claims' checks.
+None; the first claim wins (the SDK patch registers first: during an SDK call it records
+the attempts, and the raw-HTTP patch stays out). Unclaimed requests pass through after the
+claims' checks.
 """
 
 from __future__ import annotations
