@@ -1,4 +1,4 @@
-"""The `failsight` command: `demo`, `run` and `assets`.
+"""The `failsight` command: `demo`, `run`, `assets` and `doctor`.
 
 Bad input (an unknown option, a busy port, a program that does not exist) is one line on
 stderr and a non-zero exit, never a traceback.
@@ -13,9 +13,12 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from failsight._version import __version__
+
+if TYPE_CHECKING:
+    from failsight import doctor as doctor_types
 
 __all__ = ["main"]
 
@@ -112,7 +115,43 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument(
         "--force", action="store_true", help="overwrite files that exist and differ"
     )
+    _add_doctor(commands)
     return parser
+
+
+def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="run the debugging checklist live against an OpenAI-compatible endpoint",
+        description=(
+            "Check the key, base URL, model list, a minimal chat call, rate-limit headers and "
+            "a length cut (and one image and one video job when their models are given). "
+            "Exit status 0 all ok, 1 any warn, 2 any fail."
+        ),
+    )
+    doctor.add_argument("--base-url", help="default: $OPENAI_BASE_URL or api.openai.com/v1")
+    doctor.add_argument("--model", default="gpt-4o-mini", help="chat model (default gpt-4o-mini)")
+    doctor.add_argument("--image-model", help="also generate one image with this model")
+    doctor.add_argument("--video-model", help="also create one video job with this model")
+    doctor.add_argument(
+        "--video-wait", type=float, default=120.0, help="seconds to poll a video job (default 120)"
+    )
+    doctor.add_argument(
+        "--only", default="text,image,video", help="check groups: text,image,video (default all)"
+    )
+    doctor.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the key (default OPENAI_API_KEY)",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    doctor.add_argument("--yes", action="store_true", help="send without asking (costs a little)")
+    doctor.add_argument(
+        "--against-fault-server",
+        action="store_true",
+        help="check the bundled fault-injection server on loopback: no key, no cost",
+    )
 
 
 def _check_port_free(addr: str, port: int) -> None:
@@ -196,6 +235,81 @@ def _assets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise UsageError("the doctor needs httpx: pip install 'failsight[testing]'") from None
+    from failsight import doctor
+
+    only = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    unknown = sorted(set(only) - set(doctor.GROUPS))
+    if unknown or not only:
+        raise UsageError(f"--only: unknown group(s) {', '.join(unknown)}; use text,image,video")
+    if args.against_fault_server:
+        return _doctor_fault_server(args, only)
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    config = doctor.DoctorConfig(
+        base_url=base_url,
+        api_key=os.environ.get(args.api_key_env),
+        api_key_env=args.api_key_env,
+        model=args.model,
+        image_model=args.image_model,
+        video_model=args.video_model,
+        only=only,
+        video_wait_s=args.video_wait,
+    )
+    doctor.protect(config.api_key)
+    if config.api_key is not None and config.api_key.strip() and not args.yes:
+        _confirm(f"failsight doctor will send: {doctor.cost_estimate(config)}.")
+    return _doctor_report(config, args.json)
+
+
+def _confirm(what: str) -> None:
+    print(what, file=sys.stderr)
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal: pass --yes to send these requests", status=2)
+    answer = input("Send them? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("nothing sent", status=2)
+
+
+def _doctor_report(config: doctor_types.DoctorConfig, as_json: bool) -> int:
+    from failsight import doctor
+
+    report = doctor.run_doctor(config)
+    render = doctor.render_json if as_json else doctor.render_text
+    print(render(report.checks, config.base_url, report.classes))
+    return doctor.exit_status(report.checks)
+
+
+def _doctor_fault_server(args: argparse.Namespace, only: tuple[str, ...]) -> int:
+    try:
+        from failsight.testing import SCENARIO_HEADER, FaultServer
+    except ImportError as exc:
+        raise UsageError(
+            f"the fault server needs 'pip install failsight[testing]' ({exc})"
+        ) from None
+    from failsight import doctor
+
+    with FaultServer(video_polls_to_finish=2) as server:
+        config = doctor.DoctorConfig(
+            base_url=server.base_url,
+            api_key="sk-failsight-fault-server-0000",
+            api_key_env="(fault server key)",
+            model=args.model,
+            image_model=args.image_model or "dall-e-3",
+            video_model=args.video_model or "sora-2",
+            only=only,
+            video_wait_s=min(args.video_wait, 10.0),
+            video_interval_s=0.05,
+            # The server ignores max_tokens; ask it for the cut a real endpoint makes.
+            headers={"chat_tiny": {SCENARIO_HEADER: "length"}},
+        )
+        doctor.protect(config.api_key)
+        return _doctor_report(config, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `failsight` command; returns the exit status."""
     parser = build_parser()
@@ -205,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "assets":
             return _assets(args)
+        if args.command == "doctor":
+            return _doctor(args)
         return _run(args)
     except UsageError as exc:
         print(f"failsight: error: {exc}", file=sys.stderr)

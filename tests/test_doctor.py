@@ -1,0 +1,372 @@
+"""`failsight doctor` against the fault server: each scenario gets the right verdict and a
+finding that names the cause; keys never reach the output."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+from failsight import cli, doctor
+from failsight.doctor._media import VideoRun, judge_video_job
+from failsight.doctor._probe import Reply
+from failsight.testing import SCENARIO_HEADER, FaultServer
+
+KEY = "sk-test-doctor-abcdefghijklmnop1234"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FaultServer]:
+    with FaultServer(video_polls_to_finish=2, retry_after_seconds=7) as running:
+        yield running
+
+
+def run(
+    server: FaultServer,
+    *,
+    scenarios: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> dict[str, doctor.Check]:
+    options: dict[str, Any] = {
+        "base_url": server.base_url,
+        "api_key": KEY,
+        "image_model": "dall-e-3",
+        "video_model": "sora-2",
+        "video_wait_s": 5.0,
+        "video_interval_s": 0.01,
+        "headers": {probe: {SCENARIO_HEADER: name} for probe, name in (scenarios or {}).items()},
+    }
+    options.update(overrides)
+    checks = doctor.run_checks(doctor.DoctorConfig(**options))
+    return {check.id: check for check in checks}
+
+
+def test_a_healthy_endpoint_is_all_ok_but_shows_an_unenforced_max_tokens(
+    server: FaultServer,
+) -> None:
+    checks = run(server)
+    assert {c.id: c.verdict for c in checks.values() if c.verdict != "ok"} == {
+        "text.truncation": "warn"  # the fault server ignores max_tokens
+    }
+    assert "max_tokens=1 was ignored" in checks["text.truncation"].finding
+    assert checks["text.chat"].details["finish_reason"] == "stop"
+    assert doctor.exit_status(checks.values()) == 1
+
+
+def test_no_key_sends_nothing(server: FaultServer) -> None:
+    server.reset()
+    checks = run(server, api_key=None)
+    assert checks["key.shape"].verdict == "fail"
+    assert "OPENAI_API_KEY is not set" in checks["key.shape"].finding
+    assert server.requests == []
+    assert doctor.exit_status(checks.values()) == 2
+
+
+def test_a_key_with_a_pasted_newline_fails_with_the_fix(server: FaultServer) -> None:
+    checks = run(server, api_key=KEY + "\n")
+    key = checks["key.shape"]
+    assert key.verdict == "fail"
+    assert "newline at its end" in key.finding
+    assert "tr -d" in key.fix
+    assert checks["text.chat"].verdict == "ok"  # the rest ran with the key stripped
+    inside = run(server, api_key=KEY[:10] + "\n" + KEY[10:], only=("text",))["key.shape"]
+    assert "newline inside it" in inside.finding
+
+
+@pytest.mark.parametrize(
+    ("raw", "cause"),
+    [
+        (f'"{KEY}"', "quotes"),
+        (f" {KEY}", "whitespace"),
+        (f"Bearer {KEY}", "Bearer"),
+        ("sk-short", "only 8 characters"),
+    ],
+)
+def test_key_shapes(server: FaultServer, raw: str, cause: str) -> None:
+    check = run(server, api_key=raw, only=("text",))["key.shape"]
+    assert check.verdict in ("fail", "warn")
+    assert cause in check.finding
+
+
+def test_a_401_fails_naming_the_key(server: FaultServer) -> None:
+    checks = run(server, scenarios={"models": "http_401", "chat": "http_401"}, only=("text",))
+    accepted = checks["key.accepted"]
+    assert accepted.verdict == "fail"
+    assert "the key in OPENAI_API_KEY was refused" in accepted.finding
+    assert "invalid_api_key" in accepted.finding
+    assert checks["text.chat"].verdict == "fail"
+    assert "401" in checks["text.chat"].finding
+
+
+def test_a_base_url_without_v1_fails_with_the_fix(server: FaultServer) -> None:
+    checks = run(server, base_url=server.url)
+    base = checks["text.base_url"]
+    assert base.verdict == "fail"
+    assert "lacks /v1" in base.finding
+    assert f"{server.url}/v1" in base.fix
+    assert checks["key.accepted"].verdict == "skip"  # a 404 route says nothing of the key
+    assert checks["image.generate"].finding == "not run: see text.base_url"
+    assert checks["video.job"].finding == "not run: see text.base_url"
+
+
+def test_a_refused_connection_fails_and_sends_nothing_else() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    checks = doctor.run_checks(
+        doctor.DoctorConfig(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key=KEY,
+            image_model="dall-e-3",
+            video_model="sora-2",
+        )
+    )
+    by_id = {c.id: c for c in checks}
+    assert by_id["text.base_url"].verdict == "fail"
+    assert "cannot connect" in by_id["text.base_url"].finding
+    assert by_id["key.accepted"].verdict == "skip"
+    assert by_id["image.generate"].verdict == "skip"
+    assert by_id["video.job"].verdict == "skip"
+
+
+def test_a_model_not_listed_warns_naming_it(server: FaultServer) -> None:
+    check = run(server, model="gpt-9-turbo", only=("text",))["text.models"]
+    assert check.verdict == "warn"
+    assert "gpt-9-turbo is not among the 5 models listed" in check.finding
+
+
+def test_content_filter_fails(server: FaultServer) -> None:
+    check = run(server, scenarios={"chat": "content_filter"}, only=("text",))["text.chat"]
+    assert check.verdict == "fail"
+    assert "content_filter" in check.finding
+
+
+def test_null_content_with_tool_calls_is_explained(server: FaultServer) -> None:
+    check = run(server, scenarios={"chat": "tool_calls"}, only=("text",))["text.chat"]
+    assert check.verdict == "warn"
+    assert "content is null because finish_reason=tool_calls" in check.finding
+    assert check.details["content_null"] is True
+
+
+def test_empty_content_with_stop_fails(server: FaultServer) -> None:
+    check = run(server, scenarios={"chat": "empty_content"}, only=("text",))["text.chat"]
+    assert check.verdict == "fail"
+    assert "no output" in check.finding
+
+
+def test_length_on_the_tiny_call_shows_what_truncation_looks_like(server: FaultServer) -> None:
+    check = run(server, scenarios={"chat_tiny": "length"}, only=("text",))["text.truncation"]
+    assert check.verdict == "ok"
+    assert "finish_reason=length" in check.finding
+    assert "completion tokens" in check.finding
+    assert "soft/length" in check.fix
+
+
+def test_a_429_with_retry_after_is_read_for_the_retry_policy(server: FaultServer) -> None:
+    checks = run(server, scenarios={"chat": "http_429_retry_after"}, only=("text",))
+    limits = checks["text.rate_limits"]
+    assert limits.verdict == "warn"
+    assert "retry-after 7 s" in limits.finding
+    chat = checks["text.chat"]
+    assert chat.verdict == "fail"
+    assert "(retry)" in chat.finding
+    assert "Retry-After" in chat.fix
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_says_retry(server: FaultServer, status: int) -> None:
+    check = run(server, scenarios={"chat": f"http_{status}"}, only=("text",))["text.chat"]
+    assert check.verdict == "fail"
+    assert "retry with exponential backoff" in check.fix
+
+
+def test_a_400_says_fix_the_request(server: FaultServer) -> None:
+    check = run(server, scenarios={"chat": "http_400"}, only=("text",))["text.chat"]
+    assert "(fix the request)" in check.finding
+    assert "retrying will not help" in check.fix
+
+
+def test_rate_limit_headers_are_read() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body: dict[str, Any] = {"object": "list", "data": [{"id": "gpt-4o-mini"}]}
+        if request.url.path.endswith("/chat/completions"):
+            body = {
+                "choices": [
+                    {"finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}
+                ],
+                "usage": {"completion_tokens": 1},
+            }
+        headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-limit-requests": "60"}
+        return httpx.Response(200, json=body, headers=headers)
+
+    config = doctor.DoctorConfig(
+        base_url="https://gateway.example/v1",
+        api_key=KEY,
+        only=("text",),
+        transport=httpx.MockTransport(answer),
+    )
+    check = {c.id: c for c in doctor.run_checks(config)}["text.rate_limits"]
+    assert check.verdict == "warn"
+    assert "remaining-requests=0" in check.finding
+
+
+def test_an_empty_image_data_fails_with_the_fix(server: FaultServer) -> None:
+    check = run(server, scenarios={"image": "image_empty"}, only=("image",))["image.generate"]
+    assert check.verdict == "fail"
+    assert "`data` is empty" in check.finding
+    assert "before data[0]" in check.fix
+
+
+def test_image_forms(server: FaultServer) -> None:
+    b64 = run(server, scenarios={"image": "image_b64"}, only=("image",))["image.generate"]
+    assert b64.verdict == "ok"
+    assert b64.details["form"] == "b64_json"
+    url = run(server, scenarios={"image": "image_revised_prompt"}, only=("image",))
+    assert "revised_prompt present" in url["image.generate"].finding
+    assert "expire" in url["image.generate"].fix
+
+
+def test_image_model_pitfalls() -> None:
+    from failsight.doctor._media import judge_image_params
+
+    assert "output_format" in judge_image_params("gpt-image-1").finding
+    assert "n must be 1" in judge_image_params("dall-e-3").finding
+
+
+def test_a_video_stuck_in_queued_fails(server: FaultServer) -> None:
+    checks = run(
+        server, scenarios={"video_create": "video_stuck"}, only=("video",), video_wait_s=0.2
+    )
+    job = checks["video.job"]
+    assert job.verdict == "fail"
+    assert "stuck in 'queued'" in job.finding
+    assert job.details["statuses"] == ["queued"]
+
+
+def test_a_failed_video_without_error_says_so(server: FaultServer) -> None:
+    job = run(server, scenarios={"video_create": "video_failed"}, only=("video",))["video.job"]
+    assert job.verdict == "fail"
+    assert "carries no `error`" in job.finding
+
+
+def test_a_failed_video_with_error_shows_it() -> None:
+    create = Reply("POST", "http://x/v1/videos", 200, body={"id": "v1", "status": "queued"})
+    body = {"id": "v1", "status": "failed", "error": {"message": "moderation_blocked"}}
+    job = judge_video_job(VideoRun(create, statuses=["queued", "failed"], last_body=body))
+    assert job.verdict == "fail"
+    assert "moderation_blocked" in job.finding
+
+
+@pytest.mark.parametrize("status", ["succeed", "succeeded"])
+def test_both_success_spellings_are_accepted(server: FaultServer, status: str) -> None:
+    checks = run(server, scenarios={"video_create": f"video_{status}"}, only=("video",))
+    assert checks["video.job"].verdict == "ok"
+    spelled = checks["video.statuses"]
+    assert spelled.verdict == "ok"
+    assert f"success is spelled '{status}'" in spelled.finding
+
+
+def test_a_first_poll_task_not_exist_is_flagged(server: FaultServer) -> None:
+    checks = run(server, scenarios={"video_create": "video_task_not_exist"}, only=("video",))
+    assert checks["video.job"].verdict == "ok"
+    assert checks["video.statuses"].verdict == "warn"
+    assert "task_not_exist" in checks["video.statuses"].finding
+
+
+def test_the_key_is_masked_in_text_and_json(server: FaultServer) -> None:
+    doctor.protect(KEY)
+    checks = list(run(server, api_key=KEY + "\n").values())
+    text = doctor.render_text(checks, server.base_url)
+    document = doctor.render_json(checks, server.base_url)
+    assert KEY not in text
+    assert KEY not in document
+    assert "abcdefghijklmnop" not in text + document
+
+
+def test_the_json_document_follows_its_schema(server: FaultServer) -> None:
+    checks = list(run(server, scenarios={"image": "image_empty"}).values())
+    document = json.loads(doctor.render_json(checks, server.base_url))
+    assert document["schema"] == doctor.SCHEMA
+    assert document["exit_status"] == 2
+    assert set(document["summary"]) == {"ok", "warn", "fail", "skip"}
+    assert sum(document["summary"].values()) == len(document["checks"])
+    for check in document["checks"]:
+        assert set(check) == {"id", "group", "verdict", "finding", "fix", "details"}
+        assert check["group"] in ("key", "text", "image", "video")
+        assert check["verdict"] in ("ok", "warn", "fail", "skip")
+        assert "\n" not in check["finding"]
+
+
+def test_cli_against_the_fault_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--against-fault-server"]) == 0
+    out = capsys.readouterr().out
+    assert "finish_reason=length" in out
+    assert "exit status 0" in out
+    assert cli.main(["doctor", "--against-fault-server", "--json", "--only", "text"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert {c["group"] for c in document["checks"]} == {"key", "text"}
+
+
+def test_cli_without_a_key_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MY_GATEWAY_KEY", raising=False)
+    status = cli.main(
+        ["doctor", "--api-key-env", "MY_GATEWAY_KEY", "--base-url", "http://127.0.0.1:9/v1"]
+    )
+    assert status == 2
+    assert "MY_GATEWAY_KEY is not set" in capsys.readouterr().out
+
+
+def test_cli_asks_before_spending(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert cli.main(["doctor", "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    err = capsys.readouterr().err
+    assert "2 chat calls" in err
+    assert "pass --yes" in err
+    assert KEY not in err
+
+
+def test_cli_rejects_an_unknown_group(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--only", "audio", "--yes"]) == 2
+    assert "unknown group" in capsys.readouterr().err
+
+
+def test_the_requests_are_counted_in_failsights_own_taxonomy(server: FaultServer) -> None:
+    config = doctor.DoctorConfig(
+        base_url=server.base_url,
+        api_key=KEY,
+        image_model="dall-e-3",
+        headers={
+            "chat": {SCENARIO_HEADER: "content_filter"},
+            "image": {SCENARIO_HEADER: "image_empty"},
+        },
+        only=("text", "image"),
+    )
+    report = doctor.run_doctor(config)
+    # /models, the chat call, the tiny call, the image
+    assert report.classes == {"none": 2, "soft/content_filter": 1, "soft/image_filtered": 1}
+    document = json.loads(doctor.render_json(report.checks, server.base_url, report.classes))
+    assert document["classes"] == report.classes
+    text = doctor.render_text(report.checks, server.base_url, report.classes)
+    assert text.endswith(
+        "4 requests as failsight classifies them: none 2, "
+        "soft/content_filter 1, soft/image_filtered 1"
+    )
+
+
+def test_a_401_is_counted_as_hard_unauthorized(server: FaultServer) -> None:
+    config = doctor.DoctorConfig(
+        base_url=server.base_url,
+        api_key=KEY,
+        headers={"models": {SCENARIO_HEADER: "http_401"}, "chat": {SCENARIO_HEADER: "http_401"}},
+        only=("text",),
+    )
+    assert doctor.run_doctor(config).classes == {"hard/unauthorized": 2}
