@@ -145,7 +145,15 @@ class StreamProxy(_ProxyBase):
         except BaseException as exc:
             self._self_watcher.end(exc=exc)
             raise
-        self._self_watcher.chunk(item)
+        watcher = self._self_watcher
+        take = watcher._chunk_to
+        if take is not None and watcher._once:  # the per-chunk path, one call shorter
+            try:
+                take(item)
+            except Exception as exc:
+                swallow("stream_chunk", exc)
+        else:
+            watcher.chunk(item)
         return item
 
     def __enter__(self) -> StreamProxy:
@@ -185,7 +193,15 @@ class AsyncStreamProxy(_ProxyBase):
         except BaseException as exc:
             self._self_watcher.end(exc=exc)
             raise
-        self._self_watcher.chunk(item)
+        watcher = self._self_watcher
+        take = watcher._chunk_to
+        if take is not None and watcher._once:  # the per-chunk path, one call shorter
+            try:
+                take(item)
+            except Exception as exc:
+                swallow("stream_chunk", exc)
+        else:
+            watcher.chunk(item)
         return item
 
     async def __aenter__(self) -> AsyncStreamProxy:
