@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test test-clientlibs demo lint typecheck prometheus bench bench-instructions clean
+.PHONY: test test-clientlibs demo lint typecheck prometheus bench bench-instructions bench-profile \
+	bench-venvs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,21 @@ OPENAI_MAJORS := 1 2
 CLIENTLIBS_EXTRA_2 := ,clientlibs-openai2
 PATCH_TESTS_1 := tests/test_openai_patch.py
 PATCH_TESTS_2 := tests/test_openai_patch.py tests/test_openai_videos.py tests/test_client_libraries.py
+
+# The official OpenTelemetry OpenAI instrumentations that benchmarks/overhead.py compares
+# failsight with, each in a venv of its own (their util-genai pins conflict), made from
+# .venv's interpreter with .venv's openai and OpenTelemetry (its other packages as
+# constraints), so every mode runs the same SDK: pins in benchmarks/requirements-<name>.txt.
+BENCH_VENVS := .venv-bench-openai-v2 .venv-bench-genai-openai
+.venv-bench-%/.deps: benchmarks/requirements-%.txt pyproject.toml $(VENV)/.test-deps
+	rm -rf .venv-bench-$*
+	$(BIN)/python -m venv .venv-bench-$*
+	$(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -viE '^opentelemetry-(util-genai|instrumentation-[a-z-]*openai)' > .venv-bench-$*/constraints.txt
+	.venv-bench-$*/bin/python -m pip install -q --disable-pip-version-check \
+	  -e '.[testing]' -r $< -c .venv-bench-$*/constraints.txt
+	touch $@
+bench-venvs: $(foreach v,$(BENCH_VENVS),$(v)/.deps)
 
 $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[demo]'
@@ -83,7 +99,7 @@ lint: $(VENV)/.test-deps
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
 
-test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps) $(GRAFANA_SCHEMA_DEPS)
+test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps) $(GRAFANA_SCHEMA_DEPS) bench-venvs
 	$(BIN)/python -m pytest
 	@for m in $(OPENAI_MAJORS); do \
 	  echo "== patch tests against openai $$(.venv-openai$$m/bin/python -c 'import openai; print(openai.__version__)')"; \
@@ -99,12 +115,20 @@ test-clientlibs: $(VENV)/.test-deps .venv-openai2/.test-deps
 demo: $(VENV)/.demo-deps
 	$(BIN)/failsight demo
 
-bench: $(VENV)/.test-deps
+# failsight next to the official instrumentations (bench-venvs), recorded and sampled out,
+# each mode in its own process: CPU time, which wanders on a shared machine.
+bench: $(VENV)/.test-deps bench-venvs
 	$(BIN)/python benchmarks/overhead.py
 
-# The same rounds counted in instructions under valgrind (Debian package `valgrind`): a few minutes.
-bench-instructions: $(VENV)/.test-deps
+# The same table counted in instructions under valgrind (Debian package `valgrind`), the same
+# on every run; the modes run side by side, one per CPU.
+bench-instructions: $(VENV)/.test-deps bench-venvs
 	$(BIN)/python benchmarks/overhead.py --rounds 5 --calls 100 --instructions
 
+# Where each mode's instructions go: callgrind's inclusive counts of the top Python functions
+# (benchmarks/pyprofile.py builds a small C extension: needs cc and Python's headers).
+bench-profile: $(VENV)/.test-deps bench-venvs
+	$(BIN)/python benchmarks/overhead.py --calls 40 --profile
+
 clean:
-	rm -rf $(VENV) .venv-openai* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-openai* .venv-bench-* .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,12 @@ run, whatever else the machine does, where CPU times on a shared or virtual mach
 The script re-runs itself under valgrind with `--segments`; there it calls `mark(label)`
 before each measured segment and `done()` at the end. `--dump-before=getppid` starts a new
 count at each `os.getppid()`, so each segment gets a dump file of its own.
+
+Start-up (imports cost billions of instructions, half a minute under callgrind) runs with
+callgrind's instrumentation off where `callgrind_control` can switch it on: the first
+`mark()` switches it on, so nothing before it is counted and the run is several times
+faster. Counts are the same either way. The children run with `PYTHONHASHSEED=0`, so dict
+and set orders, and with them the counts, repeat from run to run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import tempfile
 from collections.abc import Sequence
 
 _labels: list[str] = []
+_SWITCH_ON = "FAILSIGHT_BENCH_CALLGRIND_SWITCH_ON"  # set for the child: the first mark switches
+_SWITCH_FAILED = "callgrind_control could not switch instrumentation on"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,35 +40,82 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def mark(label: str) -> None:
     """Start the segment `label` (in the child under valgrind)."""
+    if not _labels and os.environ.pop(_SWITCH_ON, None):
+        _switch_on()
     _labels.append(label)
     os.getppid()
+
+
+def _switch_on() -> None:
+    done = subprocess.run(
+        ["callgrind_control", "--instr=on", str(os.getpid())],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if done.returncode != 0 or "OK" not in done.stdout:
+        raise SystemExit(f"{_SWITCH_FAILED}: {done.stdout}{done.stderr}")
 
 
 def done() -> None:
     """End the last segment and hand the labels to the parent (the child's last line)."""
     os.getppid()
-    print(json.dumps(_labels))
+    print(json.dumps(_labels), flush=True)
 
 
-def count(script: str, args: Sequence[str]) -> list[tuple[str, int]]:
-    """(label, instructions) of each segment of `script --segments *args` run under valgrind."""
+def run(
+    script: str,
+    args: Sequence[str],
+    folder: str,
+    *,
+    python: str = sys.executable,
+    valgrind_args: Sequence[str] = (),
+) -> tuple[list[tuple[str, str]], str]:
+    """Run `script --segments *args` under callgrind, its dumps in `folder`.
+
+    Returns ((label, dump file) of each segment, the child's stdout).
+    """
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian package `valgrind`)")
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "callgrind.out")
-        child = subprocess.run(
-            [
-                "valgrind", "--tool=callgrind", "--dump-before=getppid",
-                f"--callgrind-out-file={out}", sys.executable, script, "--segments", *args,
-            ],
-            capture_output=True, text=True, check=True,
+    out = os.path.join(folder, "callgrind.out")
+    command = [
+        "valgrind", "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
+        *valgrind_args, python, script, "--segments", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if shutil.which("callgrind_control") is not None:
+        fast = subprocess.run(
+            [*command[:2], "--instr-atstart=no", *command[2:]],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            env={**env, _SWITCH_ON: "1"},
         )  # fmt: skip
-        labels = json.loads(child.stdout.strip().splitlines()[-1])
-        # Dump 1 is the start-up before the first mark; segment i is dump i + 2.
-        return [(label, _instructions(f"{out}.{i + 2}")) for i, label in enumerate(labels)]
+        child = fast if _SWITCH_FAILED not in fast.stderr else None
+    else:
+        child = None
+    if child is None:  # instrumented from the start: slower, the same counts
+        child = subprocess.run(
+            command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+        )
+    if child.returncode != 0:
+        errors = [line for line in child.stderr.splitlines() if not line.startswith("==")]
+        raise RuntimeError(
+            f"{' '.join(command[-len(args) - 3 :])} failed under callgrind"
+            f" (exit {child.returncode}):\n" + "\n".join(errors[-30:])
+        )
+    labels = json.loads(child.stdout.strip().splitlines()[-1])
+    # Dump 1 is the start-up before the first mark; segment i is dump i + 2.
+    return [(label, f"{out}.{i + 2}") for i, label in enumerate(labels)], child.stdout
 
 
-def _instructions(path: str) -> int:
+def count(
+    script: str, args: Sequence[str], *, python: str = sys.executable
+) -> list[tuple[str, int]]:
+    """(label, instructions) of each segment of `script --segments *args` run under valgrind."""
+    with tempfile.TemporaryDirectory() as folder:
+        segments, _ = run(script, args, folder, python=python)
+        return [(label, instructions(path)) for label, path in segments]
+
+
+def instructions(path: str) -> int:
+    """The instruction count of one callgrind dump."""
     with open(path) as dump:
         for line in dump:
             if line.startswith("summary:"):

@@ -1,6 +1,6 @@
 """CPU added per request by `failsight.instrument_http()`, on requests and httpx.
 
-    python benchmarks/http_overhead.py [--rounds 15] [--calls 300] [--instructions]
+    python benchmarks/http_overhead.py [--rounds 15] [--calls 300] [--instructions] [--json]
 
 Everything runs in one process without sockets: httpx on `httpx.MockTransport`, requests on
 an adapter stub that answers at once, so the figures are the patch's own cost. Two requests
@@ -9,7 +9,8 @@ check) and a matching one (`POST /v1/chat/completions`, recorded in full: span, 
 classifier on the body). "off" and "on" alternate round by round; each figure is the median
 over rounds of process CPU time per call (`time.process_time`, so the span export thread is
 included), or with `--instructions` of instructions per call counted by valgrind's callgrind
-(the same on every run; see `callgrind.py`). Nothing here is asserted; it prints figures.
+(the same on every run; see `callgrind.py`). Nothing here is asserted; it prints figures
+(`--json`: the medians per call by request and mode, for `overhead.py`).
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     callgrind.add_arguments(parser)
     args = parser.parse_args()
     if args.segments:
@@ -200,6 +202,9 @@ def main() -> None:
         result, what, scale, unit = run_counted(args.rounds, args.calls), "instructions", 1.0, ""
     else:
         result, what, scale, unit = run(args.rounds, args.calls), "process CPU time", 1e6, "us"
+    if args.json:
+        print(json.dumps(result))
+        return
     print(
         f"requests {requests.__version__}, httpx {httpx.__version__}; {args.rounds} rounds x "
         f"{args.calls} calls; medians of {what} per call"

@@ -1,49 +1,86 @@
-"""CPU added per call by failsight's openai patch, against the unpatched SDK and two floors.
+"""What failsight adds to an openai chat call, next to the official OpenTelemetry instrumentations.
 
-    python benchmarks/overhead.py [--rounds 15] [--calls 200] [--chunks 50] [--instructions]
+    python benchmarks/overhead.py [--rounds 15] [--calls 200] [--chunks 20] [--jobs N]
+                                  [--modes failsight,openai-v2,...] [--instructions | --profile]
 
-Everything runs in one process on an in-process mock transport (no sockets), so the
-figures are the instrumentation's own cost. Four modes alternate round by round:
+Every mode runs in a process of its own, on an in-process mock transport (no sockets), so the
+figures are the instrumentation's own cost and no mode's patches or caches touch another's.
+Each process sets up its mode, warms up, then measures `--rounds` rounds of `--calls` plain
+calls and `--calls`/4 streamed calls of `--chunks` and of 5 chunks; start-up and warm-up lie
+outside what is measured. Spans go to a BatchSpanProcessor feeding a null exporter. Modes:
 
-- off:       the unpatched openai SDK;
-- floor:     a minimal wrapt wrapper on `Completions.create` recording one span, three
-             counters and one histogram, and nothing else;
-- contract:  a hand-written wrapper doing only what SPEC §2 and §3 ask of this call (the
-             span's attributes, the metrics), with nothing to spare: the least any
-             implementation of the contract costs;
-- failsight: `failsight.instrument_openai()` with its full telemetry.
+- sdk:          the bare openai SDK, the baseline every other figure is added to;
+- floor:        a minimal wrapt wrapper on `Completions.create` recording one span, three
+                counters and one histogram, and nothing else;
+- contract:     a hand-written wrapper doing only what SPEC §2 and §3 ask of this call (the
+                span's attributes, the metrics), with nothing to spare (plain calls only);
+- openai-v2:    `opentelemetry-instrumentation-openai-v2`, the official instrumentation;
+- genai-openai: `opentelemetry-instrumentation-genai-openai`, its successor;
+- failsight:    `failsight.instrument_openai()` with its full telemetry;
+- failsight-scoped: the same, with one `@failsight.traced_generation` scope around the call;
 
-Each figure is the median over rounds of process CPU time per call (`time.process_time`,
-so the span export thread is included). On a shared or virtual machine those times wander
-by tens of percent between runs; `--instructions` instead runs the same rounds under
-valgrind's callgrind and reports instructions per call, which are the same on every run
-(a few minutes: valgrind runs Python about fifty times slower). Nothing here is asserted;
-it prints figures.
+and each but sdk again with `-off`: a TracerProvider with the ALWAYS_OFF sampler, spans
+sampled out (metrics still recorded). The official instrumentations get an SDK MeterProvider
+(an in-memory reader, never collected) for their metrics, as failsight has its Prometheus
+registry. They live in venvs of their own, `.venv-bench-openai-v2` and
+`.venv-bench-genai-openai` (`make bench-venvs`: the pins are in
+`benchmarks/requirements-*.txt`, openai and OpenTelemetry as in `.venv`); without one, its
+modes are skipped and the report says so.
+
+By default each figure is the median over rounds of process CPU time per call
+(`time.process_time`, so the span export thread is included); modes run one after another.
+On a shared or virtual machine those times wander by tens of percent between runs.
+`--instructions` runs the same rounds under valgrind's callgrind and counts instructions per
+call, which are the same on every run (the `--jobs` processes run side by side; a few
+minutes). `--profile` runs each mode once more under callgrind with Python function names
+(`pyprofile.py`) and prints the functions that cost most per call, counted from the outer
+call's entry to its exit with the SDK's own work left out. Nothing here is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import callgrind  # benchmarks/callgrind.py, beside this script
 import openai
 import wrapt
+from openai.resources.chat.completions import Completions
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import failsight
 from failsight.testing import completion_body, mock_openai_client, stream_body
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
+SHORT_STREAM = 5  # chunks of the short stream; per-chunk cost is the slope between the two
+
+# The SDK's own work, left out of the profiles: the unpatched `create` (taken before any mode
+# patches it) and the stream's iteration.
+SDK_CODE = (
+    Completions.__dict__["create"].__code__,
+    openai.Stream.__iter__.__code__,
+    openai.Stream.__next__.__code__,
+)
 
 
 class NullExporter(SpanExporter):
@@ -72,14 +109,10 @@ class _Wrapper:
         raise NotImplementedError
 
     def on(self) -> None:
-        from openai.resources.chat.completions import Completions
-
         self._original = Completions.__dict__["create"]
         wrapt.wrap_function_wrapper(Completions, "create", self.wrapper)
 
     def off(self) -> None:
-        from openai.resources.chat.completions import Completions
-
         Completions.create = self._original
 
 
@@ -116,8 +149,7 @@ class ContractFloor(_Wrapper):
     current during the call, the in-flight gauge, `genai_requests_total`, attempts, duration
     with its `trace_id` exemplar, two token counters and one finish reason. No classifier,
     no guards, no retries, not even the label cap SPEC §2 asks for: a lower bound for any
-    implementation of the contract.
-    Plain calls only: the streamed figures compare failsight with the floor.
+    implementation of the contract. Plain calls only.
     """
 
     def __init__(self, provider: TracerProvider) -> None:
@@ -207,277 +239,510 @@ def plain_call(client: openai.OpenAI) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
-SHORT_STREAM = 5  # chunks of the short stream; per-chunk cost is the slope between the two
-
-
 def stream_call(client: openai.OpenAI) -> None:
     for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
         pass
 
 
-class Bench:
-    """The clients, the modes and the wrappers alone, shared by the timed and counted runs."""
-
-    def __init__(self, chunks: int) -> None:
-        self.provider = TracerProvider()
-        # Exported in batches of 512 or every 5 s (the queue never fills, so every mode pays its
-        # export in full); an export lands in whichever segment runs then: medians absorb it.
-        self.provider.add_span_processor(
-            BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=5000)
-        )
-        failsight.configure(registry=CollectorRegistry(), tracer_provider=self.provider)
-        floor, contract = Floor(self.provider), ContractFloor(self.provider)
-        self.client = make_client(chunks)
-        self.short = make_client(SHORT_STREAM)
-        self.modes: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
-            "off": (lambda: None, lambda: None),
-            "floor": (floor.on, floor.off),
-            "contract": (contract.on, contract.off),
-            "failsight": (failsight.instrument_openai, failsight.uninstrument_openai),
-        }
-        self.wrappers = self._wrappers_alone(floor, contract)
-
-    def _wrappers_alone(
-        self, floor: Floor, contract: ContractFloor
-    ) -> dict[str, Callable[[], Any]]:
-        """Each wrapper called on a ready-made response: no SDK, no transport, no noise.
-
-        Per chunk: a stream proxy over parsed chunks against bare iteration (the floor does no
-        work per chunk), 1000 chunks a call.
-        """
-        from openai._models import construct_type
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
-        from failsight import _sdk_patch
-        from failsight._operations import OPERATIONS
-        from failsight._stream_judge import StreamJudge
-        from failsight._streams import CallWatcher, StreamProxy, Watcher
-
-        class JudgedOnly(CallWatcher):
-            """Judges every chunk; its end (per call, not per chunk) is left out."""
-
-            def __init__(self) -> None:
-                Watcher.__init__(self)
-                self.judge = StreamJudge("chat")
-                self._chunk_to = self.judge.chunk  # as a CallWatcher without content capture
-
-            def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
-                pass
-
-            def on_ended(self) -> None:
-                pass
-
-        completion = construct_type(type_=ChatCompletion, value=completion_body())
-        resource = self.client.chat.completions
-        ours = _sdk_patch._sync_wrapper(OPERATIONS["chat"])
-        kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
-
-        def ready(**_: Any) -> Any:
-            return completion
-
-        chunk = construct_type(
-            type_=ChatCompletionChunk,
-            value={
-                "id": "c",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}],
-            },
-        )
-        chunks = [chunk] * 1000
-
-        def proxied() -> None:
-            for _ in StreamProxy(iter(chunks), JudgedOnly()):
-                pass
-
-        def bare() -> None:
-            for _ in iter(chunks):
-                pass
-
-        return {
-            "floor": lambda: floor.wrapper(ready, resource, (), kwargs),
-            "contract": lambda: contract.wrapper(ready, resource, (), kwargs),
-            "failsight": lambda: ours(ready, resource, (), kwargs),
-            "proxy": proxied,
-            "bare": bare,
-        }
-
-    def rounds(self, rounds: int) -> Iterator[tuple[str, int]]:
-        """(mode, round) with the mode switched on: the order rotates so none always runs first."""
-        order = list(self.modes.items())
-        for round_number in range(rounds):
-            shift = round_number % len(order)
-            for mode, (on, off) in order[shift:] + order[:shift]:
-                on()
-                try:
-                    yield mode, round_number
-                finally:
-                    off()
-
-    def runs(self, calls: int) -> list[tuple[str, Callable[[], None], int]]:
-        """(kind, call, count) measured per mode and round; the contract floor streams not."""
-        streams = max(calls // 4, 1)
-        return [
-            ("call", lambda: plain_call(self.client), calls),
-            ("stream", lambda: stream_call(self.client), streams),
-            ("short", lambda: stream_call(self.short), streams),
-        ]
-
-    def warm_up(self) -> None:
-        for mode, (on, off) in self.modes.items():
-            on()
-            for kind, call, _ in self.runs(20):
-                if kind == "call" or mode != "contract":
-                    for _ in range(5):
-                        call()
-            off()
-        for wrapper in self.wrappers.values():
-            for _ in range(20):
-                wrapper()
+# ---------------------------------------------------------------------- the modes
 
 
-def timed(n: int, call: Callable[[], Any]) -> float:
-    """CPU seconds per call over `n` calls (the collector paused: its pauses are noise here)."""
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.process_time()
-        for _ in range(n):
+@dataclass(frozen=True)
+class Official:
+    """An official OpenTelemetry instrumentation, in a venv of its own."""
+
+    package: str  # the distribution on PyPI
+    module: str  # where its `OpenAIInstrumentor` is
+    venv: str  # beside the checkout, made by `make bench-venvs`
+
+    @property
+    def python(self) -> Path:
+        return ROOT / self.venv / "bin" / "python"
+
+
+OFFICIAL = {
+    # Pins (benchmarks/requirements-openai-v2.txt): 2.4b0, the newest release, imports
+    # `opentelemetry.util.genai.instruments`, which util-genai 1.2b0 and later no longer
+    # have: it needs util-genai 1.1b0, with which it works on openai 3.x.
+    "openai-v2": Official(
+        "opentelemetry-instrumentation-openai-v2",
+        "opentelemetry.instrumentation.openai_v2",
+        ".venv-bench-openai-v2",
+    ),
+    # Pins (benchmarks/requirements-genai-openai.txt): 1.3b0, the newest release, with
+    # util-genai 1.3b0, the first it accepts; it cannot share a venv with openai-v2 2.4b0.
+    "genai-openai": Official(
+        "opentelemetry-instrumentation-genai-openai",
+        "opentelemetry.instrumentation.genai.openai",
+        ".venv-bench-genai-openai",
+    ),
+}
+
+KINDS = ("sdk", "floor", "contract", "openai-v2", "genai-openai", "failsight", "failsight-scoped")
+# Every mode but the baseline, recorded and then sampled out (ALWAYS_OFF): the table's rows.
+MODES = ["sdk", *KINDS[1:], *(f"{kind}-off" for kind in KINDS[1:])]
+
+
+def kind_of(mode: str) -> tuple[str, bool]:
+    """(kind, sampled out) of a mode name."""
+    return (mode[:-4], True) if mode.endswith("-off") else (mode, False)
+
+
+def python_for(mode: str) -> Path | str:
+    official = OFFICIAL.get(kind_of(mode)[0])
+    return official.python if official else sys.executable
+
+
+def streams(mode: str) -> bool:
+    return kind_of(mode)[0] != "contract"
+
+
+def start(mode: str, chunks: int) -> tuple[TracerProvider, list[tuple[str, Callable[[], None]]]]:
+    """Switch `mode` on in this process: (its provider, [(kind of call, call)])."""
+    kind, sampled_out = kind_of(mode)
+    provider = TracerProvider(sampler=ALWAYS_OFF) if sampled_out else TracerProvider()
+    # Exported in batches of 512 or every 5 s (the queue never fills, so every mode pays its
+    # export in full); an export lands in whichever round runs then: medians absorb it.
+    provider.add_span_processor(
+        BatchSpanProcessor(NullExporter(), max_queue_size=65536, schedule_delay_millis=5000)
+    )
+    plain, stream = plain_call, stream_call
+    if kind == "floor":
+        Floor(provider).on()
+    elif kind == "contract":
+        ContractFloor(provider).on()
+    elif kind in OFFICIAL:
+        import importlib
+
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        instrumentor = importlib.import_module(OFFICIAL[kind].module).OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=provider, meter_provider=meters)
+    elif kind in ("failsight", "failsight-scoped"):
+        failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
+        failsight.instrument_openai()
+        if kind == "failsight-scoped":
+            plain = failsight.traced_generation(plain_call)
+            stream = failsight.traced_generation(stream_call)
+    elif kind != "sdk":
+        raise SystemExit(f"unknown mode {mode!r}")
+    client, short = make_client(chunks), make_client(SHORT_STREAM)
+    calls: list[tuple[str, Callable[[], None]]] = [("call", lambda: plain(client))]
+    if streams(mode):
+        calls += [("stream", lambda: stream(client)), ("short", lambda: stream(short))]
+    return provider, calls
+
+
+def region(call: Callable[[], None]) -> None:
+    """The outer call of a profiled run: callgrind counts from here (`pyprofile`)."""
+    call()
+
+
+def child(args: argparse.Namespace) -> None:
+    """One mode in this process: timed (JSON out), or counted under callgrind (`--segments`)."""
+    _provider, calls = start(args.mode, args.chunks)  # kept: its processor exports
+    frames = None
+    if args.pyframes:  # profiled: every Python function through a named trampoline
+        import pyprofile
+
+        frames = pyprofile.load(args.pyframes)
+        frames.mark(region.__code__, "region")
+        for code in SDK_CODE:
+            frames.mark(code, "sdk")
+        frames.enable()
+    for _, call in calls:  # warm-up
+        for _ in range(5):
             call()
-        return (time.process_time() - start) / n
-    finally:
-        gc.enable()
+    # The collector stays on: its work grows with what each mode allocates, and with it off
+    # the heap grows, and the SDK's own cost with it, round after round.
+    gc.collect()
+    times: dict[str, list[float]] = {}
+    if frames is not None:
+        for kind, call in calls:
+            if kind != "short":
+                n = args.calls if kind == "call" else max(args.calls // 4, 1)
+                callgrind.mark(f"{kind}/0/{n}")
+                for _ in range(n):
+                    region(call)
+        print(json.dumps([pyprofile.describe(code) for code in frames.names()]))
+    else:
+        for round_number in range(args.rounds):
+            for kind, call in calls:
+                n = args.calls if kind == "call" else max(args.calls // 4, 1)
+                if args.segments:
+                    callgrind.mark(f"{kind}/{round_number}/{n}")
+                    for _ in range(n):
+                        call()
+                else:
+                    start_time = time.process_time()
+                    for _ in range(n):
+                        call()
+                    times.setdefault(kind, []).append((time.process_time() - start_time) / n)
+    if args.segments:
+        callgrind.done()
+    else:
+        print(json.dumps(times))
+    sys.stdout.flush()
+    os._exit(0)  # no teardown: under callgrind it would cost seconds, and nothing needs it
 
 
-def run_timed(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
-    """Medians over rounds of CPU seconds per call: `call`, `stream`, `short`, `alone`."""
-    bench = Bench(chunks)
-    bench.warm_up()
-    samples: dict[str, dict[str, list[float]]] = {}
-    for mode, _ in bench.rounds(rounds):
-        for kind, call, n in bench.runs(calls):
-            if kind == "call" or mode != "contract":
-                samples.setdefault(kind, {}).setdefault(mode, []).append(timed(n, call))
-    alone: dict[str, list[float]] = {name: [] for name in bench.wrappers}
-    for _ in range(rounds):
-        for name, wrapper in bench.wrappers.items():
-            alone[name].append(timed(calls if name not in ("proxy", "bare") else 5, wrapper))
-    bench.provider.shutdown()
-    result = {
-        kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
-        for kind, by_mode in samples.items()
-    }
-    result["alone"] = {name: statistics.median(values) for name, values in alone.items()}
+# ---------------------------------------------------------------------- running the modes
+
+PROBE = """
+import importlib, importlib.metadata as md, json, sys
+found = {"python": sys.version.split()[0]}
+for name in ("openai", "opentelemetry-sdk", "opentelemetry-util-genai", *sys.argv[1:2]):
+    try:
+        found[name] = md.version(name)
+    except md.PackageNotFoundError:
+        pass
+if len(sys.argv) > 2:
+    importlib.import_module(sys.argv[2])
+print(json.dumps(found))
+"""
+
+
+def probe_key(mode: str) -> str:
+    kind, _ = kind_of(mode)
+    return kind if kind in OFFICIAL else "ours"
+
+
+def probe(mode: str) -> tuple[dict[str, str] | None, str]:
+    """(versions, "") of the interpreter that runs `mode`, or (None, why it cannot run)."""
+    kind, _ = kind_of(mode)
+    official = OFFICIAL.get(kind)
+    extra = [official.package, official.module] if official else []
+    python = python_for(mode)
+    if not Path(python).exists():
+        assert official is not None
+        return None, f"no {official.venv} (make bench-venvs)"
+    done = subprocess.run(
+        [str(python), "-c", PROBE, *extra], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"{official.package if official else kind} does not import: {last}"
+    return json.loads(done.stdout), ""
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Per-call figures of one mode by kind of call, one per round."""
+    python = str(python_for(mode))
+    child_args = [
+        f"--mode={mode}", f"--rounds={args.rounds}", f"--calls={args.calls}",
+        f"--chunks={args.chunks}",
+    ]  # fmt: skip
+    started = time.monotonic()
+    figures: dict[str, list[float]] = {}
+    if args.instructions:
+        for label, instructions in callgrind.count(__file__, child_args, python=python):
+            kind, _, n = label.split("/")
+            figures.setdefault(kind, []).append(instructions / int(n))
+    else:
+        done = subprocess.run(
+            [python, __file__, *child_args],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )  # fmt: skip
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {mode}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return figures
+
+
+def run_http(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """`http_overhead.py`'s figures (per call, off and on by request), in the same unit."""
+    command = [sys.executable, str(HERE / "http_overhead.py"), "--json",
+               f"--rounds={args.rounds}", f"--calls={args.calls}"]  # fmt: skip
+    if args.instructions:
+        command.append("--instructions")
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    result: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-# ---------------------------------------------------------------------- instruction counts
+def in_parallel(jobs: int, work: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Each callable's result by name, `jobs` at a time (its exception, raised, if any fails)."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {name: pool.submit(call) for name, call in work.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
-def count_segments(rounds: int, calls: int, chunks: int) -> None:
-    """The child under valgrind (`callgrind.count`): the same rounds, one segment each."""
-    bench = Bench(chunks)
-    bench.warm_up()
-    gc.collect()
-    gc.disable()
-    for mode, round_number in bench.rounds(rounds):
-        for kind, call, n in bench.runs(calls):
-            if kind != "call" and mode == "contract":
-                continue
-            callgrind.mark(f"{kind}/{mode}/{round_number}/{n}")
-            for _ in range(n):
-                call()
-    for name, wrapper in bench.wrappers.items():
-        n = 5 if name in ("proxy", "bare") else calls
-        callgrind.mark(f"alone/{name}/0/{n}")
-        for _ in range(n):
-            wrapper()
-    callgrind.done()
-    gc.enable()
-    bench.provider.shutdown()
+# ---------------------------------------------------------------------- the report
 
 
-def run_counted(rounds: int, calls: int, chunks: int) -> dict[str, dict[str, float]]:
-    """Medians over rounds of instructions per call, from the child run under callgrind."""
-    args = [f"--rounds={rounds}", f"--calls={calls}", f"--chunks={chunks}"]
-    samples: dict[str, dict[str, list[float]]] = {}
-    for label, instructions in callgrind.count(__file__, args):
-        kind, mode, _, n = label.split("/")
-        samples.setdefault(kind, {}).setdefault(mode, []).append(instructions / int(n))
+def label_of(mode: str, versions: dict[str, dict[str, str]]) -> str:
+    kind, _ = kind_of(mode)
+    if kind in OFFICIAL:
+        found = versions.get(mode, {})
+        package = OFFICIAL[kind].package
+        return (
+            f"`{package}` {found.get(package, '?')}"
+            f" (util-genai {found.get('opentelemetry-util-genai', '?')})"
+        )
     return {
-        kind: {mode: statistics.median(values) for mode, values in by_mode.items()}
-        for kind, by_mode in samples.items()
+        "sdk": "the bare SDK, nothing added",
+        "floor": "bare span + 3 counters + 1 histogram (floor)",
+        "contract": "the contract by hand, no classifier or guards (contract floor)",
+        "failsight": "failsight",
+        "failsight-scoped": "failsight inside `@traced_generation`",
+    }[kind]
+
+
+class Report:
+    def __init__(self, medians: dict[str, dict[str, float]], chunks: int, unit: str) -> None:
+        self.medians = medians
+        self.chunks = chunks
+        self.instructions = unit == "instructions"
+        base = medians["sdk"]
+        self.added = {
+            mode: {kind: value - base[kind] for kind, value in by_kind.items()}
+            for mode, by_kind in medians.items()
+        }
+
+    def show(self, value: float, per_chunk: bool = False) -> str:
+        if self.instructions:
+            step = 100 if per_chunk else 1000
+            return f"{round(value / step) * step:,.0f}"
+        return f"{value * 1e6:.2f} µs" if per_chunk else f"{value * 1e6:.1f} µs"
+
+    def per_chunk(self, mode: str) -> float:
+        """The slope of a mode's streamed-call cost over chunk count, less the bare SDK's."""
+        added = self.added[mode]
+        return (added["stream"] - added["short"]) / (self.chunks - SHORT_STREAM)
+
+    def cell(self, mode: str, kind: str) -> str:
+        value = self.added.get(mode, {}).get(kind)
+        if value is None:
+            return "—"
+        text = self.show(value)
+        base, sampled_out = kind_of(mode)
+        suffix = "-off" if sampled_out else ""
+        notes = []
+        if base == "failsight":
+            for official in OFFICIAL:
+                theirs = self.added.get(official + suffix, {}).get(kind)
+                if theirs:
+                    notes.append(f"{value / theirs:.2f}× {official}")
+        elif base == "failsight-scoped":
+            unscoped = self.added.get("failsight" + suffix, {}).get(kind)
+            if unscoped:
+                notes.append(f"{value / unscoped - 1:+.0%} over unscoped")
+        return f"{text} ({', '.join(notes)})" if notes else text
+
+    def table(self, versions: dict[str, dict[str, str]]) -> list[str]:
+        lines = [
+            f"| mode | plain call | {self.chunks}-chunk stream | per chunk |",
+            "|---|---|---|---|",
+        ]
+        for sampled_out in (False, True):
+            group = "spans sampled out (ALWAYS_OFF)" if sampled_out else "spans recorded"
+            lines.append(f"| **{group}** | | | |")
+            for mode in self.medians:
+                kind, off = kind_of(mode)
+                if kind == "sdk" or off != sampled_out:
+                    continue
+                chunk = self.show(self.per_chunk(mode), True) if streams(mode) else "—"
+                lines.append(
+                    f"| {label_of(mode, versions)} | {self.cell(mode, 'call')}"
+                    f" | {self.cell(mode, 'stream')} | {chunk} |"
+                )
+        return lines
+
+
+def report(
+    medians: dict[str, dict[str, float]],
+    http: dict[str, dict[str, float]] | None,
+    versions: dict[str, dict[str, str]],
+    skipped: dict[str, str],
+    args: argparse.Namespace,
+) -> None:
+    unit = "instructions" if args.instructions else "time"
+    result = Report(medians, args.chunks, unit)
+    ours = versions.get("sdk", {})
+    what = "instructions (callgrind)" if args.instructions else "process CPU time"
+    print(
+        f"openai {ours.get('openai')}, opentelemetry-sdk {ours.get('opentelemetry-sdk')},"
+        f" Python {ours.get('python')}; mock transport; each mode in its own process."
+    )
+    print(
+        f"Added per call to the bare SDK call: medians over {args.rounds} rounds of {what}"
+        f" per call ({args.calls} plain calls, {max(args.calls // 4, 1)} streamed calls of"
+        f" {args.chunks} and of {SHORT_STREAM} chunks a round)."
+    )
+    sdk = medians["sdk"]
+    print(
+        f"The bare SDK call: {result.show(sdk['call'])} plain,"
+        f" {result.show(sdk['stream'])} streamed ({args.chunks} chunks)."
+    )
+    print()
+    for line in result.table(versions):
+        print(line)
+    print()
+    print(
+        f"per chunk: the slope between the {args.chunks}- and {SHORT_STREAM}-chunk streams,"
+        " less the bare SDK's; ratios against the official instrumentation of the same"
+        " group (recorded or sampled out)."
+    )
+    if http is not None:
+        non_ai = [
+            f"{name.split()[0]} {result.show(figures['on'] - figures['off'])}"
+            for name, figures in http.items()
+            if "/v1/models" in name
+        ]
+        print(f"instrument_http on a non-AI request (GET /v1/models): {', '.join(non_ai)} added.")
+    for mode, why in skipped.items():
+        print(f"skipped {mode}: {why}")
+    for mode, found in versions.items():
+        for name in ("python", "openai", "opentelemetry-sdk"):
+            if found.get(name) != ours.get(name):
+                print(f"note: {mode} runs {name} {found.get(name)}, the others {ours.get(name)}")
+
+
+def chosen_modes(args: argparse.Namespace) -> list[str]:
+    if not args.modes:
+        return MODES
+    wanted = args.modes.split(",")
+    unknown = [mode for mode in wanted if mode not in MODES]
+    if unknown:
+        raise SystemExit(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
+    return ["sdk", *(mode for mode in MODES if mode in wanted and mode != "sdk")]
+
+
+def available(modes: Sequence[str], jobs: int) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """(versions of each mode that can run, why each other one cannot)."""
+    first: dict[str, str] = {}  # one probe for each interpreter and instrumentation
+    for mode in modes:
+        first.setdefault(probe_key(mode), mode)
+    found = in_parallel(jobs, {key: lambda mode=mode: probe(mode) for key, mode in first.items()})
+    probed = {mode: found[probe_key(mode)] for mode in modes}
+    versions = {mode: found for mode, (found, _) in probed.items() if found is not None}
+    skipped = {mode: why for mode, (found, why) in probed.items() if found is None}
+    if "sdk" in skipped:
+        raise SystemExit(f"the bare SDK mode cannot run: {skipped['sdk']}")
+    return versions, skipped
+
+
+def compare(args: argparse.Namespace) -> None:
+    versions, skipped = available(chosen_modes(args), args.jobs)
+    work: dict[str, Callable[[], Any]] = {
+        mode: lambda mode=mode: run_mode(mode, args) for mode in versions
     }
+    if not args.modes:
+        work["http"] = lambda: run_http(args)
+    results = in_parallel(args.jobs, work)
+    http = results.pop("http", None)
+    medians = {
+        mode: {kind: statistics.median(values) for kind, values in figures.items()}
+        for mode, figures in results.items()
+    }
+    report(medians, http, versions, skipped, args)
 
 
-# ---------------------------------------------------------------------- report
+# ---------------------------------------------------------------------- profiles
 
 
-def report(result: dict[str, dict[str, float]], chunks: int, unit: str) -> None:
-    scale, fmt = (1e6, "{:9.1f} us") if unit == "time" else (1.0, "{:9.0f} instr")
+HARNESS = ("start.<locals>.<lambda> ", "plain_call ", "stream_call ")  # not the mode's own
 
-    def show(value: float) -> str:
-        return fmt.format(value * scale)
 
-    call, stream, short, alone = result["call"], result["stream"], result["short"], result["alone"]
-    added = {mode: call[mode] - call["off"] for mode in ("floor", "contract", "failsight")}
-    print(f"  unpatched SDK call             {show(call['off'])}")
-    print(f"  floor added per call           {show(added['floor'])}")
-    print(
-        f"  contract floor added per call  {show(added['contract'])}"
-        f"   ({added['contract'] / added['floor']:.2f}x the floor)"
+def profile_mode(
+    mode: str, args: argparse.Namespace, pyframes: str
+) -> dict[str, tuple[float, list[tuple[float, str]]]]:
+    """Where one mode's instructions go: by kind of call, (per call, [(per call, function)])."""
+    import pyprofile
+
+    child_args = [f"--mode={mode}", f"--calls={args.calls}", f"--chunks={args.chunks}",
+                  f"--pyframes={pyframes}"]  # fmt: skip
+    toggles = ["--collect-atstart=no", "--toggle-collect=bench_region",
+               "--toggle-collect=bench_sdk"]  # fmt: skip
+    started = time.monotonic()
+    result = {}
+    with tempfile.TemporaryDirectory() as folder:
+        segments, stdout = callgrind.run(
+            __file__, child_args, folder, python=str(python_for(mode)), valgrind_args=toggles
+        )
+        names = json.loads(stdout.strip().splitlines()[-2])
+        for label, dump in segments:
+            kind, _, n = label.split("/")
+            total, rows = pyprofile.inclusive(dump, names)
+            ours = [(count / int(n), name) for count, name in rows if not name.startswith(HARNESS)]
+            result[kind] = (total / int(n), ours)
+    print(f"  {mode}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def profile(args: argparse.Namespace) -> None:
+    versions, skipped = available(chosen_modes(args), args.jobs)
+    built = {}  # the extension, built once by each interpreter
+    for python in {str(python_for(mode)) for mode in versions}:
+        done = subprocess.run(
+            [python, "-c", "import pyprofile; print(pyprofile.build())"],
+            cwd=HERE, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        built[python] = done.stdout.strip()
+    results = in_parallel(
+        args.jobs,
+        {
+            mode: lambda mode=mode: profile_mode(mode, args, built[str(python_for(mode))])
+            for mode in versions
+        },
     )
+    streamed = max(args.calls // 4, 1)
     print(
-        f"  failsight added per call       {show(added['failsight'])}"
-        f"   ({added['failsight'] / added['floor']:.2f}x the floor, target <= 1.2x;"
-        f" {added['failsight'] / added['contract']:.2f}x the contract floor)"
+        f"Where the instructions go, per call ({args.calls} plain calls, {streamed} streamed"
+        f" calls of {args.chunks} chunks): callgrind counts from the outer call's entry to its"
+        " exit, paused in the SDK's own `create` and stream iteration; the bare SDK's count is"
+        " the harness's own (its loop, freeing the SDK's objects). Below, the top"
+        f" {args.top} Python functions of the mode by inclusive count (the C functions they"
+        " call count in them). Python calls are not inlined while profiling, so counts run"
+        " a little above the table's."
     )
-    # Per chunk: the slope of streamed-call cost over chunk count, failsight's less the floor's.
-    extra = chunks - SHORT_STREAM
-    per_chunk = (
-        (stream["failsight"] - short["failsight"]) - (stream["floor"] - short["floor"])
-    ) / extra
-    print(f"  streamed call ({chunks} chunks), unpatched {show(stream['off'])}")
-    print(f"  failsight added per streamed call    {show(stream['failsight'] - stream['off'])}")
-    target = "  (target <= 2 us)" if unit == "time" else ""
-    print(f"  failsight beyond the floor per chunk {show(per_chunk)}{target}")
-    print("  the wrappers alone, on a ready-made response (no SDK around them):")
-    print(f"    floor per call               {show(alone['floor'])}")
-    print(
-        f"    contract floor per call      {show(alone['contract'])}"
-        f"   ({alone['contract'] / alone['floor']:.2f}x the floor)"
-    )
-    print(
-        f"    failsight per call           {show(alone['failsight'])}"
-        f"   ({alone['failsight'] / alone['floor']:.2f}x the floor;"
-        f" {alone['failsight'] / alone['contract']:.2f}x the contract floor)"
-    )
-    per_chunk_alone = (alone["proxy"] - alone["bare"]) / 1000
-    print(f"    failsight per chunk          {show(per_chunk_alone)}  (the floor does nothing)")
+    bare = results["sdk"]
+    for mode, by_kind in results.items():
+        if mode == "sdk":
+            continue
+        _, sampled_out = kind_of(mode)
+        state = "spans sampled out" if sampled_out else "spans recorded"
+        print(f"\n== {mode}: {label_of(mode, versions)}, {state}")
+        for kind, (total, rows) in by_kind.items():
+            what = "plain call" if kind == "call" else f"{args.chunks}-chunk stream"
+            print(f"  {what}: {total - bare[kind][0]:,.0f} instructions a call above the bare SDK")
+            for count, name in rows[: args.top]:
+                print(f"    {count:>10,.0f}  {name}")
+    for mode, why in skipped.items():
+        print(f"skipped {mode}: {why}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--chunks", type=int, default=50)  # the long stream; > SHORT_STREAM
+    parser.add_argument("--chunks", type=int, default=20)  # the long stream; > SHORT_STREAM
+    parser.add_argument("--modes", help=f"a comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument(
+        "--jobs", type=int, default=None,
+        help="modes run side by side (default: one per CPU when counting, else 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="print where each mode's instructions go (callgrind, Python function names)",
+    )  # fmt: skip
+    parser.add_argument("--top", type=int, default=15, help="functions in each profile")
     callgrind.add_arguments(parser)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)  # the child: one mode
+    parser.add_argument("--pyframes", help=argparse.SUPPRESS)  # the child: profiled
     args = parser.parse_args()
     if args.chunks <= SHORT_STREAM:
         parser.error(f"--chunks must be more than {SHORT_STREAM}")
-    if args.segments:
-        count_segments(args.rounds, args.calls, args.chunks)
+    if args.mode:
+        child(args)
         return
-    unit = "instructions" if args.instructions else "time"
-    run = run_counted if args.instructions else run_timed
-    result = run(args.rounds, args.calls, args.chunks)
-    what = "instructions (callgrind)" if args.instructions else "process CPU time"
-    print(
-        f"openai {openai.__version__}, {args.rounds} rounds x {args.calls} calls,"
-        f" medians of {what} per call"
-    )
-    report(result, args.chunks, unit)
+    if args.jobs is None:
+        args.jobs = (os.cpu_count() or 1) if args.instructions or args.profile else 1
+    if args.profile:
+        profile(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":
