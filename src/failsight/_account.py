@@ -125,8 +125,8 @@ class Account:
         self._in_flight: Any = None
         if parent is None:
             try:
-                in_flight = self.children().of("in_flight")
-                in_flight.inc()
+                in_flight = self.children().adder("in_flight")  # this child's, whatever follows
+                in_flight(1)
                 self._in_flight = in_flight  # only once incremented: close decrements it
             except Exception as exc:
                 swallow("account", exc)
@@ -196,7 +196,7 @@ class Account:
         """Count normalised finish reasons (judging them is the caller's business)."""
         children = self.children()
         for reason in reasons:
-            children.of("finish_reasons", reason).inc()
+            children.add("finish_reasons", reason)
             account: Account | None = self
             while account is not None:
                 if len(account.finish_reasons) < _MAX_KEPT:
@@ -210,7 +210,7 @@ class Account:
         for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
             if count is None:
                 continue
-            children.of("tokens", token_type).inc(count)
+            children.add("tokens", token_type, count)
             account: Account | None = self
             while account is not None:
                 account.usage[token_type] = account.usage.get(token_type, 0) + count
@@ -338,7 +338,10 @@ class Account:
         try:
             children = self.children()
             try:
-                children.of("requests", failure_class).inc(exemplar=exemplar)
+                if exemplar is None:
+                    children.add("requests", failure_class)
+                else:
+                    children.of("requests", failure_class).inc(exemplar=exemplar)
             except Exception as exc:
                 swallow("account", exc)
             if failure_class != NONE:
@@ -348,11 +351,14 @@ class Account:
                 except Exception as exc:
                     swallow("account", exc)
             try:
-                children.of("attempts").observe(1 + self.retries)
+                children.observe("attempts", 1 + self.retries)
             except Exception as exc:
                 swallow("account", exc)
             try:
-                children.of("duration", failure_class).observe(duration, exemplar=exemplar)
+                if exemplar is None:
+                    children.observe("duration", duration, failure_class)
+                else:
+                    children.of("duration", failure_class).observe(duration, exemplar=exemplar)
             except Exception as exc:
                 swallow("account", exc)
             otel = self.state.otel_duration
@@ -366,6 +372,6 @@ class Account:
             in_flight, self._in_flight = self._in_flight, None
             if in_flight is not None:
                 try:
-                    in_flight.dec()
+                    in_flight(-1)
                 except Exception as exc:
                     swallow("account", exc)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
 from failsight._guard import STAGES
+from failsight._metric_ops import Add, adder, observer
 
 __all__ = [
     "ATTEMPT_BUCKETS",
@@ -230,12 +231,13 @@ class LabelChildren:
     through `CappedMetric.child`, so caps hold.
     """
 
-    __slots__ = ("_by", "_labels", "_metrics", "epoch")
+    __slots__ = ("_by", "_labels", "_metrics", "_ops", "epoch")
 
     def __init__(self, metrics: MetricSet, labels: tuple[str, ...]) -> None:
         self._metrics = metrics
         self._labels = labels
         self._by: dict[tuple[str, str | None], Any] = {}
+        self._ops: dict[tuple[str, str | None], Add] = {}
         self.epoch = metrics.children_epoch  # of the cap its children were made under
 
     def of(self, metric: str, value: str | None = None) -> Any:
@@ -252,6 +254,22 @@ class LabelChildren:
             if len(self._by) < _OWN_VALUES_LIMIT:
                 self._by[key] = child
         return child
+
+    def _op(self, key: tuple[str, str | None], make: Callable[[Any], Add]) -> Add:
+        op = make(self.of(*key))  # `_metric_ops`: the increment without per-call checks
+        if len(self._ops) < _OWN_VALUES_LIMIT:
+            self._ops[key] = op
+        return op
+
+    def adder(self, metric: str, value: str | None = None) -> Add:
+        """`of(metric, value).inc` of a counter or gauge, as a function of the amount."""
+        return self._ops.get((metric, value)) or self._op((metric, value), adder)
+
+    def add(self, metric: str, value: str | None = None, amount: float = 1) -> None:
+        (self._ops.get((metric, value)) or self._op((metric, value), adder))(amount)
+
+    def observe(self, metric: str, amount: float, value: str | None = None) -> None:
+        (self._ops.get((metric, value)) or self._op((metric, value), observer))(amount)
 
 
 class MetricSet:
