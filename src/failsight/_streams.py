@@ -10,6 +10,7 @@ the SDK's `Stream`/`AsyncStream` that show each chunk to a watcher.
 from __future__ import annotations
 
 import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import wrapt
@@ -133,8 +134,35 @@ class StreamProxy(_ProxyBase):
         super().__init__(wrapped)
         self._self_watcher = watcher
 
-    def __iter__(self) -> StreamProxy:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        """The chunks, as the SDK's own `__iter__` gives them (a generator, like the SDK's).
+
+        `for chunk in stream` runs here: the generator keeps the watcher and its judge in
+        locals, so a chunk costs no attribute look-up on the proxy (each one goes through
+        wrapt's attribute hook). Leaving the loop early (`break`) ends nothing: the stream
+        ends as the SDK's does, on `close()`, the context manager's exit or abandonment.
+        """
+        watcher = self._self_watcher
+        take = watcher._chunk_to
+        once = watcher._once
+        chunks = iter(self.__wrapped__)
+        while True:
+            try:
+                item = next(chunks)
+            except StopIteration:
+                watcher.end(exhausted=True)
+                return
+            except BaseException as exc:
+                watcher.end(exc=exc)
+                raise
+            if take is not None and once:
+                try:
+                    take(item)
+                except Exception as exc:
+                    swallow("stream_chunk", exc)
+            else:
+                watcher.chunk(item)
+            yield item
 
     def __next__(self) -> Any:
         try:
@@ -181,8 +209,29 @@ class AsyncStreamProxy(_ProxyBase):
         super().__init__(wrapped)
         self._self_watcher = watcher
 
-    def __aiter__(self) -> AsyncStreamProxy:
-        return self
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """The chunks, as the SDK's own `__aiter__` gives them (see `StreamProxy.__iter__`)."""
+        watcher = self._self_watcher
+        take = watcher._chunk_to
+        once = watcher._once
+        chunks = self.__wrapped__.__aiter__()
+        while True:
+            try:
+                item = await chunks.__anext__()
+            except StopAsyncIteration:
+                watcher.end(exhausted=True)
+                return
+            except BaseException as exc:
+                watcher.end(exc=exc)
+                raise
+            if take is not None and once:
+                try:
+                    take(item)
+                except Exception as exc:
+                    swallow("stream_chunk", exc)
+            else:
+                watcher.chunk(item)
+            yield item
 
     async def __anext__(self) -> Any:
         try:
