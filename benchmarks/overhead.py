@@ -72,6 +72,7 @@ from failsight.testing import completion_body, mock_openai_client, stream_body
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
+GAP = "gap"  # a segment between measured ones, counted apart and left out
 SHORT_STREAM = 5  # chunks of the short stream; per-chunk cost is the slope between the two
 
 # The SDK's own work, left out of the profiles: the unpatched `create` (taken before any mode
@@ -355,9 +356,12 @@ def child(args: argparse.Namespace) -> None:
     for _, call in calls:  # warm-up
         for _ in range(5):
             call()
-    # The collector stays on: its work grows with what each mode allocates, and with it off
-    # the heap grows, and the SDK's own cost with it, round after round.
+    # The cyclic collector is off inside a segment, as `timeit` has it, and runs between
+    # segments (uncounted): where its passes happen to fall otherwise swings a segment by
+    # tens of thousands of instructions a call, enough to make the per-chunk slope say
+    # thousands where a mode adds nothing per chunk. What start-up and warm-up left is frozen.
     gc.collect()
+    gc.freeze()
     times: dict[str, list[float]] = {}
     if frames is not None:
         for kind, call in calls:
@@ -372,6 +376,10 @@ def child(args: argparse.Namespace) -> None:
             for kind, call in calls:
                 n = args.calls if kind == "call" else max(args.calls // 4, 1)
                 if args.segments:
+                    callgrind.mark(f"{GAP}/{round_number}/1")  # the collection: not counted
+                gc.collect()
+                gc.disable()
+                if args.segments:
                     callgrind.mark(f"{kind}/{round_number}/{n}")
                     for _ in range(n):
                         call()
@@ -380,6 +388,7 @@ def child(args: argparse.Namespace) -> None:
                     for _ in range(n):
                         call()
                     times.setdefault(kind, []).append((time.process_time() - start_time) / n)
+                gc.enable()
     if args.segments:
         callgrind.done()
     else:
@@ -439,7 +448,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, list[float]]:
     if args.instructions:
         for label, instructions in callgrind.count(__file__, child_args, python=python):
             kind, _, n = label.split("/")
-            figures.setdefault(kind, []).append(instructions / int(n))
+            if kind != GAP:
+                figures.setdefault(kind, []).append(instructions / int(n))
     else:
         done = subprocess.run(
             [python, __file__, *child_args],
