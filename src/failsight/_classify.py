@@ -323,82 +323,79 @@ def _classify_choices(obj: Any, choices: list[Any]) -> Outcome:
     )
 
 
-class _NotPlain(Exception):
-    """A response object `_classify_chat_object` leaves to the duck-typed path."""
+_plain_types: dict[type, bool] = {dict: False}  # type -> an object, not a Mapping
 
 
-_plain_types: dict[type, bool] = {dict: False}  # type -> not a Mapping
-
-
-def _attr(obj: Any, name: str) -> Any:
-    """obj.name of a non-Mapping (a Mapping, e.g. raw JSON inside `model_construct`, and a
-    missing field both leave the object to the duck-typed path)."""
-    cls = type(obj)
-    plain = _plain_types.get(cls)
-    if plain is None:
-        plain = not issubclass(cls, Mapping)
-        if len(_plain_types) < 512:
-            _plain_types[cls] = plain
-    if not plain:
-        raise _NotPlain
-    return getattr(obj, name)
-
-
-def _usage_object(usage: Any) -> Usage | None:
-    if usage is None:
-        return None
-    input_tokens = _int(_attr(usage, "prompt_tokens"))
-    output_tokens = _int(_attr(usage, "completion_tokens"))
-    if input_tokens is None and output_tokens is None:
-        raise _NotPlain  # perhaps the Responses spelling: the duck-typed path decides
-    input_details = _attr(usage, "prompt_tokens_details")
-    output_details = _attr(usage, "completion_tokens_details")
-    reasoning = None if output_details is None else _int(_attr(output_details, "reasoning_tokens"))
-    cached = None if input_details is None else _int(_attr(input_details, "cached_tokens"))
-    return Usage(input_tokens, output_tokens, reasoning, cached)
+def _plain(*objects: Any) -> bool:
+    """None of `objects` is a Mapping (raw JSON is left to the duck-typed path)."""
+    for obj in objects:
+        cls = type(obj)
+        plain = _plain_types.get(cls)
+        if plain is None:
+            plain = not issubclass(cls, Mapping)
+            if len(_plain_types) < 512:
+                _plain_types[cls] = plain
+        if not plain:
+            return False
+    return True
 
 
 def _classify_chat_object(obj: Any) -> Outcome | None:
     """`_classify_choices` for a chat completion as the openai SDK parses it (objects all
-    the way down, every field present), read with plain attribute look-ups: the one shape
-    nearly every call returns, in a third of the duck-typed path's work. Anything else
-    (dicts inside, fields left out, odd types) returns None: the duck-typed path decides.
-    A test holds the two paths equal on generated responses.
+    the way down, every field present), read with plain attribute look-ups and no call per
+    field: the one shape nearly every call returns. Anything else (a Mapping inside, a field
+    left out, an accessor that raises) returns None and the duck-typed path decides. A test
+    holds the two paths equal on generated responses.
     """
     try:
-        choices = _attr(obj, "choices")
-        if type(choices) is not list or not choices:
+        choices = obj.choices
+        if type(choices) is not list or not choices or not _plain(obj):
             return None
         finish: list[str] = []
         failures: list[str] = []
         for choice in choices:
-            finish_reason = normalize_finish_reason(_attr(choice, "finish_reason"))
-            if finish_reason is not None:
-                finish.append(finish_reason)
-            message = _attr(choice, "message")
-            if message is None:
-                return None  # a chunk or a legacy completion
-            if finish_reason in ("content_filter", "length"):
-                failures.append(finish_reason)
-            elif _attr(message, "refusal"):
+            message = choice.message
+            if message is None or not _plain(choice, message):
+                return None  # a chunk, a legacy completion, raw JSON
+            reason = choice.finish_reason
+            if reason is not None:
+                reason = reason if reason in FINISH_REASONS else "other"
+                finish.append(reason)
+                if reason == "content_filter" or reason == "length":
+                    failures.append(reason)
+                    continue
+            if message.refusal:
                 failures.append("refusal")
             elif (
-                finish_reason in ("stop", None)
-                and _blank(_attr(message, "content"))
-                and not _attr(message, "tool_calls")
-                and not _attr(message, "function_call")
+                (reason is None or reason == "stop")
+                and _blank(message.content)
+                and not message.tool_calls
+                and not message.function_call
             ):
                 failures.append("empty_content")
-        reason = worst_soft_reason(failures)
+        usage = obj.usage
+        if usage is not None:
+            if not _plain(usage):
+                return None
+            input_tokens = _int(usage.prompt_tokens)
+            output_tokens = _int(usage.completion_tokens)
+            if input_tokens is None and output_tokens is None:
+                return None  # perhaps the Responses spelling
+            details = usage.prompt_tokens_details
+            cached = None if details is None else _int(details.cached_tokens)
+            details = usage.completion_tokens_details
+            reasoning = None if details is None else _int(details.reasoning_tokens)
+            usage = Usage(input_tokens, output_tokens, reasoning, cached)
+        reason = worst_soft_reason(failures) if failures else None
         return Outcome(
             SOFT if reason else NONE,
             reason,
             finish_reasons=tuple(finish),
-            usage=_usage_object(_attr(obj, "usage")),
-            response_id=_str(_attr(obj, "id")),
-            response_model=_str(_attr(obj, "model")),
+            usage=usage,
+            response_id=_str(obj.id),
+            response_model=_str(obj.model),
         )
-    except Exception:  # _NotPlain, a field left out, an accessor that raises
+    except Exception:  # a field left out, an accessor that raises: the duck-typed path
         return None
 
 
