@@ -146,6 +146,9 @@ def run(rounds: int, calls: int) -> dict[str, dict[str, float]]:
     }
 
 
+GAP = "gap"  # a segment between measured ones (patching on or off), left out
+
+
 def count_segments(rounds: int, calls: int) -> None:
     """The child under valgrind (`callgrind.count`): the same rounds, one segment each."""
     provider, workloads = setup()
@@ -153,6 +156,7 @@ def count_segments(rounds: int, calls: int) -> None:
     gc.disable()
     for round_number in range(rounds):
         for mode, (on, off) in rotated(round_number):
+            callgrind.mark(f"{GAP}/{mode}/{round_number}")  # patching on and off: not counted
             on()
             try:
                 for index, call in enumerate(workloads.values()):
@@ -160,6 +164,7 @@ def count_segments(rounds: int, calls: int) -> None:
                     for _ in range(calls):
                         call()
             finally:
+                callgrind.mark(f"{GAP}/{mode}/{round_number}")
                 off()
     callgrind.done()
     provider.shutdown()
@@ -173,7 +178,8 @@ def run_counted(rounds: int, calls: int) -> dict[str, dict[str, float]]:
         __file__, [f"--rounds={rounds}", f"--calls={calls}"]
     ):
         index, mode, _ = label.split("/")
-        samples[names[int(index)]].setdefault(mode, []).append(instructions / calls)
+        if index != GAP:
+            samples[names[int(index)]].setdefault(mode, []).append(instructions / calls)
     return {
         name: {mode: statistics.median(values) for mode, values in by_mode.items()}
         for name, by_mode in samples.items()

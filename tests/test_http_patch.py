@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import failsight
 from conftest import Telemetry
 from failsight import _body, _engine, _routes, traced_generation
-from failsight.testing import USAGE, FaultServer
+from failsight.testing import USAGE, FaultServer, completion_body
 from openai_calls import assert_one_request, async_client, sync_client
 
 SCENARIO = "X-Failsight-Scenario"
@@ -1126,3 +1126,50 @@ def test_model_is_read_from_the_request_body(
     body: Any, content_type: str | None, expected: tuple[str, bool]
 ) -> None:
     assert _routes.request_fields(body, content_type) == expected
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_another_instrumentations_wrapper_underneath_keeps_working(
+    patched: Telemetry, is_async: bool
+) -> None:
+    """An instrumentation that wrapped `send` with wrapt before failsight (as OpenTelemetry's
+    httpx one does) still sees every request, bound to its client, and gets its wrapper back."""
+    import wrapt
+
+    owner = httpx.AsyncClient if is_async else httpx.Client
+    failsight.uninstrument_http()
+    plain = owner.__dict__["send"]
+    seen: list[Any] = []
+
+    def theirs(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        seen.append(instance)
+        return wrapped(*args, **kwargs)
+
+    wrapt.wrap_function_wrapper(owner, "send", theirs)
+    wrapper = owner.__dict__["send"]
+    try:
+        failsight.instrument_http()
+        handler = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_body()))
+        if is_async:
+
+            async def main() -> None:
+                async with httpx.AsyncClient(transport=handler) as client:
+                    await client.get("http://gw.local/v1/models")
+                    await client.post("http://gw.local/v1/chat/completions", json={"model": "m"})
+                    seen.append(client)
+
+            import asyncio
+
+            asyncio.run(main())
+        else:
+            with httpx.Client(transport=handler) as client:
+                client.get("http://gw.local/v1/models")
+                client.post("http://gw.local/v1/chat/completions", json={"model": "m"})
+                seen.append(client)
+        assert seen[:2] == [seen[2], seen[2]]  # theirs ran for both, with the client bound
+        assert patched.value("genai_requests_total", failure_class="none") == 1
+        failsight.uninstrument_http()
+        assert owner.__dict__["send"] is wrapper
+    finally:
+        failsight.uninstrument_http()
+        owner.send = plain

@@ -10,12 +10,12 @@ claims' checks.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, Final, Protocol
-
-import wrapt
 
 from failsight._guard import swallow
 
@@ -39,37 +39,62 @@ _patched: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
 _PRIORITY: Final = ("sdk", "http")
 
 
-def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    # Every httpx request of the process comes through here: the claims' own checks only.
-    for claim in _ordered:
-        try:
-            sender = claim(args, kwargs, False)
-        except Exception as exc:
-            swallow("http", exc)
-            continue
-        if sender is not None:
-            return sender.send(wrapped, args, kwargs)
-    return wrapped(*args, **kwargs)
+def _sync_send(original: Any) -> Callable[..., Any]:
+    """`Client.send` in front of `original`: the claims decide, else straight through.
+
+    A plain function rather than a wrapt wrapper: every request of the process (most of them
+    not to an AI route) passes here, and wrapt binds a wrapper object per call. The bound
+    method a sender needs is made only for a claimed request.
+    """
+
+    # A plain function is called as is; anything else is bound first (another wrapt wrapper:
+    # its proxy passes isinstance checks for a function, hence `type`).
+    direct = type(original) is types.FunctionType
+
+    @functools.wraps(original)
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for claim in _ordered:
+            try:
+                sender = claim(args, kwargs, False)
+            except Exception as exc:
+                swallow("http", exc)
+                continue
+            if sender is not None:
+                return sender.send(original.__get__(self, type(self)), args, kwargs)
+        if direct:
+            return original(self, *args, **kwargs)
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    return send
 
 
-# The async twin of `_send` (the request is awaited).
-async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    for claim in _ordered:
-        try:
-            sender = claim(args, kwargs, True)
-        except Exception as exc:
-            swallow("http", exc)
-            continue
-        if sender is not None:
-            return await sender.send_async(wrapped, args, kwargs)
-    return await wrapped(*args, **kwargs)
+def _async_send(original: Any) -> Callable[..., Any]:
+    """`AsyncClient.send` in front of `original` (see `_sync_send`)."""
+
+    direct = type(original) is types.FunctionType
+
+    @functools.wraps(original)
+    async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for claim in _ordered:
+            try:
+                sender = claim(args, kwargs, True)
+            except Exception as exc:
+                swallow("http", exc)
+                continue
+            if sender is not None:
+                return await sender.send_async(original.__get__(self, type(self)), args, kwargs)
+        if direct:
+            return await original(self, *args, **kwargs)
+        return await original.__get__(self, type(self))(*args, **kwargs)
+
+    return send
 
 
-def _wrap(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+def _wrap(owner: Any, name: str, make: Callable[[Any], Callable[..., Any]]) -> None:
     original = owner.__dict__.get(name)
     if original is None:
         return
-    wrapt.wrap_function_wrapper(owner, name, wrapper)
+    setattr(owner, name, make(original))
     _patched.append((owner, name, original))
 
 
@@ -90,8 +115,8 @@ def register(name: str, claim: Claim) -> None:
                 module = importlib.import_module(module_name)
             except ImportError:
                 continue
-            _wrap(module.Client, "send", _send)
-            _wrap(module.AsyncClient, "send", _send_async)
+            _wrap(module.Client, "send", _sync_send)
+            _wrap(module.AsyncClient, "send", _async_send)
 
 
 def unregister(name: str) -> None:
