@@ -27,7 +27,7 @@ PURE = {
 }
 PATCHES = {"_sdk_patch", "_http_patch"}
 # Modules that may import a patch: the package's front and the programs built on it.
-PATCH_USERS = {"__init__", "instrumentation", "cli", "demo"}
+PATCH_USERS = {"__init__", "instrumentation", "cli", "demo", "doctor"}
 # Longer files allowed: tables, where a split would only scatter one list.
 TABLES = {"testing/_payloads.py", "_classify.py"}
 MAX_LINES = 460

@@ -370,3 +370,58 @@ def test_a_401_is_counted_as_hard_unauthorized(server: FaultServer) -> None:
         only=("text",),
     )
     assert doctor.run_doctor(config).classes == {"hard/unauthorized": 2}
+
+
+def test_the_requests_go_through_failsights_instrumentation(server: FaultServer) -> None:
+    """The series come from `instrument_http`'s recording of the doctor's own requests, into
+    a registry of the doctor's; what was configured before is in force again afterwards."""
+    from prometheus_client import CollectorRegistry
+
+    import failsight
+    from failsight import _config
+    from failsight._http_patch import is_http_instrumented
+
+    mine = CollectorRegistry()
+    failsight.configure(registry=mine, max_label_values=7)
+    config = doctor.DoctorConfig(
+        base_url=server.base_url,
+        api_key=KEY,
+        image_model="dall-e-3",
+        headers={"chat": {SCENARIO_HEADER: "length"}, "image": {SCENARIO_HEADER: "image_empty"}},
+        only=("text", "image"),
+    )
+    report = doctor.run_doctor(config)
+    got = {
+        (row["name"], row["labels"].get("operation"), row["labels"].get("failure_class"),
+         row["labels"].get("reason")): row["value"]
+        for row in report.series
+    }  # fmt: skip
+    assert got[("genai_requests_total", "chat", "soft", None)] == 1
+    assert got[("genai_requests_total", "chat", "none", None)] == 1  # the tiny call
+    assert got[("genai_failures_total", "chat", "soft", "length")] == 1
+    assert got[("genai_failures_total", "image_generation", "soft", "image_filtered")] == 1
+    assert all(row["labels"]["call_site"] == "unscoped" for row in report.series)
+    # Put back: the user's registry and caps, nothing recorded there, the patch off again.
+    assert _config.get_state().settings.registry is mine
+    assert _config.get_state().settings.max_label_values == 7
+    assert mine.get_sample_value("genai_requests_total", {}) is None
+    assert not any(s.value for m in mine.collect() for s in m.samples if "requests" in s.name)
+    assert not is_http_instrumented()
+    text = doctor.render_text(report.checks, server.base_url, report.classes, report.series)
+    assert "What failsight recorded of these requests" in text
+    assert 'genai_failures_total{operation="chat"' in text
+    document = json.loads(
+        doctor.render_json(report.checks, server.base_url, report.classes, report.series)
+    )
+    assert document["series"] == report.series
+    for row in document["series"]:
+        assert set(row) == {"name", "labels", "value"}
+
+
+def test_an_inner_newline_is_named_and_what_ran_is_said(server: FaultServer) -> None:
+    raw = KEY[:10] + "\n" + KEY[10:]
+    check = run(server, api_key=raw, only=("text",))["key.shape"]
+    assert check.verdict == "fail"
+    assert "newline inside it" in check.finding
+    assert "stripped" not in check.finding
+    assert "the newline removed" in check.finding

@@ -279,7 +279,7 @@ def _doctor_report(config: doctor_types.DoctorConfig, as_json: bool) -> int:
 
     report = doctor.run_doctor(config)
     render = doctor.render_json if as_json else doctor.render_text
-    print(render(report.checks, config.base_url, report.classes))
+    print(render(report.checks, config.base_url, report.classes, report.series))
     return doctor.exit_status(report.checks)
 
 

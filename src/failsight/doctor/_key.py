@@ -19,10 +19,11 @@ _PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-or-v1-", "sk-ant-", "sk
 
 
 def usable_key(raw: str | None) -> str | None:
-    """The key as the remaining checks send it: stripped of whitespace, quotes, `Bearer `."""
+    """The key as the remaining checks send it: without line ends (anywhere: a pasted one),
+    surrounding whitespace and quotes, or a leading `Bearer `."""
     if raw is None:
         return None
-    key = raw.strip().strip("\"'").strip()
+    key = raw.replace("\r", "").replace("\n", "").strip().strip("\"'").strip()
     if key.lower().startswith("bearer "):
         key = key[7:].strip()
     return key or None
@@ -52,7 +53,8 @@ def judge_key(raw: str | None, env_name: str, base_url: str) -> Check:
         return fail(
             cid,
             _GROUP,
-            f"{env_name} has a newline {where} (pasted with its line end); {stripped}",
+            f"{env_name} has a newline {where} (pasted with its line end); the other checks"
+            " ran with the newline removed",
             "set it again without the newline (pipe the pasted value through tr -d '\\r\\n')",
             length=len(raw),
         )

@@ -15,7 +15,12 @@ JSON schema (``"schema": "failsight.doctor/1"``)::
          "fix": str,                     # one line, "" when nothing to do
          "details": {str: any}}          # measured values: status, finish_reason, ...
       ],
-      "classes": {str: int}              # requests sent, by failsight's failure class/reason
+      "classes": {str: int},             # requests sent, by failsight's failure class/reason
+      "series": [                        # what failsight's instrumentation recorded of them
+        {"name": str,                    # genai_requests_total, genai_failures_total, ...
+         "labels": {str: str},
+         "value": float}
+      ]
     }
 """
 
@@ -28,6 +33,7 @@ from typing import Any
 from failsight._redact import mask_secrets, remember_secret
 
 from ._model import VERDICTS, Check, exit_status
+from ._recorded import render_series
 from ._taxonomy_view import render_classes
 
 __all__ = ["SCHEMA", "render_json", "render_text", "to_document"]
@@ -39,7 +45,8 @@ _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 def protect(key: str | None) -> None:
     """Remember the key (raw and stripped) so that no output line shows it."""
     if key:
-        for form in {key, key.strip(), key.strip().strip("\"'").strip()}:
+        bare = key.replace("\r", "").replace("\n", "")  # as the checks send a pasted key
+        for form in {key, key.strip(), key.strip().strip("\"'").strip(), bare.strip()}:
             remember_secret(form)
 
 
@@ -48,7 +55,10 @@ def _mask(text: str) -> str:
 
 
 def to_document(
-    checks: Sequence[Check], base_url: str, classes: Mapping[str, int] | None = None
+    checks: Sequence[Check],
+    base_url: str,
+    classes: Mapping[str, int] | None = None,
+    series: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -67,17 +77,25 @@ def to_document(
             for c in checks
         ],
         "classes": dict(classes or {}),
+        "series": [dict(row) for row in series],
     }
 
 
 def render_json(
-    checks: Sequence[Check], base_url: str, classes: Mapping[str, int] | None = None
+    checks: Sequence[Check],
+    base_url: str,
+    classes: Mapping[str, int] | None = None,
+    series: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    return _mask(json.dumps(to_document(checks, base_url, classes), indent=2, default=str))
+    document = to_document(checks, base_url, classes, series)
+    return _mask(json.dumps(document, indent=2, default=str))
 
 
 def render_text(
-    checks: Sequence[Check], base_url: str, classes: Mapping[str, int] | None = None
+    checks: Sequence[Check],
+    base_url: str,
+    classes: Mapping[str, int] | None = None,
+    series: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     lines = [f"failsight doctor: {base_url}", ""]
     for check in checks:
@@ -92,5 +110,6 @@ def render_text(
         f"{counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail, "
         f"{counts['skip']} skipped; exit status {exit_status(checks)}",
         *render_classes(dict(classes or {})),
+        *(render_series([dict(row) for row in series]) if series is not None else []),
     ]
     return "\n".join(_mask(line) for line in lines)

@@ -17,6 +17,7 @@ from ._media import (
 )
 from ._model import Check, skip
 from ._probe import Prober, Reply
+from ._recorded import recorded, series
 from ._taxonomy_view import classify_replies
 from ._text import (
     CHAT_MAX_TOKENS,
@@ -74,10 +75,12 @@ def cost_estimate(config: DoctorConfig) -> str:
 
 @dataclass(frozen=True)
 class Report:
-    """The checks in screen order, and the failure classes of the requests they sent."""
+    """The checks in screen order, the failure classes of the requests they sent, and the
+    series failsight's instrumentation recorded of them (`_recorded.series`)."""
 
     checks: list[Check]
     classes: dict[str, int]
+    series: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_checks(config: DoctorConfig) -> list[Check]:
@@ -100,11 +103,12 @@ def run_doctor(config: DoctorConfig) -> Report:
         transport=config.transport,
     )
     try:
-        checks.extend(_run_groups(prober, config))
+        with recorded() as registry:
+            checks.extend(_run_groups(prober, config))
     finally:
         prober.close()
     checks.insert(1, judge_auth(prober.sent, config.api_key_env))
-    return Report(checks, classify_replies(prober.sent))
+    return Report(checks, classify_replies(prober.sent), series(registry))
 
 
 def _chat(prober: Prober, probe: str, model: str, prompt: str, max_tokens: int) -> Reply:
