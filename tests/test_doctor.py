@@ -50,7 +50,8 @@ def test_a_healthy_endpoint_is_all_ok_but_shows_an_unenforced_max_tokens(
 ) -> None:
     checks = run(server)
     assert {c.id: c.verdict for c in checks.values() if c.verdict != "ok"} == {
-        "text.truncation": "warn"  # the fault server ignores max_tokens
+        "text.truncation": "warn",  # the fault server ignores max_tokens
+        "text.validation": "skip",  # not asked for
     }
     assert "max_tokens=1 was ignored" in checks["text.truncation"].finding
     assert checks["text.chat"].details["finish_reason"] == "stop"
@@ -96,7 +97,7 @@ def test_a_401_fails_naming_the_key(server: FaultServer) -> None:
     checks = run(server, scenarios={"models": "http_401", "chat": "http_401"}, only=("text",))
     accepted = checks["key.accepted"]
     assert accepted.verdict == "fail"
-    assert "the key in OPENAI_API_KEY was refused" in accepted.finding
+    assert "the key in OPENAI_API_KEY, sent as Bearer, was refused" in accepted.finding
     assert "invalid_api_key" in accepted.finding
     assert checks["text.chat"].verdict == "fail"
     assert "401" in checks["text.chat"].finding
@@ -425,3 +426,150 @@ def test_an_inner_newline_is_named_and_what_ran_is_said(server: FaultServer) -> 
     assert "newline inside it" in check.finding
     assert "stripped" not in check.finding
     assert "the newline removed" in check.finding
+
+
+# ---------------------------------------------------------------------- validate, tokens, header
+
+
+@pytest.mark.parametrize(
+    ("spec", "scenario", "verdict", "reason"),
+    [
+        ("json", "echo", "ok", None),  # the server echoes the prompt: a JSON prompt passes
+        ("json", "ok", "fail", "invalid_json"),
+        ("nonempty", "ok", "ok", None),
+        ("oneof:yes,no", "ok", "fail", "unexpected_label"),
+        ("minwords:50", "ok", "fail", "too_short"),
+    ],
+)
+def test_validate_checks_the_apps_own_rule(
+    server: FaultServer, spec: str, scenario: str, verdict: str, reason: str | None
+) -> None:
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(
+            base_url=server.base_url,
+            api_key=KEY,
+            only=("text",),
+            validate=spec,
+            prompt='{"answer": 42}',
+            headers={"chat_validate": {SCENARIO_HEADER: scenario}},
+        )
+    )
+    check = {c.id: c for c in report.checks}["text.validation"]
+    assert check.verdict == verdict, check
+    site = [r for r in report.series if r["labels"]["call_site"] == "failsight_doctor_validate"]
+    requests = {r["labels"]["failure_class"]: r["value"] for r in site
+                if r["name"] == "genai_requests_total"}  # fmt: skip
+    if reason is None:
+        assert requests == {"none": 1}
+    else:
+        assert f"silent/{reason}" in check.finding and spec in check.finding
+        assert requests == {"silent": 1}  # counted as an application would count it
+
+
+def test_without_validate_the_check_says_how() -> None:
+    check = doctor._checked.judge_validation(None, None)
+    assert check.verdict == "skip" and "--validate" in check.finding
+
+
+@pytest.mark.parametrize("spec", ["xml", "oneof:", "minwords:0", "minwords:x", "json:1"])
+def test_a_bad_validate_is_refused_before_anything_is_sent(
+    spec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["doctor", "--against-fault-server", "--validate", spec]) == 2
+    assert "use nonempty, json, oneof:A,B,... or minwords:N" in capsys.readouterr().err
+
+
+def test_prompt_without_validate_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--against-fault-server", "--prompt", "hi"]) == 2
+    assert "--prompt goes with --validate" in capsys.readouterr().err
+
+
+def _gateway(seen: list[httpx.Request], *, refuse_max_tokens: bool) -> httpx.MockTransport:
+    """A model that takes only `max_completion_tokens` (as the o-series and gpt-5 do)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "o4-mini"}]})
+        body = json.loads(request.content)
+        if refuse_max_tokens and "max_tokens" in body:
+            return httpx.Response(400, json={"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this "
+                "model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens",
+                "code": "unsupported_parameter"}})  # fmt: skip
+        return httpx.Response(200, json={
+            "id": "c", "object": "chat.completion", "created": 0, "model": "o4-mini",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})  # fmt: skip
+
+    return httpx.MockTransport(answer)
+
+
+def test_a_refused_max_tokens_is_retried_with_max_completion_tokens() -> None:
+    seen: list[httpx.Request] = []
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(
+            base_url="https://gw.example/v1",
+            api_key=KEY,
+            model="o4-mini",
+            only=("text",),
+            transport=_gateway(seen, refuse_max_tokens=True),
+        )
+    )
+    checks = {c.id: c for c in report.checks}
+    assert checks["text.max_tokens"].verdict == "warn"
+    assert (
+        "max_tokens refused (HTTP 400 unsupported_parameter)" in checks["text.max_tokens"].finding
+    )
+    assert "max_completion_tokens" in checks["text.max_tokens"].fix
+    assert checks["text.chat"].verdict == "ok"  # the re-sent call answered
+    fields = [sorted(set(json.loads(r.content)) & {"max_tokens", "max_completion_tokens"})
+              for r in seen if r.method == "POST"]  # fmt: skip
+    assert fields == [["max_tokens"], ["max_completion_tokens"], ["max_completion_tokens"]]
+    assert report.classes.get("hard/bad_request") == 1  # the refusal, as failsight counts it
+
+
+def test_max_tokens_accepted_is_ok() -> None:
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(
+            base_url="https://gw.example/v1",
+            api_key=KEY,
+            model="o4-mini",
+            only=("text",),
+            transport=_gateway([], refuse_max_tokens=False),
+        )
+    )
+    assert {c.id: c for c in report.checks}["text.max_tokens"].verdict == "ok"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "chosen", "sent"),
+    [
+        ("https://my-res.openai.azure.com/openai/v1", None, "api-key"),
+        ("https://gw.example/v1", None, "authorization"),
+        ("https://gw.example/v1", "x-api-key", "x-api-key"),
+    ],
+)
+def test_the_key_goes_in_the_header_the_host_expects(
+    base_url: str, chosen: str | None, sent: str
+) -> None:
+    seen: list[httpx.Request] = []
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(
+            base_url=base_url,
+            api_key=KEY,
+            model="o4-mini",
+            only=("text",),
+            api_key_header=chosen,
+            transport=_gateway(seen, refuse_max_tokens=False),
+        )
+    )
+    for request in seen:
+        value = request.headers.get(sent)
+        assert value == (f"Bearer {KEY}" if sent == "authorization" else KEY)
+        if sent != "authorization":
+            assert "authorization" not in request.headers
+    shape = {c.id: c for c in report.checks}["key.shape"]
+    assert ("Bearer" if sent == "authorization" else f"the {sent} header") in shape.finding

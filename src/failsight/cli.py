@@ -13,7 +13,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from failsight._version import __version__
 
@@ -145,6 +145,19 @@ def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NAME",
         help="environment variable holding the key (default OPENAI_API_KEY)",
     )
+    doctor.add_argument(
+        "--api-key-header",
+        metavar="NAME",
+        help="header the key goes in (default: api-key on Azure OpenAI hosts, else "
+        "Authorization: Bearer)",
+    )
+    doctor.add_argument(
+        "--validate",
+        metavar="CHECK",
+        help="also check the output of --prompt with your app's rule: nonempty, json, "
+        "oneof:A,B,... or minwords:N",
+    )
+    doctor.add_argument("--prompt", help="the prompt whose output --validate checks")
     doctor.add_argument("--json", action="store_true", help="one JSON document on stdout")
     doctor.add_argument("--yes", action="store_true", help="send without asking (costs a little)")
     doctor.add_argument(
@@ -258,11 +271,30 @@ def _doctor(args: argparse.Namespace) -> int:
         video_model=args.video_model,
         only=only,
         video_wait_s=args.video_wait,
+        **_doctor_options(args),
     )
     doctor.protect(config.api_key)
     if config.api_key is not None and config.api_key.strip() and not args.yes:
         _confirm(f"failsight doctor will send: {doctor.cost_estimate(config)}.")
     return _doctor_report(config, args.json)
+
+
+def _doctor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--api-key-header, --validate and --prompt, checked before anything is sent."""
+    from failsight import doctor
+
+    options: dict[str, Any] = {"api_key_header": args.api_key_header}
+    if args.prompt is not None and args.validate is None:
+        raise UsageError("--prompt goes with --validate")
+    if args.validate is not None:
+        try:
+            doctor.parse_validator(args.validate)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        options["validate"] = args.validate
+        if args.prompt is not None:
+            options["prompt"] = args.prompt
+    return options
 
 
 def _confirm(what: str) -> None:
@@ -305,6 +337,7 @@ def _doctor_fault_server(args: argparse.Namespace, only: tuple[str, ...]) -> int
             video_interval_s=0.05,
             # The server ignores max_tokens; ask it for the cut a real endpoint makes.
             headers={"chat_tiny": {SCENARIO_HEADER: "length"}},
+            **_doctor_options(args),
         )
         doctor.protect(config.api_key)
         return _doctor_report(config, args.json)

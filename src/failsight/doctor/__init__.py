@@ -7,6 +7,7 @@ verdict (ok / warn / fail), a one-line finding and a one-line fix. Needs `httpx`
 
 from __future__ import annotations
 
+from ._checked import parse_validator
 from ._model import Check, Verdict, exit_status
 from ._report import SCHEMA, protect, render_json, render_text, to_document
 from ._run import GROUPS, DoctorConfig, Report, cost_estimate, run_checks, run_doctor
@@ -20,6 +21,7 @@ __all__ = [
     "Verdict",
     "cost_estimate",
     "exit_status",
+    "parse_validator",
     "protect",
     "render_json",
     "render_text",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from failsight._classify import provider_for_host
+
 from ._model import Check, fail, ok, warn
 from ._probe import Reply, error_fields
 
@@ -33,7 +35,22 @@ def _prefix(key: str) -> str:
     return next((p for p in _PREFIXES if key.startswith(p)), "")
 
 
-def judge_key(raw: str | None, env_name: str, base_url: str) -> Check:
+def key_header_for(base_url: str, chosen: str | None) -> str:
+    """The header the key goes in: `chosen`, else Azure OpenAI's `api-key` on its hosts, else
+    `Authorization` (as `Bearer <key>`)."""
+    if chosen:
+        return chosen
+    host = urlsplit(base_url).hostname
+    return "api-key" if provider_for_host(host) == "azure.ai.openai" else "Authorization"
+
+
+def _sent_as(header: str) -> str:
+    return "Bearer" if header.lower() == "authorization" else f"the {header} header"
+
+
+def judge_key(
+    raw: str | None, env_name: str, base_url: str, header: str = "Authorization"
+) -> Check:
     """Is the key set, and would it be sent intact as `Authorization: Bearer <key>`?"""
     cid = "key.shape"
     if raw is None:
@@ -102,13 +119,13 @@ def judge_key(raw: str | None, env_name: str, base_url: str) -> Check:
     return ok(
         cid,
         _GROUP,
-        f"{env_name} is set, {len(key)} characters, {shown}, sent as Bearer",
+        f"{env_name} is set, {len(key)} characters, {shown}, sent as {_sent_as(header)}",
         length=len(key),
         prefix=prefix,
     )
 
 
-def judge_auth(replies: Sequence[Reply], env_name: str) -> Check:
+def judge_auth(replies: Sequence[Reply], env_name: str, header: str = "Authorization") -> Check:
     """Did the endpoint accept the key? A 401/403 on any request says no."""
     cid = "key.accepted"
     answered = [reply for reply in replies if reply.status is not None]
@@ -120,10 +137,11 @@ def judge_auth(replies: Sequence[Reply], env_name: str) -> Check:
             return fail(
                 cid,
                 _GROUP,
-                f"401 on {reply.method} {_path(reply.url)}: the key in {env_name} was refused"
-                + (f" ({code})" if code else ""),
+                f"401 on {reply.method} {_path(reply.url)}: the key in {env_name}, sent as "
+                f"{_sent_as(header)}, was refused" + (f" ({code})" if code else ""),
                 f"put a valid, active key in {env_name}; a gateway needs its own key, "
-                "not the upstream provider's",
+                "not the upstream provider's; Azure OpenAI keys go in api-key "
+                "(--api-key-header)",
                 status=401,
                 code=code,
                 message=message,

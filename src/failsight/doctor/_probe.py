@@ -48,7 +48,7 @@ def error_fields(reply: Reply) -> tuple[str, str]:
 
 
 class Prober:
-    """Sends the doctor's requests with ``Authorization: Bearer <key>``.
+    """Sends the doctor's requests with ``Authorization: Bearer <key>`` (or ``key_header``).
 
     ``headers`` adds headers per probe name (the fault server's scenario header in tests
     and in ``--against-fault-server``); ``transport`` replaces httpx's network transport.
@@ -62,11 +62,18 @@ class Prober:
         timeout: float = 30.0,
         headers: Mapping[str, Mapping[str, str]] | None = None,
         transport: Any = None,
+        key_header: str = "Authorization",
     ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
         self._key = key
+        # Azure OpenAI's API keys go in `api-key`; everyone else's as `Authorization: Bearer`.
+        self._auth = (
+            {"Authorization": f"Bearer {key}"}
+            if key_header.lower() == "authorization"
+            else {key_header: key}
+        )
         self._headers = headers or {}
         self._client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self.sent: list[Reply] = []
@@ -80,7 +87,7 @@ class Prober:
         import httpx
 
         url = f"{self.base_url}{path}"
-        headers = {"Authorization": f"Bearer {self._key}", **self._headers.get(probe, {})}
+        headers = {**self._auth, **self._headers.get(probe, {})}
         started = time.perf_counter()
         try:
             response = self._client.request(method, url, json=payload, headers=headers)

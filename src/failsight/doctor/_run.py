@@ -6,7 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._key import judge_auth, judge_key, usable_key
+from failsight import traced_generation
+
+from ._checked import (
+    VALIDATE_MAX_TOKENS,
+    VALIDATE_SITE,
+    judge_token_field,
+    judge_validation,
+    output_of,
+    parse_validator,
+    refuses_max_tokens,
+)
+from ._key import judge_auth, judge_key, key_header_for, usable_key
 from ._media import (
     image_payload,
     judge_image,
@@ -40,8 +51,10 @@ GROUPS = ("text", "image", "video")
 class DoctorConfig:
     """What to check. ``api_key`` is the raw value of ``api_key_env`` (None when unset).
 
-    ``headers`` adds headers per probe (``models``, ``chat``, ``chat_tiny``, ``image``,
-    ``video_create``, ``video_poll``); ``transport`` replaces httpx's network transport.
+    ``headers`` adds headers per probe (``models``, ``chat``, ``chat_tiny``,
+    ``chat_validate``, ``image``, ``video_create``, ``video_poll``; a chat call re-sent with
+    ``max_completion_tokens`` is its probe's name with ``_mct``); ``transport`` replaces
+    httpx's network transport.
     """
 
     base_url: str
@@ -56,6 +69,9 @@ class DoctorConfig:
     video_interval_s: float = 2.0
     headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     transport: Any = None
+    api_key_header: str | None = None  # None: `api-key` for Azure OpenAI hosts, else Bearer
+    validate: str | None = None  # `parse_validator`'s spelling: the app's own output check
+    prompt: str = CHAT_PROMPT  # the prompt whose output `validate` checks
 
 
 def cost_estimate(config: DoctorConfig) -> str:
@@ -65,6 +81,11 @@ def cost_estimate(config: DoctorConfig) -> str:
         parts.append(
             f"2 chat calls to {config.model} (about 40 input tokens, at most "
             f"{CHAT_MAX_TOKENS + TINY_MAX_TOKENS} output tokens) and GET /models"
+        )
+    if "text" in config.only and config.validate:
+        parts.append(
+            f"1 chat call with your prompt for --validate (at most {VALIDATE_MAX_TOKENS} "
+            "output tokens)"
         )
     if "image" in config.only and config.image_model:
         parts.append(f"1 image from {config.image_model} (billed as one image)")
@@ -90,7 +111,8 @@ def run_checks(config: DoctorConfig) -> list[Check]:
 
 def run_doctor(config: DoctorConfig) -> Report:
     """Run every check; sends nothing without a key."""
-    key_check = judge_key(config.api_key, config.api_key_env, config.base_url)
+    header = key_header_for(config.base_url, config.api_key_header)
+    key_check = judge_key(config.api_key, config.api_key_env, config.base_url, header)
     checks = [key_check]
     key = usable_key(config.api_key)
     if key is None:
@@ -101,23 +123,55 @@ def run_doctor(config: DoctorConfig) -> Report:
         timeout=config.timeout_s,
         headers=config.headers,
         transport=config.transport,
+        key_header=header,
     )
     try:
         with recorded() as registry:
             checks.extend(_run_groups(prober, config))
     finally:
         prober.close()
-    checks.insert(1, judge_auth(prober.sent, config.api_key_env))
+    checks.insert(1, judge_auth(prober.sent, config.api_key_env, header))
     return Report(checks, classify_replies(prober.sent), series(registry))
 
 
-def _chat(prober: Prober, probe: str, model: str, prompt: str, max_tokens: int) -> Reply:
-    payload = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-    }
-    return prober.request(probe, "POST", "/chat/completions", payload)
+class _Tokens:
+    """Which token-limit field the endpoint takes: `max_tokens` until a 400 refuses it."""
+
+    def __init__(self) -> None:
+        self.field = "max_tokens"
+        self.refusal: Reply | None = None  # the 400 that said so
+
+
+def _chat(
+    prober: Prober, probe: str, model: str, prompt: str, max_tokens: int, tokens: _Tokens
+) -> Reply:
+    payload: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    reply = prober.request(
+        probe, "POST", "/chat/completions", {**payload, tokens.field: max_tokens}
+    )
+    if tokens.field == "max_tokens" and refuses_max_tokens(reply):
+        # o-series and gpt-5 models: the same call with the field they take.
+        tokens.field, tokens.refusal = "max_completion_tokens", reply
+        body = {**payload, "max_completion_tokens": max_tokens}
+        reply = prober.request(f"{probe}_mct", "POST", "/chat/completions", body)
+    return reply
+
+
+def _validated(prober: Prober, config: DoctorConfig, tokens: _Tokens) -> Reply:
+    """The --validate call inside a traced scope with that validator, as an application
+    would make it: an output that fails it is counted `silent` in the series shown."""
+    replies: list[Reply] = []
+
+    @traced_generation(name=VALIDATE_SITE, validate=parse_validator(config.validate or ""))
+    def generate() -> Any:
+        reply = _chat(
+            prober, "chat_validate", config.model, config.prompt, VALIDATE_MAX_TOKENS, tokens
+        )
+        replies.append(reply)
+        return output_of(reply)
+
+    generate()
+    return replies[0]
 
 
 def _run_groups(prober: Prober, config: DoctorConfig) -> list[Check]:
@@ -125,20 +179,26 @@ def _run_groups(prober: Prober, config: DoctorConfig) -> list[Check]:
     reachable = True
     if "text" in config.only:
         models = prober.request("models", "GET", "/models")
-        chat = None
-        tiny = None
+        chat = tiny = checked = None
+        tokens = _Tokens()
         if models.status is not None:
-            chat = _chat(prober, "chat", config.model, CHAT_PROMPT, CHAT_MAX_TOKENS)
+            chat = _chat(prober, "chat", config.model, CHAT_PROMPT, CHAT_MAX_TOKENS, tokens)
             if chat.ok:
-                tiny = _chat(prober, "chat_tiny", config.model, TINY_PROMPT, TINY_MAX_TOKENS)
+                tiny = _chat(
+                    prober, "chat_tiny", config.model, TINY_PROMPT, TINY_MAX_TOKENS, tokens
+                )
+                if config.validate:
+                    checked = _validated(prober, config, tokens)
         base = judge_base_url(config.base_url, models, chat)
         reachable = base.verdict != "fail"
         checks += [
             base,
             judge_models(models, config.model),
             judge_chat(chat, config.model),
+            judge_token_field(chat, tokens.refusal),
             judge_rate_limits([r for r in (models, chat, tiny) if r is not None]),
             judge_truncation(tiny),
+            judge_validation(checked, config.validate),
         ]
     if "image" in config.only:
         image = None
