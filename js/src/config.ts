@@ -1,0 +1,111 @@
+// Settings, read per call through one cheap state lookup; configure() again replaces them.
+import { trace, type Tracer, type TracerProvider } from "@opentelemetry/api";
+import { register as globalRegistry, type Registry } from "prom-client";
+import { MetricSet } from "./metrics.js";
+import { VideoJobs } from "./video.js";
+
+export const VERSION = "0.1.0";
+
+export interface ConfigureOptions {
+  /** prom-client registry for the metrics (default: prom-client's global `register`). */
+  registry?: Registry;
+  /** OpenTelemetry tracer provider (default: the global one). */
+  tracerProvider?: TracerProvider;
+  /** Metric name prefix (default `genai`). */
+  namespace?: string;
+  /** Distinct values each common label keeps per metric; later ones become `other` (default 100). */
+  maxLabelValues?: number;
+}
+
+export interface State {
+  registry: Registry;
+  metrics: MetricSet;
+  tracerProvider: TracerProvider | undefined;
+  tracer: Tracer;
+  videoJobs: VideoJobs;
+}
+
+let state: State | undefined;
+// Metric sets already registered, per registry and namespace: configure() twice reuses them.
+const sets = new WeakMap<Registry, Map<string, MetricSet>>();
+
+function build(options: ConfigureOptions): State {
+  const registry = options.registry ?? globalRegistry;
+  const namespace = options.namespace ?? "genai";
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(namespace)) {
+    throw new TypeError(`failsight: configure({ namespace }) must be a Prometheus name prefix, got ${JSON.stringify(namespace)}`);
+  }
+  const cap = options.maxLabelValues ?? 100;
+  if (!Number.isInteger(cap) || cap < 1) {
+    throw new TypeError(`failsight: configure({ maxLabelValues }) takes an integer >= 1, got ${String(cap)}`);
+  }
+  let byNamespace = sets.get(registry);
+  if (!byNamespace) sets.set(registry, (byNamespace = new Map()));
+  let metrics = byNamespace.get(namespace);
+  if (!metrics) {
+    metrics = new MetricSet(registry, namespace, cap);
+    byNamespace.set(namespace, metrics);
+  } else {
+    metrics.setMaxLabelValues(cap);
+  }
+  const provider = options.tracerProvider;
+  const tracer = (provider ?? trace.getTracerProvider()).getTracer("failsight", VERSION);
+  const m = metrics;
+  const videoJobs = new VideoJobs((labels, status, seconds) => {
+    m.videoJobs.metric.inc(m.videoJobs.labels([...labels, status]));
+    m.videoJobDuration.metric.observe(m.videoJobDuration.labels([...labels, status]), seconds);
+  });
+  return { registry, metrics, tracerProvider: provider, tracer, videoJobs };
+}
+
+/**
+ * Where failsight records: optional, with sane defaults. Calling it again replaces the settings.
+ *
+ * @example
+ * configure({ registry: new Registry(), namespace: "genai" });
+ */
+export function configure(options: ConfigureOptions = {}): void {
+  state = build(options);
+}
+
+export function getState(): State {
+  return state ?? (state = build({}));
+}
+
+/** Forget the settings (tests): the next call builds the defaults again. */
+export function resetConfiguration(): void {
+  state = undefined;
+}
+
+// ------------------------------------------------------------------ the one guard
+
+const lastWarned = new Map<string, number>();
+
+/** A telemetry step failed: counted by stage and warned about (rate-limited), never thrown. */
+export function swallow(stage: string, error: unknown): void {
+  try {
+    getState().metrics.countTelemetryError(stage);
+    const now = Date.now();
+    if ((lastWarned.get(stage) ?? 0) + 60_000 < now) {
+      lastWarned.set(stage, now);
+      const message = error instanceof Error ? error.message : String(error);
+      process.emitWarning(`failsight: telemetry step '${stage}' failed: ${mask(message)}`, "FailsightWarning");
+    }
+  } catch {
+    // nothing left to report to
+  }
+}
+
+/** Run a telemetry step; what it throws is swallowed. */
+export function guard(stage: string, step: () => void): void {
+  try {
+    step();
+  } catch (error) {
+    swallow(stage, error);
+  }
+}
+
+/** Anything that looks like a key, masked. */
+export function mask(text: string): string {
+  return text.replace(/sk-[A-Za-z0-9_*\-]{3,}/g, "sk-***").replace(/Bearer\s+\S+/gi, "Bearer ***");
+}

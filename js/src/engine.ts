@@ -1,0 +1,528 @@
+// The account of a logical request and the call engine the SDK patch runs on.
+//
+// An Account belongs to one traced scope or to one unscoped API call; the outermost one is the
+// logical request and counts requests, failures, attempts and duration exactly once, in close().
+// A Call is one SDK call: its CLIENT span, its HTTP attempts (SDK retries) and the account it
+// reports to. Every recording step is guarded, and the in-flight gauge is released in a
+// `finally`, so a broken step can lose detail but never a count or leave the gauge up.
+import { AsyncLocalStorage } from "node:async_hooks";
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
+import { getState, guard, mask, swallow, type State } from "./config.js";
+import {
+  classifyError,
+  NON_RETRYABLE_CLIENT_ERRORS,
+  outcome as makeOutcome,
+  TOKEN_TYPES,
+  VIDEO_FAILURE_REASONS,
+  type FailureClass,
+  type Outcome,
+  type ResultKind,
+  type Usage,
+} from "./taxonomy.js";
+
+export const UNKNOWN = "unknown";
+
+export const ATTR = {
+  operation: "gen_ai.operation.name",
+  provider: "gen_ai.provider.name",
+  requestModel: "gen_ai.request.model",
+  responseModel: "gen_ai.response.model",
+  responseId: "gen_ai.response.id",
+  finishReasons: "gen_ai.response.finish_reasons",
+  stream: "gen_ai.request.stream",
+  timeToFirstChunk: "gen_ai.response.time_to_first_chunk",
+  apiType: "openai.api.type",
+  serverAddress: "server.address",
+  serverPort: "server.port",
+  errorType: "error.type",
+  httpStatus: "http.response.status_code",
+  failureClass: "failsight.failure_class",
+  failureReason: "failsight.failure_reason",
+  attempts: "failsight.attempts",
+  retryCount: "failsight.retry_count",
+  callSite: "failsight.call_site",
+  errorParam: "failsight.error.param",
+  errorCode: "failsight.error.code",
+  requestId: "failsight.request_id",
+  videoStatus: "failsight.video.status",
+} as const;
+
+export const USAGE_ATTRIBUTES: Record<(typeof TOKEN_TYPES)[number], string> = {
+  input: "gen_ai.usage.input_tokens",
+  output: "gen_ai.usage.output_tokens",
+  reasoning: "gen_ai.usage.reasoning.output_tokens",
+  cached_input: "gen_ai.usage.cache_read.input_tokens",
+};
+
+/** What runs now: the innermost traced scope's account, and the SDK call being sent. */
+export interface Current {
+  account?: Account;
+  call?: Call;
+}
+export const current = new AsyncLocalStorage<Current>();
+
+// ------------------------------------------------------------------ spans
+
+export function startSpan(state: State, name: string, kind: SpanKind, attributes: Attributes, parent?: Span): Span {
+  try {
+    const ctx = parent ? trace.setSpan(context.active(), parent) : context.active();
+    return state.tracer.startSpan(name, { kind, attributes }, ctx);
+  } catch (error) {
+    swallow("span", error);
+    return trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
+  }
+}
+
+function recording(span: Span): boolean {
+  try {
+    return span.isRecording();
+  } catch (error) {
+    swallow("span", error);
+    return false;
+  }
+}
+
+/** Set `values`, the ERROR status and the exception event, then end: each step on its own. */
+export function endSpan(span: Span, values: Attributes, failureReason?: string, error?: unknown): void {
+  try {
+    if (recording(span)) {
+      guard("span", () => span.setAttributes(values));
+      if (failureReason !== undefined) guard("span", () => span.setStatus({ code: SpanStatusCode.ERROR, message: failureReason }));
+      if (error !== undefined) {
+        guard("span", () => {
+          const type = error instanceof Error ? error.constructor.name : typeof error;
+          const message = error instanceof Error ? error.message : String(error);
+          span.addEvent("exception", { "exception.type": type, "exception.message": mask(message) });
+        });
+      }
+    }
+  } finally {
+    guard("span", () => span.end());
+  }
+}
+
+function errorAttributes(values: Attributes, o: Outcome): void {
+  if (o.statusCode !== undefined) values[ATTR.httpStatus] = o.statusCode;
+  if (o.errorParam !== undefined) values[ATTR.errorParam] = mask(o.errorParam);
+  if (o.errorCode !== undefined) values[ATTR.errorCode] = mask(o.errorCode);
+  if (o.requestId !== undefined) values[ATTR.requestId] = mask(o.requestId);
+}
+
+/** A label-safe reason from a validator's name: lower snake case, bounded (as in Python). */
+export function sanitizeReason(name: string, limit = 40): string {
+  let out = "";
+  let lastUnderscore = true;
+  for (const char of name.toLowerCase().slice(0, limit * 2)) {
+    if (/^[a-z0-9_]$/.test(char)) {
+      out += char;
+      lastUnderscore = char === "_";
+    } else if (!lastUnderscore) {
+      out += "_";
+      lastUnderscore = true;
+    }
+  }
+  return out.replace(/^_+|_+$/g, "").slice(0, limit) || "validator";
+}
+
+// The seed article throws a plain Error after a content_filter, and a TimeoutError after a video
+// stuck in its queue: the failure recorded inside the scope is the real reason then.
+function explainedByRecorded(error: unknown, o: Outcome): boolean {
+  return o.reason === "exception" || (error instanceof Error && error.name === "TimeoutError" && !("status" in error));
+}
+
+export type Verdict = [FailureClass, string | undefined, Outcome | undefined];
+
+// ------------------------------------------------------------------ the account
+
+export class Account {
+  readonly root: Account;
+  operation: string;
+  model: string;
+  provider: string;
+  retries = 0;
+  retrying = false;
+  failure: [FailureClass, string] | undefined;
+  inner: [string, FailureClass, string] | undefined; // (operation, class, reason) of the last call
+  readonly finishReasons: string[] = [];
+  readonly usage: Partial<Record<(typeof TOKEN_TYPES)[number], number>> = {};
+  readonly videoKeys: unknown[] = [];
+  waited = 0;
+  handle: unknown;
+  closed = false;
+  private verdict: Verdict = ["none", undefined, undefined];
+  private readonly start = performance.now();
+  private inFlight: Record<string, string> | undefined;
+
+  constructor(
+    readonly state: State,
+    readonly callSite: string,
+    options: { operation?: string; model?: string; provider?: string; parent?: Account; span?: Span } = {},
+  ) {
+    this.parent = options.parent;
+    this.root = options.parent ? options.parent.root : this;
+    this.operation = options.operation || UNKNOWN;
+    this.model = options.model || UNKNOWN;
+    this.provider = options.provider || UNKNOWN;
+    this.span = options.span;
+    if (!this.parent) {
+      try {
+        const labels = state.metrics.inFlight.labels(this.labels());
+        state.metrics.inFlight.metric.inc(labels);
+        this.inFlight = labels; // only once incremented: close decrements it
+      } catch (error) {
+        swallow("account", error);
+      }
+    }
+  }
+
+  readonly parent: Account | undefined;
+  readonly span: Span | undefined;
+
+  labels(): [string, string, string, string] {
+    const r = this.root;
+    return [r.operation, r.provider, r.model, r.callSite];
+  }
+
+  /** Fill unknown labels from a call made inside the scope (the first call wins). */
+  noteCall(operation: string, provider: string, model: string): void {
+    for (const account of [this, this.root]) {
+      if (account.operation === UNKNOWN) account.operation = operation;
+      if (account.provider === UNKNOWN) account.provider = provider;
+      if (account.model === UNKNOWN) account.model = model;
+    }
+  }
+
+  setModel(model: string): void {
+    this.model = model;
+    if (this.root.model === UNKNOWN) this.root.model = model;
+  }
+
+  countFinishReasons(reasons: readonly string[]): void {
+    const m = this.state.metrics.finishReasons;
+    for (const reason of reasons) {
+      m.metric.inc(m.labels([...this.labels(), reason]));
+      for (let a: Account | undefined = this; a; a = a.parent) if (a.finishReasons.length < 64) a.finishReasons.push(reason);
+    }
+  }
+
+  addUsage(usage: Usage): void {
+    const m = this.state.metrics.tokens;
+    for (const tokenType of TOKEN_TYPES) {
+      const count = usage[tokenType];
+      if (count === undefined) continue;
+      m.metric.inc(m.labels([...this.labels(), tokenType]), count);
+      for (let a: Account | undefined = this; a; a = a.parent) a.usage[tokenType] = (a.usage[tokenType] ?? 0) + count;
+    }
+  }
+
+  /** Count one retry with the reason of the attempt that failed; a `retry` event on `span` or the scope's. */
+  recordRetry(reason: string, options: { statusCode?: number; wait?: number; span?: Span } = {}): void {
+    const clean = sanitizeReason(String(reason));
+    this.root.retries += 1;
+    const m = this.state.metrics.retries;
+    m.metric.inc(m.labels([...this.labels(), clean]));
+    const span = options.span ?? this.span;
+    if (span) {
+      guard("record_retry", () => {
+        if (!span.isRecording()) return;
+        const event: Attributes = { attempt: this.root.retries + 1, reason: clean };
+        if (options.statusCode !== undefined) event.status_code = options.statusCode;
+        if (options.wait !== undefined) event.wait_seconds = options.wait;
+        span.addEvent("retry", event);
+      });
+    }
+  }
+
+  trackVideo(key: unknown, status: string): string | undefined {
+    const root = this.root;
+    if (!root.videoKeys.includes(key) && root.videoKeys.length < 64) root.videoKeys.push(key);
+    return this.state.videoJobs.update(key, status, this.labels());
+  }
+
+  recordVideoStatus(status: string, jobId?: string): void {
+    this.trackVideo(jobId ?? this.root, status);
+    const failure = VIDEO_FAILURE_REASONS[status];
+    if (failure !== undefined) this.failure = ["soft", failure];
+  }
+
+  markFailure(failureClass: FailureClass, reason: string): void {
+    this.failure = [failureClass, sanitizeReason(String(reason))];
+  }
+
+  /** A call begins: after a failed call of the same operation it is a retry, except after a client error. */
+  callStarted(operation: string): void {
+    const inner = this.inner;
+    if (inner !== undefined && inner[0] === operation) {
+      this.inner = undefined;
+      if (!NON_RETRYABLE_CLIENT_ERRORS.has(inner[2])) this.recordRetry(inner[2]);
+    }
+  }
+
+  callFinished(operation: string, o: Outcome): void {
+    if (o.failureClass !== "none" && !o.transient) this.inner = [operation, o.failureClass, o.reason ?? "exception"];
+    else if (this.inner !== undefined && this.inner[0] === operation) this.inner = undefined;
+  }
+
+  callCancelled(operation: string): void {
+    if (this.inner !== undefined && this.inner[0] === operation) this.inner = undefined;
+  }
+
+  /** End once: the root counts the logical request; an inner account passes its failure up. */
+  close(error?: unknown, hasError = error !== undefined, validation?: [FailureClass, string]): Verdict {
+    if (this.closed) return this.verdict;
+    this.closed = true;
+    let verdict: Verdict = hasError ? ["hard", "exception", undefined] : ["none", undefined, undefined];
+    try {
+      verdict = this.resolve(error, hasError, validation);
+    } catch (e) {
+      swallow("account", e);
+    } finally {
+      this.verdict = verdict;
+      if (!this.parent) this.count(verdict[0], verdict[1]);
+      else if (verdict[0] !== "none" && verdict[1] !== undefined) this.parent.failure = [verdict[0], verdict[1]];
+    }
+    return verdict;
+  }
+
+  private resolve(error: unknown, hasError: boolean, validation?: [FailureClass, string]): Verdict {
+    if (hasError && !this.parent) {
+      for (const key of this.videoKeys) if (this.state.videoJobs.end(key)) this.failure = ["soft", "video_timeout"];
+    }
+    const o = hasError ? classifyError(error) : undefined;
+    if (o !== undefined && !explainedByRecorded(error, o)) return [o.failureClass, o.reason, o];
+    if (this.failure !== undefined) return [this.failure[0], this.failure[1], o];
+    if (this.inner !== undefined) return [this.inner[1], this.inner[2], o];
+    if (o !== undefined) return [o.failureClass, o.reason, o];
+    if (validation !== undefined) return [validation[0], validation[1], undefined];
+    return ["none", undefined, undefined];
+  }
+
+  private count(failureClass: FailureClass, reason: string | undefined): void {
+    const seconds = (performance.now() - this.start) / 1000;
+    const m = this.state.metrics;
+    const labels = this.labels();
+    try {
+      guard("account", () => m.requests.metric.inc(m.requests.labels([...labels, failureClass])));
+      if (failureClass !== "none") {
+        guard("account", () => m.failures.metric.inc(m.failures.labels([...labels, failureClass, reason ?? "exception"])));
+      }
+      guard("account", () => m.attempts.metric.observe(m.attempts.labels(labels), 1 + this.retries));
+      guard("account", () => m.duration.metric.observe(m.duration.labels([...labels, failureClass]), seconds));
+    } finally {
+      const inFlight = this.inFlight;
+      this.inFlight = undefined;
+      if (inFlight) guard("account", () => m.inFlight.metric.dec(inFlight));
+    }
+  }
+
+  /** The INTERNAL span's attributes of a closed scope. */
+  scopeAttributes(verdict: Verdict): Attributes {
+    const [failureClass, reason, o] = verdict;
+    const values: Attributes = {
+      [ATTR.failureClass]: failureClass,
+      [ATTR.attempts]: 1 + this.root.retries,
+      [ATTR.retryCount]: this.root.retries,
+      [ATTR.callSite]: this.callSite,
+    };
+    if (failureClass !== "none" && reason !== undefined) values[ATTR.failureReason] = reason;
+    if (this.finishReasons.length) values[ATTR.finishReasons] = [...this.finishReasons];
+    for (const tokenType of TOKEN_TYPES) {
+      const count = this.usage[tokenType];
+      if (count !== undefined) values[USAGE_ATTRIBUTES[tokenType]] = count;
+    }
+    if (this.model !== UNKNOWN) values[ATTR.requestModel] = this.model;
+    if (this.operation !== UNKNOWN) values[ATTR.operation] = this.operation;
+    if (o) errorAttributes(values, o);
+    if (failureClass !== "none") {
+      values[ATTR.errorType] = o && o.reason === reason && o.errorType ? o.errorType : (reason ?? "exception");
+    }
+    return values;
+  }
+}
+
+// ------------------------------------------------------------------ one SDK call
+
+export interface Operation {
+  name: string; // the `operation` label
+  kind: ResultKind;
+  apiType: string;
+  poll: boolean; // advances a video job; not a request
+}
+
+export class Call {
+  readonly values: Attributes;
+  readonly start = performance.now();
+  attempts = 0;
+  attemptOutcome: Outcome | undefined;
+  attemptEnd = 0;
+  done = false;
+
+  constructor(
+    readonly state: State,
+    readonly op: Operation,
+    readonly labels: [string, string, string, string],
+    readonly account: Account | undefined,
+    readonly own: boolean,
+    readonly span: Span,
+    stream: boolean,
+  ) {
+    this.values = { [ATTR.apiType]: op.apiType, [ATTR.stream]: stream };
+  }
+
+  /** An HTTP attempt starts; after the first (or with a retry header) it is a retry. */
+  attemptStarted(retryCount: number | undefined): void {
+    guard("attempt", () => {
+      this.attempts += 1;
+      const previous = this.attemptOutcome;
+      this.attemptOutcome = undefined;
+      if (this.attempts > 1 || (retryCount !== undefined && retryCount > 0)) {
+        const reason = previous?.reason ?? "unknown";
+        const wait = this.attemptEnd ? (performance.now() - this.attemptEnd) / 1000 : undefined;
+        this.account?.recordRetry(reason, { statusCode: previous?.statusCode, wait, span: this.span });
+      }
+    });
+  }
+
+  attemptEnded(o: Outcome | undefined): void {
+    this.attemptOutcome = o;
+    this.attemptEnd = performance.now();
+  }
+
+  /** Tokens, finish reasons, response attributes and video progress of an answer. */
+  record(o: Outcome): void {
+    guard("call_record", () => {
+      const account = this.account;
+      if (account) {
+        if (o.finishReasons.length) account.countFinishReasons(o.finishReasons);
+        if (o.usage) account.addUsage(o.usage);
+      }
+      if (o.videoStatus && o.responseId) {
+        if (account) account.trackVideo(o.responseId, o.videoStatus);
+        else this.state.videoJobs.update(o.responseId, o.videoStatus, this.labels);
+      }
+      const v = this.values;
+      if (o.responseModel) v[ATTR.responseModel] = o.responseModel;
+      if (o.responseId) v[ATTR.responseId] = o.responseId;
+      if (o.finishReasons.length) v[ATTR.finishReasons] = [...o.finishReasons];
+      if (o.usage) {
+        for (const tokenType of TOKEN_TYPES) {
+          const count = o.usage[tokenType];
+          if (count !== undefined) v[USAGE_ATTRIBUTES[tokenType]] = count;
+        }
+      }
+      if (o.videoStatus) v[ATTR.videoStatus] = o.videoStatus;
+    });
+  }
+
+  /** A stream's first content arrived at performance.now() `at`. */
+  firstChunk(at: number): void {
+    guard("call_record", () => {
+      const seconds = (at - this.start) / 1000;
+      const m = this.state.metrics.timeToFirstToken;
+      m.metric.observe(m.labels(this.account ? this.account.labels() : this.labels), seconds);
+      this.values[ATTR.timeToFirstChunk] = seconds;
+    });
+  }
+
+  /** End the call once: report to the account, settle an own request, end the span. */
+  finish(o: Outcome, error?: unknown, cancelled = false): void {
+    if (this.done) return;
+    this.done = true;
+    let failureClass: FailureClass = o.transient ? "none" : o.failureClass;
+    let reason = o.reason;
+    const account = this.account;
+    try {
+      if (account && (!this.op.poll || o.failureClass === "soft")) {
+        if (cancelled) account.callCancelled(this.op.name);
+        else account.callFinished(this.op.name, o);
+      }
+    } catch (e) {
+      swallow("call_finish", e);
+    } finally {
+      try {
+        if (this.own && account) [failureClass, reason] = account.close(error, error !== undefined && !cancelled);
+      } finally {
+        this.endSpan(failureClass, reason, o, error);
+      }
+    }
+  }
+
+  private endSpan(failureClass: FailureClass, reason: string | undefined, o: Outcome, error: unknown): void {
+    const v = this.values;
+    const failed = failureClass !== "none";
+    try {
+      v[ATTR.failureClass] = failureClass;
+      const account = this.account;
+      if (account) {
+        v[ATTR.callSite] = account.callSite;
+        if (this.own) {
+          v[ATTR.attempts] = 1 + account.retries;
+          v[ATTR.retryCount] = account.retries;
+        }
+      }
+      if (failed && reason !== undefined) {
+        v[ATTR.failureReason] = reason;
+        v[ATTR.errorType] = o.reason === reason && o.errorType ? o.errorType : reason;
+      }
+      errorAttributes(v, o);
+    } catch (e) {
+      swallow("call_finish", e);
+    } finally {
+      endSpan(this.span, v, failed ? reason : undefined, error);
+    }
+  }
+}
+
+/** Start a call from what is known of it; undefined when even that failed (pass through). */
+export function startCall(
+  op: Operation,
+  model: string,
+  provider: string,
+  address: string | undefined,
+  port: number | undefined,
+  stream: boolean,
+): Call | undefined {
+  try {
+    const state = getState();
+    const attributes: Attributes = {
+      [ATTR.operation]: op.name,
+      [ATTR.provider]: provider,
+      [ATTR.requestModel]: model,
+    };
+    if (address !== undefined) attributes[ATTR.serverAddress] = address;
+    if (port !== undefined) attributes[ATTR.serverPort] = port;
+    const store = current.getStore();
+    const parent = store?.account;
+    const parentSpan = store?.call?.span ?? parent?.span;
+    const span = startSpan(state, `${op.name} ${model}`, SpanKind.CLIENT, attributes, parentSpan);
+    if (parent && !parent.closed) {
+      try {
+        parent.noteCall(op.name, provider, model);
+        if (!op.poll) parent.callStarted(op.name);
+      } catch (error) {
+        swallow("call_start", error);
+      }
+      return new Call(state, op, parent.labels(), parent, false, span, stream);
+    }
+    const labels: [string, string, string, string] = [op.name, provider, model, "unscoped"];
+    if (op.poll) return new Call(state, op, labels, undefined, false, span, stream);
+    const account = new Account(state, "unscoped", { operation: op.name, model, provider, span });
+    return new Call(state, op, labels, account, true, span, stream);
+  } catch (error) {
+    swallow("call_start", error);
+    return undefined;
+  }
+}
+
+/** The call failed with `error`: record what the error carries, then finish. */
+export function fail(call: Call, error: unknown, cancelled = false): void {
+  let o = makeOutcome();
+  try {
+    o = classifyError(error);
+    if (o.finishReasons.length) call.record(o);
+  } catch (e) {
+    swallow("call_record", e);
+  } finally {
+    call.finish(o, error, cancelled);
+  }
+}

@@ -1,0 +1,224 @@
+// tracedGeneration: a traced scope around a call site; currentGeneration: its handle.
+import { context, SpanKind, trace, type Span } from "@opentelemetry/api";
+import { getState, guard, swallow } from "./config.js";
+import { Account, current, endSpan, sanitizeReason, startSpan, UNKNOWN, type Verdict } from "./engine.js";
+import { RetryPolicy, type RetryOptions } from "./retry.js";
+import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass } from "./taxonomy.js";
+import type { Validator } from "./validators.js";
+
+export interface TracedGenerationOptions {
+  /** The `call_site` label (default: the function's name). */
+  name?: string;
+  /** The `operation` label (default: that of the first API call inside). */
+  operation?: string;
+  /** The `model` label (default: that of the first API call inside). */
+  model?: string;
+  /** Validators run on the result; one that returns false or throws marks the call `silent`. */
+  validate?: Validator | readonly Validator[];
+  /** Re-run the function on transient hard failures: an attempt count or a policy. */
+  retry?: number | RetryPolicy | RetryOptions;
+}
+
+type Prepared = [string, Validator][];
+
+function prepare(validate: TracedGenerationOptions["validate"]): Prepared {
+  if (validate === undefined) return [];
+  const items = typeof validate === "function" ? [validate] : [...validate];
+  return items.map((item) => {
+    if (typeof item !== "function") throw new TypeError("tracedGeneration({ validate }) takes validator functions, e.g. jsonOutput()");
+    return [sanitizeReason(item.name || "validator"), item];
+  });
+}
+
+function runValidators(validators: Prepared, result: unknown): [FailureClass, string] | undefined {
+  for (const [reason, validator] of validators) {
+    try {
+      if (validator(result) === false) return ["silent", reason];
+    } catch (error) {
+      swallow("validator", error);
+      return ["silent", reason];
+    }
+  }
+  return undefined;
+}
+
+function open(site: string, operation?: string, model?: string, retrying = false): Account | undefined {
+  try {
+    const state = getState();
+    const parent = current.getStore()?.account;
+    const span = startSpan(state, site, SpanKind.INTERNAL, {}, parent?.span);
+    const account = new Account(state, site, { operation, model, parent, span });
+    account.retrying = retrying;
+    if (parent) guard("scope_start", () => parent.noteCall(account.operation, account.provider, account.model));
+    return account;
+  } catch (error) {
+    swallow("scope_start", error);
+    return undefined;
+  }
+}
+
+function finish(account: Account | undefined, hasError: boolean, error: unknown, result?: unknown, validators: Prepared = []): void {
+  if (!account || account.closed) return;
+  let verdict: Verdict = ["none", undefined, undefined];
+  let validation: [FailureClass, string] | undefined;
+  try {
+    if (!hasError && validators.length) validation = runValidators(validators, result);
+  } finally {
+    try {
+      verdict = account.close(error, hasError, validation);
+    } finally {
+      if (account.span) {
+        let values = {};
+        try {
+          values = account.scopeAttributes(verdict);
+        } catch (e) {
+          swallow("scope_finish", e);
+        }
+        endSpan(account.span, values, verdict[0] !== "none" ? (verdict[1] ?? "exception") : undefined, hasError ? error : undefined);
+      }
+    }
+  }
+}
+
+/**
+ * Trace a call site that generates with an OpenAI-compatible API. The returned function has
+ * the same arguments and resolves or rejects exactly as `fn` does.
+ *
+ * @example
+ * const classify = tracedGeneration({ name: "classify", validate: [oneOf(["yes", "no"])], retry: 3 },
+ *   async (text: string) => (await client.chat.completions.create({ ... })).choices[0].message.content);
+ */
+export function tracedGeneration<A extends unknown[], R>(
+  options: TracedGenerationOptions,
+  fn: (...args: A) => R | Promise<R>,
+): (...args: A) => Promise<R> {
+  if (typeof fn !== "function") throw new TypeError("tracedGeneration(options, fn) takes a function");
+  for (const key of ["name", "operation", "model"] as const) {
+    const value = options[key];
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw new TypeError(`tracedGeneration({ ${key} }) takes a non-empty string`);
+    }
+  }
+  const validators = prepare(options.validate);
+  const policy = RetryPolicy.coerce(options.retry);
+  const site = options.name ?? (fn.name || "anonymous");
+  const { operation, model } = options;
+
+  return async function traced(this: unknown, ...args: A): Promise<R> {
+    const account = open(site, operation, model, policy !== undefined && policy.maxAttempts > 1);
+    const started = performance.now();
+    const run = (): Promise<R> => {
+      const call = () => Promise.resolve().then(() => fn.apply(this, args));
+      if (!account) return call();
+      const ctx = account.span ? trace.setSpan(context.active(), account.span) : context.active();
+      const store = { ...current.getStore(), account, call: undefined };
+      return current.run(store, () => context.with(ctx, call));
+    };
+    for (let attempt = 0; ; attempt++) {
+      let result: R;
+      try {
+        result = await run();
+      } catch (error) {
+        let wait: number | undefined;
+        if (policy && account) {
+          try {
+            const o = classifyError(error);
+            const elapsed = Math.max((performance.now() - started) / 1000, account.waited);
+            wait = policy.waitBeforeNext(attempt, o, elapsed);
+            if (wait !== undefined) {
+              account.waited += wait;
+              account.inner = undefined; // the re-run's calls are not retries of this attempt's
+              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait });
+            }
+          } catch (e) {
+            swallow("retry", e);
+          }
+        }
+        if (wait === undefined) {
+          finish(account, true, error);
+          throw error;
+        }
+        try {
+          await policy!.sleep(wait);
+        } catch (sleepError) {
+          finish(account, true, error);
+          throw error;
+        }
+        continue;
+      }
+      finish(account, false, undefined, result, validators);
+      return result;
+    }
+  };
+}
+
+// ------------------------------------------------------------------ the handle
+
+/** The handle of one traced scope, for code that talks HTTP itself. Methods never throw. */
+export class Generation {
+  constructor(private readonly account: Account) {}
+
+  /** Set the model label (e.g. after reading it from a raw request body). */
+  setModel(model: string): void {
+    if (typeof model !== "string" || !model) return swallow("set_model", new TypeError("setModel() takes a non-empty string"));
+    guard("set_model", () => this.account.setModel(model));
+  }
+
+  /** Count one returned choice's finish reason; `content_filter`/`length` fail the scope. */
+  recordFinishReason(finishReason: string): void {
+    guard("record_finish_reason", () => {
+      const reason = normalizeFinishReason(finishReason) ?? "other";
+      this.account.countFinishReasons([reason]);
+      if (reason === "content_filter" || reason === "length") this.account.failure = ["soft", reason];
+    });
+  }
+
+  /** Count tokens reported by one API response. */
+  recordUsage(usage: { input?: number; output?: number; reasoning?: number; cachedInput?: number }): void {
+    guard("record_usage", () => {
+      const ok = (n: unknown) => (typeof n === "number" && Number.isInteger(n) && n >= 0 ? n : undefined);
+      this.account.addUsage({
+        input: ok(usage.input),
+        output: ok(usage.output),
+        reasoning: ok(usage.reasoning),
+        cached_input: ok(usage.cachedInput),
+      });
+    });
+  }
+
+  /** Count one retry of the logical request, with the reason of the attempt that failed. */
+  recordRetry(reason: string, options: { statusCode?: number; wait?: number } = {}): void {
+    guard("record_retry", () => this.account.recordRetry(reason, options));
+  }
+
+  /** Advance this scope's video job; a failed or cancelled end fails the scope. */
+  recordVideoStatus(status: string, options: { jobId?: string } = {}): void {
+    guard("record_video_status", () => {
+      const normalized = normalizeVideoStatus(status);
+      if (normalized !== undefined) this.account.recordVideoStatus(normalized, options.jobId);
+    });
+  }
+
+  /** Mark the scope failed: `failureClass` is "hard", "soft" or "silent". */
+  markFailure(failureClass: "hard" | "soft" | "silent", reason: string): void {
+    if (!["hard", "soft", "silent"].includes(failureClass)) {
+      return swallow("mark_failure", new TypeError("markFailure() takes 'hard', 'soft' or 'silent'"));
+    }
+    guard("mark_failure", () => this.account.markFailure(failureClass, reason));
+  }
+}
+
+/**
+ * The handle of the innermost traced scope running now, or undefined outside any.
+ *
+ * @example currentGeneration()?.markFailure("soft", "image_filtered");
+ */
+export function currentGeneration(): Generation | undefined {
+  const account = current.getStore()?.account;
+  if (!account || account.callSite === "unscoped" && account.parent === undefined && account.span === undefined) return undefined;
+  if (!(account.handle instanceof Generation)) account.handle = new Generation(account);
+  return account.handle as Generation;
+}
+
+export { UNKNOWN };
+export type { Span };
