@@ -4,6 +4,7 @@ finding that names the cause; keys never reach the output."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -573,3 +574,33 @@ def test_the_key_goes_in_the_header_the_host_expects(
             assert "authorization" not in request.headers
     shape = {c.id: c for c in report.checks}["key.shape"]
     assert ("Bearer" if sent == "authorization" else f"the {sent} header") in shape.finding
+
+
+NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 14:13:20 UTC
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("se=2026-09-21T15:13:20Z&sp=r&sig=x", "at 2026-09-21 15:13 UTC, in 60 min"),  # Azure SAS
+        ("X-Amz-Date=20260921T141320Z&X-Amz-Expires=600&X-Amz-Signature=x", "in 10 min"),
+        ("X-Goog-Date=20260921T141320Z&X-Goog-Expires=1800", "in 30 min"),
+        (f"Expires={int(NOW) + 120}&Signature=x", "in 2 min"),  # CloudFront
+        ("se=2026-09-21T13:00:00Z", "already passed"),
+        ("", None),
+        ("se=not-a-time", None),
+    ],
+)
+def test_image_url_expiry_is_read_from_the_signature(query: str, said: str | None) -> None:
+    found = doctor._media.url_expiry(f"https://files.example/img.png?{query}", now=NOW)
+    if said is None:
+        assert found is None
+    else:
+        assert found is not None and said in found
+
+
+def test_the_image_check_says_when_the_url_expires(server: FaultServer) -> None:
+    check = run(server, only=("image",))["image.generate"]
+    assert check.verdict == "ok"
+    assert re.search(r"1 image as a URL \(expires at .* UTC, in (59|60) min\)", check.finding)
+    assert "download the image at once" in check.fix

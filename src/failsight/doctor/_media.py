@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Prober, Reply, error_fields
@@ -82,16 +84,44 @@ def judge_image(reply: Reply | None, why_not: str = "not run (give --image-model
     if item.get("b64_json"):
         return ok(cid, group, f"1 image as b64_json, {revised}", "", form="b64_json")
     if item.get("url"):
+        expiry = url_expiry(str(item["url"]))
+        lasts = f"expires {expiry}" if expiry else "no expiry written in it"
         return ok(
             cid,
             group,
-            f"1 image as a URL, {revised}",
+            f"1 image as a URL ({lasts}), {revised}",
             "URLs expire (OpenAI: 1 hour): download the image at once, never store the URL",
             form="url",
+            expires=expiry,
         )
     return warn(
         cid, group, "data[0] has neither url nor b64_json", "log the raw response", form="none"
     )
+
+
+def url_expiry(url: str, now: float | None = None) -> str | None:
+    """When a signed URL stops working, from its query: Azure SAS `se=` (OpenAI's image URLs),
+    S3 `X-Amz-Date` + `X-Amz-Expires`, GCS `X-Goog-Date` + `X-Goog-Expires`, CloudFront
+    `Expires=` (epoch seconds). None when the URL says nothing."""
+    query = {key.lower(): value for key, value in parse_qsl(urlsplit(url).query)}
+    now = time.time() if now is None else now
+    at: float | None = None
+    try:
+        if "se" in query:
+            at = calendar.timegm(time.strptime(query["se"][:19], "%Y-%m-%dT%H:%M:%S"))
+        for prefix in ("x-amz-", "x-goog-"):
+            if f"{prefix}expires" in query and f"{prefix}date" in query:
+                signed = calendar.timegm(time.strptime(query[f"{prefix}date"], "%Y%m%dT%H%M%SZ"))
+                at = signed + int(query[f"{prefix}expires"])
+        if at is None and "expires" in query:
+            at = float(query["expires"])
+    except (ValueError, OverflowError):
+        return None
+    if at is None:
+        return None
+    minutes = round((at - now) / 60)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return f"at {when}, in {minutes} min" if minutes >= 0 else f"at {when}, already passed"
 
 
 def judge_image_params(model: str | None) -> Check:

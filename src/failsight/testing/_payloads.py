@@ -436,7 +436,12 @@ def images(scenario: str, n: int, prompt: str, origin: str) -> JSON:
             if scenario == "image_b64":
                 data.append({"b64_json": PNG_B64})
                 continue
-            item: JSON = {"url": f"{origin}/v1/images/content/{new_id('img_')}.png"}
+            # Signed like OpenAI's image URLs (Azure blob SAS): readable for one hour.
+            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now() + 3600))
+            item: JSON = {
+                "url": f"{origin}/v1/images/content/{new_id('img_')}.png"
+                f"?se={expires}&sp=r&sig=fault-server"
+            }
             if scenario == "image_revised_prompt":
                 item["revised_prompt"] = f"A detailed, safe rendering of: {prompt}"
             data.append(item)
