@@ -293,6 +293,9 @@ def test_the_json_document_follows_its_schema(server: FaultServer) -> None:
     checks = list(run(server, scenarios={"image": "image_empty"}).values())
     document = json.loads(doctor.render_json(checks, server.base_url))
     assert document["schema"] == doctor.SCHEMA
+    assert set(document) == {
+        "schema", "base_url", "exit_status", "summary", "checks", "classes", "series"
+    }  # fmt: skip
     assert document["exit_status"] == 2
     assert set(document["summary"]) == {"ok", "warn", "fail", "skip"}
     assert sum(document["summary"].values()) == len(document["checks"])
