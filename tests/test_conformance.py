@@ -1,0 +1,216 @@
+"""The cross-language conformance suite, Python side: tests/conformance/cases.json.
+
+Each case names a fault-server scenario (in the model name) and a call shape; it expects exact
+metric deltas and span attributes. The Node.js package reads the same file (js/test/), so a case
+added once is checked in both languages. How a case's compact `expect` becomes series is in
+`expected_series` here and `expectedSeries` in js/test/conformance.test.mjs: keep them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+import failsight
+from failsight import RetryPolicy, validators
+from failsight.testing import FaultServer
+
+CASES_FILE = Path(__file__).parent / "conformance" / "cases.json"
+SPEC: dict[str, Any] = json.loads(CASES_FILE.read_text())
+CASES: list[dict[str, Any]] = SPEC["cases"]
+PROVIDER = "127.0.0.1"
+
+# Time-dependent samples: only their counts are compared.
+_TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
+          "genai_video_job_duration_seconds")  # fmt: skip
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def snapshot(registry: Any) -> dict[Key, float]:
+    """Every genai_* sample that the suite compares, keyed by name and sorted labels."""
+    found: dict[Key, float] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            name = sample.name
+            if not name.startswith("genai_") or name.endswith(("_created", "_bucket")):
+                continue
+            if name.startswith(_TIMED) and not name.endswith("_count"):
+                continue
+            found[(name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def expected_series(case: dict[str, Any]) -> dict[Key, float]:
+    """The compact `expect` of a case as exact series deltas (the Node runner does the same)."""
+    exp = case["expect"]
+    common = {"provider": PROVIDER, **case["labels"]}
+
+    def key(name: str, **own: str) -> Key:
+        return (name, tuple(sorted({**common, **own}.items())))
+
+    series: dict[Key, float] = {}
+
+    def add(k: Key, value: float) -> None:
+        series[k] = series.get(k, 0) + value
+
+    cls = exp["failure_class"]
+    add(key("genai_requests_total", failure_class=cls), 1)
+    if cls != "none":
+        add(key("genai_failures_total", failure_class=cls, reason=exp["reason"]), 1)
+    add(key("genai_request_duration_seconds_count", failure_class=cls), 1)
+    add(key("genai_request_attempts_count"), 1)
+    add(key("genai_request_attempts_sum"), exp.get("attempts", 1))
+    for reason, n in exp.get("retries", {}).items():
+        add(key("genai_retries_total", reason=reason), n)
+    for reason, n in exp.get("finish_reasons", {}).items():
+        add(key("genai_finish_reasons_total", finish_reason=reason), n)
+    for token_type, n in exp.get("tokens", {}).items():
+        add(key("genai_tokens_total", token_type=token_type), n)
+    if exp.get("ttft"):
+        add(key("genai_time_to_first_token_seconds_count"), exp["ttft"])
+    for status, n in exp.get("video_jobs", {}).items():
+        add(key("genai_video_jobs_total", status=status), n)
+        add(key("genai_video_job_duration_seconds_count", status=status), n)
+    return {k: v for k, v in series.items() if v}
+
+
+def make_validators(specs: list[dict[str, Any]]) -> list[Any]:
+    made = []
+    for spec in specs:
+        kind = spec["kind"]
+        if kind == "non_empty":
+            made.append(validators.non_empty())
+        elif kind == "json_output":
+            made.append(validators.json_output())
+        elif kind == "one_of":
+            made.append(validators.one_of(*spec["labels"]))
+        elif kind == "min_words":
+            made.append(validators.min_words(spec["n"]))
+        else:
+            raise ValueError(f"unknown validator kind {kind!r}")
+    return made
+
+
+def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]) -> Any:
+    """One call of the case's shape; returns what a traced function would return."""
+    shape, model = call["shape"], call["model"]
+    messages = [{"role": "user", "content": "hi"}]
+    if shape == "chat":
+        resp = client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
+        return resp.choices[0].message.content
+    if shape in ("chat_stream", "chat_stream_break", "chat_stream_helper"):
+        if shape == "chat_stream_helper":
+            with client.chat.completions.stream(
+                model=model, messages=messages, extra_headers=headers,
+                stream_options={"include_usage": True},
+            ) as helper:  # fmt: skip
+                return helper.get_final_completion().choices[0].message.content
+        stream = client.chat.completions.create(
+            model=model, messages=messages, stream=True, extra_headers=headers,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        text = []
+        for chunk in stream:
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+            if shape == "chat_stream_break":
+                break
+        stream.close()
+        return "".join(text)
+    if shape == "responses":
+        return client.responses.create(model=model, input="hi", extra_headers=headers).output_text
+    if shape == "responses_stream":
+        for _event in client.responses.create(
+            model=model, input="hi", stream=True, extra_headers=headers
+        ):
+            pass
+        return None
+    if shape == "completions":
+        return (
+            client.completions.create(model=model, prompt="hi", extra_headers=headers)
+            .choices[0]
+            .text
+        )
+    if shape == "embeddings":
+        return client.embeddings.create(model=model, input="hi", extra_headers=headers).data
+    if shape == "images":
+        return client.images.generate(model=model, prompt="a cat", extra_headers=headers).data
+    if shape == "video":
+        video = client.videos.create(model=model, prompt="a cat", extra_headers=headers)
+        for _ in range(call.get("max_polls", 5)):
+            if video.status in ("completed", "failed", "cancelled"):
+                return video.status
+            video = client.videos.retrieve(video.id, extra_headers=headers)
+        if video.status in ("completed", "failed", "cancelled"):
+            return video.status
+        raise TimeoutError("video still not done")
+    raise ValueError(f"unknown call shape {shape!r}")
+
+
+def run_case(case: dict[str, Any], base_url: str) -> tuple[Any, BaseException | None]:
+    call = case["call"]
+    client = openai.OpenAI(
+        base_url=base_url, api_key="sk-test", max_retries=call.get("max_retries", 0),
+        timeout=call.get("timeout", 10.0),
+    )  # fmt: skip
+    headers = {"X-Failsight-Key": f"{case['id']}-{uuid.uuid4().hex}"} if call.get("keyed") else {}
+    scope = case.get("scope")
+
+    def body() -> Any:
+        return perform(client, call, headers)
+
+    fn = body
+    if scope is not None:
+        retry = scope.get("retry")
+        fn = failsight.traced_generation(
+            name=scope["name"],
+            validate=make_validators(scope.get("validate", [])),
+            retry=RetryPolicy(max_attempts=retry, sleep=lambda seconds: None) if retry else None,
+        )(body)
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, exc
+
+
+@pytest.fixture(scope="module")
+def conformance_server() -> Any:
+    settings = SPEC["server"]
+    with FaultServer(
+        retry_after_ms=settings["retry_after_ms"],
+        slow_seconds=settings["slow_seconds"],
+        video_polls_to_finish=settings["video_polls_to_finish"],
+    ) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_case(case: dict[str, Any], conformance_server: FaultServer, instrumented: Any) -> None:
+    before = snapshot(instrumented.registry)
+    _result, error = run_case(case, conformance_server.base_url)
+    after = snapshot(instrumented.registry)
+    assert (error is not None) == case["expect"].get("raises", False), error
+
+    deltas = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
+    in_flight = {k: v for k, v in after.items() if k[0] == "genai_in_flight_requests" and v}
+    assert not in_flight, f"in-flight not back to 0: {in_flight}"
+    deltas = {k: v for k, v in deltas.items() if v and k[0] != "genai_in_flight_requests"}
+    assert deltas == expected_series(case)
+
+    spans = instrumented.spans()
+    want = case["span"]
+    found = [s for s in spans if s.name == want["name"]]
+    assert found, f"no span {want['name']!r} in {[s.name for s in spans]}"
+    attributes = dict(found[-1].attributes or {})
+    for name, value in want["attributes"].items():
+        got = attributes.get(name)
+        got = list(got) if isinstance(got, tuple) else got
+        assert got == value, f"{name}: {got!r} != {value!r}"
+    if "client_spans" in case:
+        assert sum(1 for s in spans if s.kind.name == "CLIENT") == case["client_spans"]
