@@ -76,7 +76,8 @@ function patchFetch(client: Obj): void {
   fetchPatched.set(client, Object.prototype.hasOwnProperty.call(client, "fetch") ? original : ABSENT);
   const wrapped = async function failsightFetch(this: unknown, url: unknown, init?: { headers?: unknown }): Promise<Response> {
     const call = current.getStore()?.call;
-    if (!call || call.done) return (original as (u: unknown, i: unknown) => Promise<Response>).call(undefined, url, init);
+    // The SDK probes its fetch with a `data:` URL (FormData support): not an attempt.
+    if (!call || call.done || !/^https?:/i.test(String(url instanceof Request ? url.url : url))) return (original as (u: unknown, i: unknown) => Promise<Response>).call(undefined, url, init);
     try {
       const raw = headerValue(init?.headers, "x-stainless-retry-count");
       call.attemptStarted(raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined);

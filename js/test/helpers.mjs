@@ -1,0 +1,94 @@
+// Shared by the Node tests: the Python fault server as a child process, a fresh registry and
+// span exporter per test, and the Prometheus text format read back into samples.
+import { spawn } from "node:child_process";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { Registry } from "prom-client";
+import { configure } from "../dist/index.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = resolve(here, "..", "..");
+export const python = process.env.FAILSIGHT_PYTHON ?? resolve(here, "..", "..", ".venv", "bin", "python");
+
+/**
+ * Start `python -m failsight.testing` on a free loopback port; resolves with its base URL and a stop().
+ */
+export function startFaultServer(settings = {}) {
+  const args = [
+    "-m", "failsight.testing", "--port", "0", "--quiet",
+    "--retry-after-ms", String(settings.retry_after_ms ?? 1),
+    "--slow-seconds", String(settings.slow_seconds ?? 1),
+    "--video-polls-to-finish", String(settings.video_polls_to_finish ?? 2),
+    "--poll-after-ms", "1",
+  ];
+  const child = spawn(python, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolvePromise, reject) => {
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`fault server did not start: ${err}`)), 20_000);
+    child.stderr.on("data", (d) => (err += d));
+    child.stdout.on("data", (d) => {
+      out += d;
+      const match = /on (http:\/\/\S+\/v1)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        resolvePromise({
+          baseURL: match[1],
+          stop: () =>
+            new Promise((done) => {
+              child.once("exit", () => done());
+              child.kill("SIGINT");
+            }),
+        });
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fault server exited (${code}): ${err} (python: ${python}; set FAILSIGHT_PYTHON)`));
+    });
+  });
+}
+
+/** A fresh registry and in-memory span exporter, configured as failsight's. */
+export function freshTelemetry(options = {}) {
+  const registry = new Registry();
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  configure({ registry, tracerProvider: provider, ...options });
+  return { registry, exporter, provider };
+}
+
+/** Samples of the Prometheus text format: [{ name, labels, value }]. */
+export function parseExposition(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    for (const l of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]] = l[2].replace(/\\n/g, "\n").replace(/\\"/g, '"').replace(/\\\\/g, "\\");
+    }
+    samples.push({ name: m[1], labels, value: Number(m[4]) });
+  }
+  return samples;
+}
+
+export function labelKey(name, labels) {
+  const sorted = Object.keys(labels).sort().map((k) => [k, labels[k]]);
+  return JSON.stringify([name, sorted]);
+}
+
+const TIMED = ["genai_request_duration_seconds", "genai_time_to_first_token_seconds", "genai_video_job_duration_seconds"];
+
+/** The genai_* samples the conformance suite compares (as tests/test_conformance.py's snapshot). */
+export async function snapshot(registry) {
+  const found = new Map();
+  for (const s of parseExposition(await registry.metrics())) {
+    if (!s.name.startsWith("genai_") || s.name.endsWith("_created") || s.name.endsWith("_bucket")) continue;
+    if (TIMED.some((t) => s.name.startsWith(t)) && !s.name.endsWith("_count")) continue;
+    found.set(labelKey(s.name, s.labels), s.value);
+  }
+  return found;
+}
