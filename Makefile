@@ -99,7 +99,7 @@ lint: $(VENV)/.test-deps
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
 
-test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps) $(GRAFANA_SCHEMA_DEPS) bench-venvs
+test: $(VENV)/.test-deps prometheus lint typecheck $(foreach m,$(OPENAI_MAJORS),.venv-openai$(m)/.test-deps) $(GRAFANA_SCHEMA_DEPS) bench-venvs js-test
 	$(BIN)/python -m pytest
 	@for m in $(OPENAI_MAJORS); do \
 	  echo "== patch tests against openai $$(.venv-openai$$m/bin/python -c 'import openai; print(openai.__version__)')"; \
@@ -114,6 +114,16 @@ test-clientlibs: $(VENV)/.test-deps .venv-openai2/.test-deps
 
 demo: $(VENV)/.demo-deps
 	$(BIN)/failsight demo
+
+# The Node.js package (js/): locked deps, typecheck, build, its tests against the fault server
+# (python -m failsight.testing from .venv), the conformance cases included.
+.PHONY: js-test demo-js
+js-test: $(VENV)/.test-deps
+	cd js && npm ci --no-audit --no-fund && npx tsc --noEmit && npm run build \
+	  && FAILSIGHT_PYTHON=$(abspath $(BIN))/python node --expose-gc --test --test-concurrency=1 test/
+
+demo-js: $(VENV)/.test-deps
+	cd js && npm ci --no-audit --no-fund && npm run build && FAILSIGHT_PYTHON=$(abspath $(BIN))/python node demo/demo.mjs
 
 # failsight next to the official instrumentations (bench-venvs), recorded and sampled out,
 # each mode in its own process: CPU time, which wanders on a shared machine.
