@@ -31,7 +31,8 @@ _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
 
 def _need_node() -> str:
     node = shutil.which("node")
-    if node is None or not (JS / "dist" / "index.js").exists() or not (JS / "node_modules").exists():
+    built = (JS / "dist" / "index.js").exists() and (JS / "node_modules").exists()
+    if node is None or not built:
         if os.environ.get("CI"):
             pytest.fail("node and a built js/ package are needed (make js-test builds it)")
         pytest.skip("node or the built js/ package is missing (make js-test)")
