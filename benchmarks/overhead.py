@@ -18,6 +18,9 @@ outside what is measured. Spans go to a BatchSpanProcessor feeding a null export
 - genai-openai: `opentelemetry-instrumentation-genai-openai`, its successor;
 - failsight:    `failsight.instrument_openai()` with its full telemetry;
 - failsight-scoped: the same, with one `@failsight.traced_generation` scope around the call;
+- failsight-cost: `failsight` with pricing on (`genai_cost_usd_total`, from the genai-prices
+                table of the `prices` extra); the other failsight modes run without it, as
+                an install without the extra does;
 
 and each but sdk again with `-off`: a TracerProvider with the ALWAYS_OFF sampler, spans
 sampled out (metrics still recorded). The official instrumentations get an SDK MeterProvider
@@ -279,7 +282,10 @@ OFFICIAL = {
     ),
 }
 
-KINDS = ("sdk", "floor", "contract", "openai-v2", "genai-openai", "failsight", "failsight-scoped")
+KINDS = (
+    "sdk", "floor", "contract", "openai-v2", "genai-openai", "failsight", "failsight-scoped",
+    "failsight-cost",
+)  # fmt: skip
 # Every mode but the baseline, recorded and then sampled out (ALWAYS_OFF): the table's rows.
 MODES = ["sdk", *KINDS[1:], *(f"{kind}-off" for kind in KINDS[1:])]
 
@@ -321,8 +327,11 @@ def start(mode: str, chunks: int) -> tuple[TracerProvider, list[tuple[str, Calla
         meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
         instrumentor = importlib.import_module(OFFICIAL[kind].module).OpenAIInstrumentor()
         instrumentor.instrument(tracer_provider=provider, meter_provider=meters)
-    elif kind in ("failsight", "failsight-scoped"):
-        failsight.configure(registry=CollectorRegistry(), tracer_provider=provider)
+    elif kind in ("failsight", "failsight-scoped", "failsight-cost"):
+        failsight.configure(
+            registry=CollectorRegistry(), tracer_provider=provider,
+            prices=None if kind == "failsight-cost" else False,
+        )  # fmt: skip
         failsight.instrument_openai()
         if kind == "failsight-scoped":
             plain = failsight.traced_generation(plain_call)
@@ -496,6 +505,7 @@ def label_of(mode: str, versions: dict[str, dict[str, str]]) -> str:
         "contract": "the contract by hand, no classifier or guards (contract floor)",
         "failsight": "failsight",
         "failsight-scoped": "failsight inside `@traced_generation`",
+        "failsight-cost": "failsight, usage priced (genai-prices)",
     }[kind]
 
 
@@ -534,10 +544,11 @@ class Report:
                 theirs = self.added.get(official + suffix, {}).get(kind)
                 if theirs:
                     notes.append(f"{value / theirs:.2f}× {official}")
-        elif base == "failsight-scoped":
+        elif base in ("failsight-scoped", "failsight-cost"):
             unscoped = self.added.get("failsight" + suffix, {}).get(kind)
             if unscoped:
-                notes.append(f"{value / unscoped - 1:+.0%} over unscoped")
+                over = "unscoped" if base == "failsight-scoped" else "unpriced"
+                notes.append(f"{value / unscoped - 1:+.0%} over {over}")
         return f"{text} ({', '.join(notes)})" if notes else text
 
     def table(self, versions: dict[str, dict[str, str]]) -> list[str]:

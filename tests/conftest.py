@@ -62,7 +62,9 @@ def telemetry() -> Iterator[Telemetry]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    failsight.configure(registry=registry, tracer_provider=provider)
+    # Pricing off: these tests are about the taxonomy, and their fault-server model names
+    # have no price (tests/test_cost.py prices usage).
+    failsight.configure(registry=registry, tracer_provider=provider, prices=False)
     yield Telemetry(registry, exporter, provider)
     provider.shutdown()
     _config._state = None

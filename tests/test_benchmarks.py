@@ -176,8 +176,11 @@ def test_soak_prints_memory_and_series() -> None:
 def test_contract_floor_sets_the_span_attributes_failsight_sets(
     telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The comparison is fair: the contract floor's span carries what failsight's does."""
+    """The comparison is fair: the contract floor's span carries what failsight's does
+    (failsight as the benchmark runs it: without the optional pricing)."""
     overhead = load_overhead(monkeypatch)
+    failsight.configure(registry=telemetry.registry, tracer_provider=telemetry.provider,
+                        prices=False)  # fmt: skip
     client = mock_openai_client(lambda request: completion_body(), base_url="http://bench.local/v1")
     contract = overhead.ContractFloor(telemetry.provider)
     contract.on()

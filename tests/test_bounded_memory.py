@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 import failsight
 from conftest import Telemetry
 from failsight import _config
-from failsight._metrics import _CHILD_CACHE_LIMIT, MAX_LABEL_LENGTH
+from failsight._metrics import CHILD_CACHE_LIMIT, MAX_LABEL_LENGTH
 from failsight._streams import CallWatcher as StreamRecorder
 from failsight.testing import completion_body, mock_openai_client, stream_body
 
@@ -86,7 +86,7 @@ def test_label_caps_hold_under_100k_models_and_call_sites(capped: CollectorRegis
     metrics = _config.get_state().metrics
     for metric in metrics.capped:
         assert all(len(seen) <= CAP for seen in metric._seen)
-        assert len(metric._cache) <= _CHILD_CACHE_LIMIT
+        assert len(metric._cache) <= CHILD_CACHE_LIMIT
 
 
 def mock_client() -> openai.OpenAI:

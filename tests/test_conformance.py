@@ -72,6 +72,19 @@ def expected_series(case: dict[str, Any]) -> dict[Key, float]:
         add(key("genai_finish_reasons_total", finish_reason=reason), n)
     for token_type, n in exp.get("tokens", {}).items():
         add(key("genai_tokens_total", token_type=token_type), n)
+    # Wasted tokens: listed as "token_type|failure_class|reason", or else all the tokens of a
+    # request that failed, with its class and reason (README "Wasted tokens and spend").
+    wasted = exp.get("wasted")
+    if wasted is None and cls != "none":
+        wasted = {f"{t}|{cls}|{exp['reason']}": n for t, n in exp.get("tokens", {}).items()}
+    for spec, n in (wasted or {}).items():
+        token_type, wasted_class, reason = spec.split("|")
+        add(key("genai_wasted_tokens_total", token_type=token_type,
+                failure_class=wasted_class, reason=reason), n)  # fmt: skip
+    for spec, n in exp.get("filters", {}).items():
+        category, stage, severity = spec.split("|")
+        add(key("genai_content_filter_total", category=category, stage=stage,
+                severity=severity), n)  # fmt: skip
     if exp.get("ttft"):
         add(key("genai_time_to_first_token_seconds_count"), exp["ttft"])
     for status, n in exp.get("video_jobs", {}).items():

@@ -331,7 +331,9 @@ def article(
 
 
 def reconfigure(t: Telemetry, **options: Any) -> None:
-    failsight.configure(registry=t.registry, tracer_provider=t.provider, **options)
+    failsight.configure(
+        registry=t.registry, tracer_provider=t.provider, **{"prices": False, **options}
+    )
 
 
 def client_spans(t: Telemetry) -> list[Any]:

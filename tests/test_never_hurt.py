@@ -232,8 +232,9 @@ def install_fault(fault: str, t: Telemetry) -> None:
     else:
         meter_provider = RaisingMeterProvider()
     failsight.configure(
-        registry=t.registry, tracer_provider=tracer_provider, meter_provider=meter_provider
-    )
+        registry=t.registry, tracer_provider=tracer_provider, meter_provider=meter_provider,
+        prices=False,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- what the caller sees

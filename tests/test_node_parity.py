@@ -59,7 +59,7 @@ def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def _python_metrics(base_url: str) -> str:
     registry = CollectorRegistry()
-    failsight.configure(registry=registry)
+    failsight.configure(registry=registry, prices=False)  # the Node package prices nothing
     failsight.instrument_openai()
     try:
         for case in CASES:

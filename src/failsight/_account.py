@@ -18,6 +18,7 @@ from failsight import _spans
 from failsight._classify import (
     HARD,
     NONE,
+    SILENT,
     SOFT,
     TOKEN_TYPES,
     VIDEO_FAILURE_REASONS,
@@ -28,13 +29,14 @@ from failsight._classify import (
 from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
+from failsight._waste import ANY, Ledger, waste
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from failsight._config import State
 
-__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account"]
+__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account", "class_of_reason"]
 
 UNKNOWN: Final = "unknown"
 _MAX_KEPT: Final = 64  # finish reasons and video jobs kept per account
@@ -45,6 +47,35 @@ NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
 
 _ACCOUNT: Final = guarded("account")
 _RETRY: Final = guarded("record_retry")
+_PRICE: Final = guarded("price")
+
+_HARD_REASONS: Final = frozenset(
+    {
+        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
+        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
+        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
+        "unknown",
+    }
+)  # fmt: skip
+_SOFT_REASONS: Final = frozenset(
+    {
+        "content_filter", "length", "empty_content", "refusal", "image_filtered",
+        "video_failed", "video_cancelled", "video_timeout",
+    }
+)  # fmt: skip
+
+
+def class_of_reason(reason: str) -> str:
+    """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
+
+    >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
+    ('hard', 'soft', 'silent')
+    """
+    if reason in _HARD_REASONS:
+        return HARD
+    if reason in _SOFT_REASONS:
+        return SOFT
+    return SILENT
 
 
 def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
@@ -65,11 +96,13 @@ class Account:
         "_closed",
         "_in_flight",
         "_labels_version",
+        "_ledger",
         "_parent",
         "_root",
         "_start",
         "_verdict",
         "call_site",
+        "cost",
         "exemplar",
         "failure",
         "finish_reasons",
@@ -85,6 +118,7 @@ class Account:
         "usage",
         "video_keys",
         "waited",
+        "wasted_cost",
     )
 
     def __init__(
@@ -110,9 +144,13 @@ class Account:
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
-        self.inner: tuple[str, str, str] | None = None  # (operation, class, reason) of last call
+        # (operation, class, reason, call) of the last call, when it failed
+        self.inner: tuple[str, str, str, int] | None = None
         self.finish_reasons: list[str] = []
         self.usage: dict[str, int] = {}
+        self.cost: float | None = None  # priced usage, when a price was known
+        self.wasted_cost: float | None = None  # (the root's) part of it wasted
+        self._ledger: Ledger | None = None  # the root's usage not yet wasted
         self.video_keys: list[Any] = []
         self.waited = 0.0
         self.handle: Any = None  # the user's `Generation`, made on first request
@@ -203,8 +241,10 @@ class Account:
                     account.finish_reasons.append(reason)
                 account = account._parent
 
-    def add_usage(self, usage: Usage) -> None:
-        """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)."""
+    def add_usage(self, usage: Usage, call: int = 0) -> float | None:
+        """Count a response's usage (non-negative ints or None, as `extract_usage` makes them),
+        its cost when priced, and enter it in the ledger of usage not yet wasted; `call`
+        names the API call that reported it (0: the scope itself). Returns the cost."""
         children = self.children()
         otel = self.state.otel_tokens
         for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
@@ -219,6 +259,35 @@ class Account:
                 with _ACCOUNT:  # a broken meter loses this point, not the Prometheus counts
                     otel.record(count, {**_spans.otel_point(self.labels()),
                                         _spans.GEN_AI_TOKEN_TYPE: token_type})  # fmt: skip
+        root = self._root
+        cost = None
+        prices = self.state.prices
+        if prices is not None:
+            with _PRICE:  # a user's price callable may raise: the cost is lost, nothing else
+                cost = prices.cost(root.provider, root.model, usage)
+            if cost is not None:
+                children.add("cost", None, cost)
+                account = self
+                while account is not None:
+                    account.cost = cost if account.cost is None else account.cost + cost
+                    account = account._parent
+        ledger = root._ledger
+        if ledger is None:
+            ledger = root._ledger = Ledger()
+        ledger.add(call, children, usage, cost)
+        return cost
+
+    def waste(self, call: int, failure_class: str, reason: str) -> None:
+        """Count the usage of `call` (ANY: all) not wasted yet as wasted (see `_waste`)."""
+        root = self._root
+        ledger = root._ledger
+        if ledger is None:
+            return
+        entries = ledger.take(call)
+        if entries:
+            _tokens, cost = waste(self.state.metrics, entries, failure_class, reason)
+            if cost:
+                root.wasted_cost = cost + (root.wasted_cost or 0.0)
 
     def record_retry(
         self,
@@ -227,13 +296,20 @@ class Account:
         status_code: int | None = None,
         wait: float | None = None,
         span: Span | None = None,
+        failure_class: str | None = None,
+        wasted: int | None = ANY,
     ) -> None:
         """Count one retry, with the reason of the attempt that failed; a `retry` span event
-        goes on `span` (an API call's) or else on the scope's span."""
+        goes on `span` (an API call's) or else on the scope's span. The usage of call
+        `wasted` (ANY: all not wasted yet; None: none) is wasted, with `failure_class` (by
+        default the reason's)."""
         reason = sanitize_reason(str(reason))
         root = self._root
         root.retries += 1
         self.state.metrics.retries.child((*self.labels(), reason)).inc()
+        if wasted is not None:
+            with _ACCOUNT:
+                self.waste(wasted, failure_class or class_of_reason(reason), reason)
         span = span or self.span
         if span is not None:
             with _RETRY:
@@ -270,12 +346,12 @@ class Account:
         if inner is not None and inner[0] == operation:
             self.inner = None
             if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
-                self.record_retry(inner[2])
+                self.record_retry(inner[2], failure_class=inner[1], wasted=inner[3])
 
-    def call_finished(self, operation: str, outcome: Outcome) -> None:
+    def call_finished(self, operation: str, outcome: Outcome, call: int = 0) -> None:
         """A call inside the scope ended with `outcome` (its tokens were counted already)."""
         if outcome.failed and not outcome.transient:
-            self.inner = (operation, outcome.failure_class, outcome.reason or "exception")
+            self.inner = (operation, outcome.failure_class, outcome.reason or "exception", call)
         elif self.inner is not None and self.inner[0] == operation:
             self.inner = None
 
@@ -306,6 +382,9 @@ class Account:
         finally:
             self._verdict = verdict
             if self._parent is None:
+                if verdict[0] != NONE and self._ledger is not None:
+                    with _ACCOUNT:
+                        self.waste(ANY, verdict[0], verdict[1] or "exception")
                 self._count(verdict[0], verdict[1])
             elif verdict[0] != NONE and verdict[1] is not None:
                 self._parent.failure = (verdict[0], verdict[1])

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from failsight import _deferred, _guard
 from failsight._metrics import DEFAULT_MAX_SERIES, MetricSet
+from failsight._prices import PriceBook, check_prices, load_table
 from failsight._version import __version__
 from failsight._video import VideoJobs
 
@@ -48,6 +49,7 @@ class Settings:
     video_job_timeout: float = 1800.0
     max_open_video_jobs: int = 1000
     max_series: int = DEFAULT_MAX_SERIES
+    prices: Any = None
 
 
 class State:
@@ -64,6 +66,12 @@ class State:
             max_open=settings.max_open_video_jobs,
             timeout=settings.video_job_timeout,
         )
+        self.prices: PriceBook | None = None
+        if settings.prices is not False:
+            user = check_prices(settings.prices)
+            table = load_table()
+            if user is not None or table is not None:
+                self.prices = PriceBook(user, table, self._price_unknown)
         self.otel_duration: OTelHistogram | None = None
         self.otel_tokens: OTelHistogram | None = None
         if settings.meter_provider is not None:
@@ -80,6 +88,9 @@ class State:
                 description="Number of input and output tokens used.",
                 explicit_bucket_boundaries_advisory=[float(b) for b in _SEMCONV_TOKEN_BUCKETS],
             )
+
+    def _price_unknown(self, provider: str, model: str) -> None:
+        self.metrics.count_telemetry_error("price_unknown")
 
     def _video_ended(self, labels: tuple[str, ...], status: str, seconds: float) -> None:
         self.metrics.video_jobs.child((*labels, status)).inc()
@@ -144,6 +155,7 @@ def configure(
     video_job_timeout: float = 1800.0,
     max_open_video_jobs: int = 1000,
     max_series: int = DEFAULT_MAX_SERIES,
+    prices: Any = None,
 ) -> Settings:
     """Set where failsight records; optional, and calling it again replaces the settings.
 
@@ -159,6 +171,13 @@ def configure(
     `max_label_values` bounds the distinct values of each common label (and of free-form
     reasons) per metric; `max_series` bounds the distinct (operation, provider, model,
     call_site) combinations per metric, past which they are reported as `other`.
+
+    `prices` prices usage (`genai_cost_usd_total`, `genai_wasted_cost_usd_total`): None (the
+    default) uses the `genai-prices` table when the `prices` extra is installed; a mapping
+    of model name, or of (provider, model), to {"input", "output", "cached_input",
+    "reasoning"} in US dollars per million tokens comes first; a callable
+    (provider, model) -> such a mapping or None is asked once per pair (per hour); False
+    turns pricing off.
 
     Raises TypeError/ValueError naming the bad option and its accepted range (unknown
     options are a TypeError), or ValueError when a failsight metric name is already taken
@@ -201,7 +220,9 @@ def configure(
             "max_open_video_jobs", max_open_video_jobs, 1, MAX_OPEN_VIDEO_JOBS_LIMIT
         ),
         max_series=_check_int("max_series", max_series, 1, MAX_SERIES_LIMIT),
+        prices=prices,
     )
+    check_prices(prices)  # a bad price fails here, not on the first call
     _activate(settings)
     return settings
 

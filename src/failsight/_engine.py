@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import time
 from typing import Any, Final
 
@@ -46,6 +47,7 @@ active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar
 )
 
 _RECORD: Final = guarded("call_record")
+_SEQ: Final = itertools.count(1)  # names a call in its account's ledger (0 is the scope)
 _ATTEMPT: Final = guarded("attempt")
 
 
@@ -62,6 +64,7 @@ class Call:
         "labels",
         "op",
         "own",
+        "seq",
         "span",
         "start",
         "state",
@@ -83,6 +86,7 @@ class Call:
         self.labels = labels  # (operation, provider, model, call_site) as the call started
         self.account = account  # None: an unscoped video poll (a job step, not a request)
         self.own = own  # the call is the logical request (no enclosing scope)
+        self.seq = next(_SEQ)
         self.span = span
         # Span attributes gathered during the call, set once at its end.
         self.values: dict[str, Any] = {
@@ -138,8 +142,10 @@ class Call:
                 reason = previous.reason if previous is not None and previous.reason else "unknown"
                 status = previous.status_code if previous is not None else None
                 wait = time.perf_counter() - self.attempt_end if self.attempt_end else None
-                if self.account is not None:
-                    self.account.record_retry(reason, status_code=status, wait=wait, span=self.span)
+                if self.account is not None:  # an error response: no usage to waste
+                    self.account.record_retry(
+                        reason, status_code=status, wait=wait, span=self.span, wasted=None
+                    )
 
     def attempt_ended(self, outcome: Outcome | None) -> None:
         self.attempt_outcome = outcome
@@ -157,11 +163,12 @@ class Call:
     def _record(self, outcome: Outcome, result: Any) -> None:
         account = self.account
         usage = outcome.usage
+        cost = None
         if account is not None:
             if outcome.finish_reasons:
                 account.count_finish_reasons(outcome.finish_reasons)
             if usage is not None:
-                account.add_usage(usage)
+                cost = account.add_usage(usage, self.seq)
         if outcome.video_status and outcome.response_id:
             if account is not None:
                 account.track_video(outcome.response_id, outcome.video_status)
@@ -180,6 +187,8 @@ class Call:
             for name, count in zip(_spans.USAGE_ATTRIBUTE_NAMES, usage, strict=True):
                 if count is not None:
                     values[name] = count
+        if cost is not None:
+            values[_spans.COST_USD] = cost
         request_id = _request_id_of(result)
         if isinstance(request_id, str):
             values[_spans.REQUEST_ID] = mask_secrets(request_id)
@@ -213,7 +222,7 @@ class Call:
                 if isinstance(exc, asyncio.CancelledError):
                     account.call_cancelled(self.op.name)
                 else:
-                    account.call_finished(self.op.name, outcome)
+                    account.call_finished(self.op.name, outcome, self.seq)
         except Exception as error:
             swallow("call_finish", error)
         finally:
@@ -239,6 +248,8 @@ class Call:
                 if self.own:
                     values[_spans.ATTEMPTS] = 1 + account.retries
                     values[_spans.RETRY_COUNT] = account.retries
+                    if account.wasted_cost is not None:
+                        values[_spans.WASTED_COST_USD] = account.wasted_cost
             if failed and reason is not None:
                 values[_spans.FAILURE_REASON] = reason
                 if outcome.reason == reason and outcome.error_type:

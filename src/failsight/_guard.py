@@ -51,6 +51,8 @@ STAGES: Final = (
     "stream_chunk", "stream_end", "http",
     # the account of a logical request, abandoned work, series limits
     "span", "account", "abandoned", "series_budget", "other",
+    # pricing: a model with no price (once per model), a user's price callable that raised
+    "price_unknown", "price",
     # (legacy names, retired with the engine move)
     "openai_start", "openai_enter", "openai_exit", "openai_result", "openai_finish",
     "openai_attempt",

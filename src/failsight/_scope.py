@@ -102,6 +102,10 @@ class _Scope:
                 values[_spans.GEN_AI_FINISH_REASONS] = tuple(account.finish_reasons)
             for token_type, count in account.usage.items():
                 values[_spans.USAGE_ATTRIBUTES[token_type]] = count
+            if account.cost is not None:
+                values[_spans.COST_USD] = account.cost
+                if account.is_root and account.wasted_cost is not None:
+                    values[_spans.WASTED_COST_USD] = account.wasted_cost
             if account.model != UNKNOWN:
                 values[_spans.GEN_AI_REQUEST_MODEL] = account.model
             if account.operation != UNKNOWN:
@@ -189,8 +193,9 @@ def _retry_wait(
             account.waited += wait
             account.inner = None  # the re-run's calls are not retries of this attempt's calls
             account.record_retry(
-                outcome.reason or "exception", status_code=outcome.status_code, wait=wait
-            )
+                outcome.reason or "exception", status_code=outcome.status_code, wait=wait,
+                failure_class=outcome.failure_class,
+            )  # fmt: skip
         return wait
     return None
 

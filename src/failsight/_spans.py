@@ -60,6 +60,10 @@ REQUEST_ID: Final = "failsight.request_id"
 ERROR_MESSAGE: Final = "failsight.error.message"
 REVISED_PROMPT: Final = "failsight.image.revised_prompt"
 VIDEO_STATUS: Final = "failsight.video.status"
+# The priced usage of a response (CLIENT span) or request (scope span): there is no
+# semantic-convention name for it (v1.41.0).
+COST_USD: Final = "failsight.cost.usd"
+WASTED_COST_USD: Final = "failsight.wasted_cost.usd"
 
 # Token types as they map onto span attributes.
 USAGE_ATTRIBUTES: Final = {

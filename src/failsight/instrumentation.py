@@ -33,7 +33,7 @@ _UNSET_METER_PROVIDERS: Final = frozenset({"_ProxyMeterProvider", "NoOpMeterProv
 _SETTINGS_KEPT: Final = (
     "registry", "tracer_provider", "meter_provider", "namespace", "capture_content",
     "max_content_length", "max_label_values", "max_series", "video_job_timeout",
-    "max_open_video_jobs",
+    "max_open_video_jobs", "prices",
 )  # fmt: skip
 
 
