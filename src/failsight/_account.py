@@ -12,6 +12,7 @@ the account's verdict. Every step is guarded, and `close` releases the in-flight
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
@@ -276,6 +277,15 @@ class Account:
             ledger = root._ledger = Ledger()
         ledger.add(call, children, usage, cost)
         return cost
+
+    def count_filters(self, filters: Iterable[tuple[str, str, str]]) -> None:
+        """Count content-filter categories a provider reported (normalised by `_filters`)."""
+        metric = self.state.metrics.content_filter
+        labels = self.labels()
+        for n, (category, stage, severity) in enumerate(filters):
+            if n >= _MAX_KEPT:
+                break
+            metric.child((*labels, category, stage, severity)).inc()
 
     def waste(self, call: int, failure_class: str, reason: str) -> None:
         """Count the usage of `call` (ANY: all) not wasted yet as wasted (see `_waste`)."""

@@ -220,7 +220,7 @@ def judge_content(call: Call, job_id: str | None, status: int, content: bytes) -
             outcome = outcome._replace(response_id=job_id)
         key = outcome.response_id
     was_open = key is not None and jobs.is_open(key)
-    call.record(outcome)
+    call.record(outcome, parsed)
     if was_open and outcome.video_status not in VIDEO_TERMINAL and not jobs.is_open(key):
         # This poll's update ended the job `timed_out`: the job failed, as the scope should know.
         outcome = outcome._replace(failure_class=SOFT, reason="video_timeout")

@@ -33,6 +33,7 @@ __all__ = [
     "reason_for_status",
 ]
 
+from failsight._filters import filters_of_error, filters_of_response
 from failsight._taxonomy import (
     CONNECTION_NAMES,
     FAILURE_CLASSES,
@@ -169,6 +170,7 @@ def _classify_exception(exc: BaseException) -> Outcome:
                 error_type=error_type,
                 response_id=inner.response_id,
                 response_model=inner.response_model,
+                filters=tuple(filters_of_response(completion)) if completion is not None else (),
             )
 
     response = _get(exc, "response")
@@ -176,6 +178,7 @@ def _classify_exception(exc: BaseException) -> Outcome:
     request_id = _str(_get(exc, "request_id")) or _str(_headers_get(headers, "x-request-id"))
     param, code = _error_fields(exc)
     status = _status_of(exc)
+    filters = tuple(filters_of_error(_get(exc, "body"))) if code == "content_filter" else ()
 
     if names & INVALID_RESPONSE_NAMES:
         reason = "invalid_response"
@@ -197,6 +200,7 @@ def _classify_exception(exc: BaseException) -> Outcome:
         request_id=request_id,
         retry_after=parse_retry_after(headers) if reason in RETRYABLE_REASONS else None,
         transient=reason == "not_found" and _is_task_not_exist(code, exc),
+        filters=filters,
     )
 
 
@@ -233,6 +237,7 @@ def classify_status(status: int, headers: Any = None, body: Any = None) -> Outco
             request_id=_str(_headers_get(headers, "x-request-id")),
             retry_after=parse_retry_after(headers) if reason in RETRYABLE_REASONS else None,
             transient=transient,
+            filters=tuple(filters_of_error(body)) if code == "content_filter" else (),
         )
     except Exception:  # hostile headers or body never escape as an error
         return Outcome(HARD, "invalid_response", status_code=status)
@@ -359,7 +364,8 @@ def _classify_chat_object(obj: Any) -> Outcome | None:
                 return None  # a chunk, a legacy completion, raw JSON
             reason = choice.finish_reason
             if reason is not None:
-                reason = reason if reason in FINISH_REASONS else "other"
+                if reason not in FINISH_REASONS:
+                    reason = normalize_finish_reason(reason)
                 finish.append(reason)
                 if reason == "content_filter" or reason == "length":
                     failures.append(reason)

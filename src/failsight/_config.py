@@ -175,9 +175,9 @@ def configure(
     `prices` prices usage (`genai_cost_usd_total`, `genai_wasted_cost_usd_total`): None (the
     default) uses the `genai-prices` table when the `prices` extra is installed; a mapping
     of model name, or of (provider, model), to {"input", "output", "cached_input",
-    "reasoning"} in US dollars per million tokens comes first; a callable
-    (provider, model) -> such a mapping or None is asked once per pair (per hour); False
-    turns pricing off.
+    "reasoning"} in US dollars per million tokens, or to the name of a model to price as
+    (an Azure deployment's own name, say), comes first; a callable (provider, model) ->
+    either, or None, is asked once per pair (per hour); False turns pricing off.
 
     Raises TypeError/ValueError naming the bad option and its accepted range (unknown
     options are a TypeError), or ValueError when a failsight metric name is already taken

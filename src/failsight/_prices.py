@@ -96,9 +96,15 @@ def _user_rate(name: str, price: Any) -> Rate:
     )
 
 
+def _alias(price: Any) -> bool:
+    """A model name to price as (a deployment named after its own fashion, say)."""
+    return isinstance(price, str) and bool(price)
+
+
 def check_prices(prices: Any) -> Any:
     """`configure(prices=...)` checked: None, False, a callable, or a mapping of model (or
-    (provider, model)) to price mappings, returned as {key: Rate}."""
+    (provider, model)) to a price mapping or to the name of a model to price as; returned
+    as {key: Rate or name}."""
     if prices is None or prices is False:
         return prices
     if prices is True:
@@ -110,12 +116,12 @@ def check_prices(prices: Any) -> Any:
             "failsight.configure: prices must be a mapping of model to prices, a callable "
             f"(provider, model) -> prices or None, None or False, got {type(prices).__name__}"
         )
-    rates: dict[Any, Rate] = {}
+    rates: dict[Any, Rate | str] = {}
     for key, price in prices.items():
         if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
-            rates[key] = _user_rate("/".join(key), price)
+            rates[key] = price if _alias(price) else _user_rate("/".join(key), price)
         elif isinstance(key, str) and key:
-            rates[key] = _user_rate(key, price)
+            rates[key] = price if _alias(price) else _user_rate(key, price)
         else:
             raise TypeError(
                 "failsight.configure: prices keys are model names or (provider, model) "
@@ -164,9 +170,7 @@ class _Table:
     def rate(self, provider: str, model: str) -> Rate | None:
         where = self._where(provider)
         try:
-            _provider, info = self._snapshot().find_provider_model(
-                model, None, where, None
-            )
+            _provider, info = self._snapshot().find_provider_model(model, None, where, None)
         except LookupError:
             return None
         price = self.price
@@ -241,14 +245,17 @@ class PriceBook:
 
     def _rate(self, provider: str, model: str) -> Rate | None:
         user = self._user
+        given: Any = None
         if isinstance(user, dict):
-            rate = user.get((provider, model)) or user.get(model)
-            if rate is not None:
-                return rate  # type: ignore[no-any-return]
+            given = user.get((provider, model)) or user.get(model)
         elif user is not None:
             given = user(provider, model)
-            if given is not None:
-                return _user_rate(model, given)
+            if given is not None and not _alias(given):
+                given = _user_rate(model, given)
+        if isinstance(given, Rate):
+            return given
+        if _alias(given):
+            model = given  # priced as that model, from the table
         if self._table is None or model in ("unknown", "other"):
             return None
         return self._table.rate(provider, model)

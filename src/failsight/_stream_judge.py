@@ -20,6 +20,7 @@ from failsight._classify import (
     normalize_finish_reason,
     worst_soft_reason,
 )
+from failsight._filters import Filter, filters_of_choice, filters_of_prompt
 
 __all__ = ["StreamJudge"]
 
@@ -49,6 +50,7 @@ class StreamJudge:
     """
 
     __slots__ = (
+        "filters",
         "final",
         "finish_reasons",
         "first_token",
@@ -68,6 +70,7 @@ class StreamJudge:
         self.saw_refusal = False
         self.usage: Any = None
         self.final: Outcome | None = None  # a Responses stream's final event, classified
+        self.filters: list[Filter] = []  # categories a content filter gave (Azure, Gemini)
 
     def chunk(self, item: Any) -> None:
         """Take one chunk (an SDK object or a decoded JSON dict); odd shapes are ignored."""
@@ -86,7 +89,9 @@ class StreamJudge:
                     self._delta(choice)
                 reason = getattr(choice, "finish_reason", None)
                 if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
-                    self.finish_reasons.append(normalize_finish_reason(reason) or "other")
+                    self._finished(choice, reason)
+        else:  # Azure's first chunk: the prompt's filter results, and no choices
+            self._prompt(getattr(item, "prompt_filter_results", None))
         usage = getattr(item, "usage", None)
         if usage is not None:
             self.usage = usage
@@ -101,10 +106,22 @@ class StreamJudge:
                     self._delta(choice)
                 reason = _read(choice, "finish_reason")
                 if reason is not None and len(self.finish_reasons) < _MAX_REASONS:
-                    self.finish_reasons.append(normalize_finish_reason(reason) or "other")
+                    self._finished(choice, reason)
+        else:
+            self._prompt(item.get("prompt_filter_results"))
         usage = item.get("usage")
         if usage is not None:
             self.usage = usage
+
+    def _finished(self, choice: Any, reason: Any) -> None:
+        normalized = normalize_finish_reason(reason) or "other"
+        self.finish_reasons.append(normalized)
+        if normalized == "content_filter" and len(self.filters) < _MAX_REASONS:
+            self.filters.extend(filters_of_choice(choice))
+
+    def _prompt(self, results: Any) -> None:
+        if results is not None and len(self.filters) < _MAX_REASONS:
+            self.filters.extend(filters_of_prompt(results))
 
     def _first(self) -> None:
         if self.first_token is None:
@@ -155,4 +172,7 @@ class StreamJudge:
         if not (self.saw_content or self.saw_tools or self.saw_refusal) and "stop" in reasons:
             found.append("empty_content")
         failure = worst_soft_reason(found)
-        return Outcome(SOFT if failure else NONE, failure, finish_reasons=reasons, usage=usage)
+        return Outcome(
+            SOFT if failure else NONE, failure, finish_reasons=reasons, usage=usage,
+            filters=tuple(self.filters),
+        )  # fmt: skip

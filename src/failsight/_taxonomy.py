@@ -166,6 +166,8 @@ class Outcome(NamedTuple):
     video_status: str | None = None
     revised_prompt: str | None = None
     transient: bool = False
+    # (category, stage, severity) a provider gave for a content filter (`_filters`)
+    filters: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -242,12 +244,24 @@ def reason_for_status(status: int) -> str:
     return "invalid_response"
 
 
+# Gemini's filter finish reasons, as gateways pass them through (compared lower-cased).
+_FILTER_FINISH_REASONS: Final = frozenset(
+    {"safety", "recitation", "prohibited_content", "blocklist", "spii", "image_safety"}
+)
+
+
 def normalize_finish_reason(value: Any) -> str | None:
-    """A finish reason in label spelling (`other` for unknown strings), None when absent."""
+    """A finish reason in label spelling (`other` for unknown strings), None when absent.
+
+    >>> normalize_finish_reason("SAFETY")  # Gemini's, through a gateway
+    'content_filter'
+    """
     if value is None:
         return None
     if isinstance(value, str):
-        return value if value in FINISH_REASONS else "other"
+        if value in FINISH_REASONS:
+            return value
+        return "content_filter" if value.lower()[:32] in _FILTER_FINISH_REASONS else "other"
     return "other"
 
 

@@ -100,9 +100,7 @@ def waste(
         for i, token_type in enumerate(TOKEN_TYPES, start=2):
             count = entry[i]
             if count:
-                metrics.wasted_tokens.child((*labels, token_type, failure_class, reason)).inc(
-                    count
-                )
+                metrics.wasted_tokens.child((*labels, token_type, failure_class, reason)).inc(count)
                 tokens[token_type] = tokens.get(token_type, 0) + count
         if entry[6] is not None:
             metrics.wasted_cost.child((*labels, failure_class, reason)).inc(entry[6])

@@ -76,8 +76,9 @@ def error_response(
     param: str | None,
     code: str | None,
     headers: Mapping[str, str] | None = None,
+    inner: Any = None,
 ) -> web.Response:
-    body = payloads.error_body(message, type_, param, code)
+    body = payloads.error_body(message, type_, param, code, inner)
     return web.json_response(body, status=status, headers=headers)
 
 

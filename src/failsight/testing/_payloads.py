@@ -48,8 +48,34 @@ def words(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+", text)
 
 
-def error_body(message: str, type_: str, param: str | None, code: str | None) -> JSON:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def error_body(
+    message: str, type_: str, param: str | None, code: str | None, inner: Any = None
+) -> JSON:
+    error: JSON = {"message": message, "type": type_, "param": param, "code": code}
+    if inner is not None:
+        error["innererror"] = _plain(inner)
+    return {"error": error}
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings (the scenario tables) as JSON-ready dicts."""
+    if hasattr(value, "items"):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# Azure's annotations: every category, each filtered or not, with a severity.
+def azure_filter_results(fired: str | None = None, severity: str = "high") -> JSON:
+    results: JSON = {
+        name: {"filtered": name == fired, "severity": severity if name == fired else "safe"}
+        for name in ("hate", "self_harm", "sexual", "violence")
+    }
+    results["protected_material_text"] = {"filtered": False, "detected": False}
+    return results
+
+
+def azure_prompt_results() -> list[JSON]:
+    return [{"prompt_index": 0, "content_filter_results": azure_filter_results()}]
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,7 @@ class Answer:
     finish_reason: str
     refusal: str | None = None
     tool_call: bool = False
+    azure_filter: str | None = None  # the category Azure's results say fired
     call_id: str = field(default_factory=lambda: new_id("call_"))
 
 
@@ -71,6 +98,12 @@ def answer_for(scenario: str, echo_text: str) -> Answer:
         return Answer(None, "tool_calls", tool_call=True)
     if scenario == "content_filter":
         return Answer(None, "content_filter")
+    if scenario == "azure_content_filter":
+        return Answer(TRUNCATED_TEXT, "content_filter", azure_filter="violence")
+    if scenario == "gemini_safety":
+        return Answer(None, "SAFETY")
+    if scenario == "gemini_recitation":
+        return Answer(TRUNCATED_TEXT, "RECITATION")
     if scenario == "length":
         return Answer(TRUNCATED_TEXT, "length")
     if scenario == "empty_content":
@@ -136,13 +169,21 @@ def chat_completion(model: str, answer: Answer, n: int) -> JSON:
                 "message": message,
                 "logprobs": None,
                 "finish_reason": answer.finish_reason,
+                **_choice_filters(answer),
             }
             for i in range(n)
         ],
         "usage": chat_usage(),
         "service_tier": "default",
         "system_fingerprint": "fp_failsight",
+        **({"prompt_filter_results": azure_prompt_results()} if answer.azure_filter else {}),
     }
+
+
+def _choice_filters(answer: Answer, finish: bool = True) -> JSON:
+    if answer.azure_filter is None:
+        return {}
+    return {"content_filter_results": azure_filter_results(answer.azure_filter if finish else None)}
 
 
 def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list[JSON]:
@@ -150,6 +191,8 @@ def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list
     ident, created = new_id("chatcmpl-"), now()
 
     def chunk(index: int, delta: JSON, finish: str | None = None) -> JSON:
+        choice: JSON = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        choice.update(_choice_filters(answer, finish is not None))
         body: JSON = {
             "id": ident,
             "object": "chat.completion.chunk",
@@ -157,15 +200,18 @@ def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list
             "model": model,
             "service_tier": "default",
             "system_fingerprint": "fp_failsight",
-            "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
+            "choices": [choice],
         }
         if include_usage:
             body["usage"] = None
         return body
 
     chunks: list[JSON] = []
+    if answer.azure_filter is not None:  # Azure's first chunk: the prompt's results only
+        chunks.append(
+            {"id": "", "object": "", "created": 0, "model": "", "choices": [],
+             "prompt_filter_results": azure_prompt_results()}
+        )  # fmt: skip
     for index in range(n):
         first: JSON = {"role": "assistant", "content": "", "refusal": None}
         if answer.tool_call:
@@ -268,7 +314,7 @@ class _ResponseIds:
 
 
 def _response_status(answer: Answer) -> tuple[str, JSON | None]:
-    if answer.finish_reason == "content_filter":
+    if answer.finish_reason in ("content_filter", "SAFETY", "RECITATION"):
         return "incomplete", {"reason": "content_filter"}
     if answer.finish_reason == "length":
         return "incomplete", {"reason": "max_output_tokens"}

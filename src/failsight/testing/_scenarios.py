@@ -56,6 +56,7 @@ class HttpError:
     type: str
     param: str | None
     code: str | None
+    inner: Mapping[str, object] | None = None  # Azure's `innererror`
 
 
 HTTP_ERROR_SCENARIOS: Final[Mapping[str, HttpError]] = types.MappingProxyType(
@@ -142,6 +143,27 @@ HTTP_ERROR_SCENARIOS: Final[Mapping[str, HttpError]] = types.MappingProxyType(
             None,
             "gateway_timeout",
         ),
+        # Azure OpenAI's prompt filter: a 400 whose `innererror` says which categories fired.
+        "azure_prompt_filter": HttpError(
+            400,
+            "The response was filtered due to the prompt triggering Azure OpenAI's content "
+            "management policy.",
+            "invalid_request_error",
+            "prompt",
+            "content_filter",
+            types.MappingProxyType(
+                {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {
+                        "hate": {"filtered": True, "severity": "medium"},
+                        "jailbreak": {"filtered": True, "detected": True},
+                        "self_harm": {"filtered": False, "severity": "safe"},
+                        "sexual": {"filtered": False, "severity": "safe"},
+                        "violence": {"filtered": False, "severity": "low"},
+                    },
+                }
+            ),
+        ),
     }
 )
 
@@ -152,8 +174,14 @@ HARD_SCENARIOS: Final[frozenset[str]] = frozenset(HTTP_ERROR_SCENARIOS) | {
     "drop_mid_stream",
     "invalid_json",
 }
-TEXT_SCENARIOS: Final[frozenset[str]] = frozenset(
-    {"ok", "echo", "tool_calls", "content_filter", "length", "empty_content", "refusal"}
+# `azure_content_filter`: Azure's filter results on the answer (violence, high);
+# `gemini_safety`/`gemini_recitation`: Gemini's finish reasons, as gateways pass them through.
+FILTER_SCENARIOS: Final[frozenset[str]] = frozenset(
+    {"azure_content_filter", "gemini_safety", "gemini_recitation"}
+)
+TEXT_SCENARIOS: Final[frozenset[str]] = (
+    frozenset({"ok", "echo", "tool_calls", "content_filter", "length", "empty_content", "refusal"})
+    | FILTER_SCENARIOS
 )
 IMAGE_SCENARIOS: Final[frozenset[str]] = frozenset(
     {"ok", "image_b64", "image_revised_prompt", "image_empty"}

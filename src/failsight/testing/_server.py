@@ -374,8 +374,9 @@ class FaultServer:
             if self.retry_after_ms is not None and (error.status == 429 or error.status >= 500):
                 headers["retry-after-ms"] = str(self.retry_after_ms)
             return error_response(
-                error.status, error.message, error.type, error.param, error.code, headers
-            )
+                error.status, error.message, error.type, error.param, error.code, headers,
+                error.inner,
+            )  # fmt: skip
         if scenario == "timeout":
             await asyncio.sleep(self.slow_seconds)
             return None
