@@ -14,7 +14,7 @@ $(BIN)/python:
 # resolve to the newest openai here (`clientlibs`), those pinned to an older major in that
 # major's venv below (`clientlibs-openai2`).
 $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,clientlibs]'
+	$(BIN)/python -m pip install -q -e '.[test,clientlibs,prices]'
 	touch $@
 
 # The patch tests also run against the newest release of each older openai major, with the

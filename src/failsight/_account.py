@@ -264,7 +264,7 @@ class Account:
         cost = None
         prices = self.state.prices
         if prices is not None:
-            with _PRICE:  # a user's price callable may raise: the cost is lost, nothing else
+            with _PRICE:  # a broken price loses the cost, nothing else
                 cost = prices.cost(root.provider, root.model, usage)
             if cost is not None:
                 children.add("cost", None, cost)

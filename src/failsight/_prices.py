@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
+from failsight._guard import swallow
 from failsight._taxonomy import Usage
 
 __all__ = ["PRICE_KEYS", "PriceBook", "Rate", "check_prices"]
@@ -234,7 +235,11 @@ class PriceBook:
 
     def _look_up(self, key: tuple[str, str]) -> tuple[Rate | None, float]:
         provider, model = key
-        rate = self._rate(provider, model)
+        try:
+            rate = self._rate(provider, model)
+        except Exception as exc:  # a user's callable, or a table that changed its API
+            swallow("price", exc)
+            rate = None
         known = key in self._cache
         entry = (rate, time.monotonic() + _TTL)
         if len(self._cache) < _CACHE_LIMIT or known:
