@@ -122,3 +122,50 @@ def test_recording_rules_produce_series(run: Run) -> None:
     assert records
     for record in records:
         run.prom.wait_for(record, bool, timeout=20)
+
+
+def test_wasted_tokens_match_the_plan(run: Run) -> None:
+    """Each wasted answer of the plan reported the fault server's USAGE."""
+    from failsight.testing import USAGE
+
+    for token_type, per_answer in (("input", USAGE["prompt_tokens"]),
+                                   ("output", USAGE["completion_tokens"])):  # fmt: skip
+        selector = f'genai_wasted_tokens_total{{token_type="{token_type}"}}'
+        stored = run.by(
+            f"sum by (failure_class, reason) ({selector})", "failure_class", "reason"
+        )
+        assert stored == {key: float(n * per_answer) for key, n in run.expected["wasted"].items()}
+
+
+def test_wasted_spend_matches_the_plan(run: Run) -> None:
+    """Priced by genai-prices (the `prices` extra): the wasted spend is the plan's wasted
+    answers at the table's price of their model, and part of the spend."""
+    genai_prices = pytest.importorskip("genai_prices")
+    from failsight.testing import USAGE
+
+    usage = genai_prices.Usage(
+        input_tokens=USAGE["prompt_tokens"], output_tokens=USAGE["completion_tokens"],
+        cache_read_tokens=USAGE["cached_tokens"], output_reasoning_tokens=USAGE["reasoning_tokens"],
+    )  # fmt: skip
+    expected = sum(
+        n * float(genai_prices.calc_price(usage, model).total_price)
+        for model, n in run.expected["wasted_models"].items()
+    )
+    assert expected > 0
+    assert run.value("sum(genai_wasted_cost_usd_total)") == pytest.approx(expected, rel=1e-9)
+    assert run.value("sum(genai_cost_usd_total)") > run.value("sum(genai_wasted_cost_usd_total)")
+
+
+def test_content_filter_categories_match_the_plan(run: Run) -> None:
+    stored = run.by(
+        "sum by (category, stage, severity) (genai_content_filter_total)",
+        "category", "stage", "severity",
+    )  # fmt: skip
+    rounds = sum(1 for step, scenario in run.plan if scenario == "azure_prompt_filter")
+    assert rounds > 0
+    assert stored == {
+        ("violence", "completion", "high"): rounds,
+        ("safety", "completion", "unknown"): rounds,
+        ("hate", "prompt", "medium"): rounds,
+        ("jailbreak", "prompt", "unknown"): rounds,
+    }

@@ -20,6 +20,10 @@ class Step:
     retries: tuple[str, ...] = ()
     video_status: str | None = None
     is_async: bool = False
+    # Answers reporting the fault server's USAGE that bought nothing kept (README "Wasted
+    # tokens and spend"), and the model they were priced as.
+    wasted: int = 0
+    model: str = "gpt-4o-mini"
 
 
 def _step(kind: str, scenario: str, failure_class: str, reason: str | None, call_site: str,
@@ -32,20 +36,23 @@ def _step(kind: str, scenario: str, failure_class: str, reason: str | None, call
 def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
     """The workload: `rounds` repetitions of a mix covering every failure class.
 
-    Each entry is (step, scenario); a round is 43 logical requests.
+    Each entry is (step, scenario); a round is 46 logical requests.
     """
     u = "unscoped"
     one_round = [
         *([_step("chat", "ok", "none", None, u)] * 8),
         _step("chat", "tool_calls", "none", None, u),
-        *([_step("chat", "content_filter", "soft", "content_filter", u)] * 3),
-        _step("chat", "length", "soft", "length", u),
-        _step("chat", "empty_content", "soft", "empty_content", u),
-        _step("chat", "refusal", "soft", "refusal", u),
+        *([_step("chat", "content_filter", "soft", "content_filter", u, wasted=1)] * 3),
+        _step("chat", "azure_content_filter", "soft", "content_filter", u, wasted=1),
+        _step("chat", "gemini_safety", "soft", "content_filter", u, wasted=1),
+        _step("chat", "length", "soft", "length", u, wasted=1),
+        _step("chat", "empty_content", "soft", "empty_content", u, wasted=1),
+        _step("chat", "refusal", "soft", "refusal", u, wasted=1),
         _step("chat", "http_429,ok", "none", None, u, retries=("rate_limited",)),
         _step("chat", "http_500,http_503,ok", "none", None, u,
               retries=("server_error", "unavailable")),
         _step("chat_once", "http_400", "hard", "bad_request", u),
+        _step("chat_once", "azure_prompt_filter", "hard", "bad_request", u),
         _step("chat_once", "http_401", "hard", "unauthorized", u),
         _step("chat_once", "http_404", "hard", "not_found", u),
         _step("chat", "http_429,http_429,http_429", "hard", "rate_limited", u,
@@ -57,7 +64,7 @@ def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
         _step("stream", "content_filter", "soft", "content_filter", u),
         _step("stream", "drop_mid_stream", "hard", "connection", u),
         _step("responses", "ok", "none", None, u),
-        _step("responses", "length", "soft", "length", u),
+        _step("responses", "length", "soft", "length", u, wasted=1),
         _step("embeddings", "ok", "none", None, u, operation="embeddings"),
         _step("image", "ok", "none", None, u, operation="image_generation"),
         _step("image", "image_empty", "soft", "image_filtered", u, operation="image_generation"),
@@ -65,11 +72,12 @@ def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
               video_status="succeeded"),
         _step("video", "video_failed", "soft", "video_failed", u, operation="video_generation",
               video_status="failed"),
-        _step("classify", "ok", "silent", "unexpected_label", "classify_review"),
+        _step("classify", "ok", "silent", "unexpected_label", "classify_review", wasted=1),
         _step("extract", "http_503,ok", "silent", "invalid_json", "extract_json",
-              retries=("unavailable",)),
+              retries=("unavailable",), wasted=1),
         _step("summarize", "ok", "silent", "too_short", "summarize"),
-        _step("safe_complete", "content_filter", "soft", "content_filter", "safe_complete"),
+        _step("safe_complete", "content_filter", "soft", "content_filter", "safe_complete",
+              wasted=1),
         _step("safe_complete", "ok", "none", None, "safe_complete"),
         _step("generate_image", "image_empty", "soft", "image_filtered", "generate_image_safe",
               operation="image_generation"),
@@ -94,14 +102,18 @@ def async_plan(count: int) -> list[tuple[Step, str]]:
         failure = {"content_filter": ("soft", "content_filter"), "length": ("soft", "length")}
         cls, reason = failure.get(scenario, ("none", None))
         retries = ("server_error",) if scenario == "http_500,ok" else ()
-        step = Step(f"async:{scenario}", cls, reason, "unscoped", "chat", retries, is_async=True)
+        step = Step(f"async:{scenario}", cls, reason, "unscoped", "chat", retries, is_async=True,
+                    wasted=1 if reason else 0, model="gpt-4o")  # fmt: skip
         plan.append((step, scenario))
     return plan
 
 
 def expected_totals(plan: Iterable[tuple[Step, str]]) -> dict[str, Counter[Any]]:
-    """What the plan should record: requests by class, failures and retries by reason."""
+    """What the plan should record: requests by class, failures and retries by reason, and
+    the wasted answers by (class, reason) and by model."""
     requests: Counter[str] = Counter()
+    wasted: Counter[tuple[str, str]] = Counter()
+    wasted_models: Counter[str] = Counter()
     failures: Counter[tuple[str, str]] = Counter()
     retries: Counter[str] = Counter()
     videos: Counter[str] = Counter()
@@ -112,4 +124,10 @@ def expected_totals(plan: Iterable[tuple[Step, str]]) -> dict[str, Counter[Any]]
         retries.update(step.retries)
         if step.video_status:
             videos[step.video_status] += 1
-    return {"requests": requests, "failures": failures, "retries": retries, "videos": videos}
+        if step.wasted and step.reason:
+            wasted[(step.failure_class, step.reason)] += step.wasted
+            wasted_models[step.model] += step.wasted
+    return {
+        "requests": requests, "failures": failures, "retries": retries, "videos": videos,
+        "wasted": wasted, "wasted_models": wasted_models,
+    }  # fmt: skip

@@ -67,6 +67,27 @@ def render_table(registry: CollectorRegistry, namespace: str = "genai") -> str:
     section("Tokens by type", sorted(totals("tokens_total", lambda lb: lb["token_type"]).items()))
     videos = totals("video_jobs_total", lambda labels: labels["status"])
     section("Video jobs by outcome", sorted(videos.items()))
+    wasted = totals(
+        "wasted_tokens_total",
+        lambda labels: f"{labels['failure_class']:<6}  {labels['reason']}"
+        if labels["token_type"] in ("input", "output") else "",
+    )  # fmt: skip
+    wasted.pop("", None)  # reasoning and cached input are parts of output and input
+    section(
+        "Wasted tokens (input + output) by class and reason",
+        sorted(wasted.items(), key=lambda kv: -kv[1]),
+    )
+    filters = totals(
+        "content_filter_total",
+        lambda labels: f"{labels['category']}  {labels['stage']}  {labels['severity']}",
+    )
+    section("Content filters by category, stage, severity", sorted(filters.items()))
+    spent = sum(totals("cost_usd_total", lambda labels: "").values())
+    lost = sum(totals("wasted_cost_usd_total", lambda labels: "").values())
+    if spent:
+        lines.append(f"Spend: ${spent:.6f} in all, ${lost:.6f} wasted ({lost / spent:.0%})")
+    else:
+        lines.append("Spend: not priced (install failsight[prices], or configure(prices=...))")
     return "\n".join(lines).rstrip() + "\n"
 
 
