@@ -131,9 +131,7 @@ def test_wasted_tokens_match_the_plan(run: Run) -> None:
     for token_type, per_answer in (("input", USAGE["prompt_tokens"]),
                                    ("output", USAGE["completion_tokens"])):  # fmt: skip
         selector = f'genai_wasted_tokens_total{{token_type="{token_type}"}}'
-        stored = run.by(
-            f"sum by (failure_class, reason) ({selector})", "failure_class", "reason"
-        )
+        stored = run.by(f"sum by (failure_class, reason) ({selector})", "failure_class", "reason")
         assert stored == {key: float(n * per_answer) for key, n in run.expected["wasted"].items()}
 
 
