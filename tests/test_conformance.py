@@ -117,6 +117,14 @@ def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]
     if shape == "chat":
         resp = client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
         return resp.choices[0].message.content
+    if shape == "chat_until_done":  # the seed article's loop: ask again after a cut-off answer
+        for _ in range(call["max_calls"]):
+            resp = client.chat.completions.create(
+                model=model, messages=messages, extra_headers=headers
+            )
+            if resp.choices[0].finish_reason != "length":
+                return resp.choices[0].message.content
+        return None
     if shape in ("chat_stream", "chat_stream_break", "chat_stream_helper"):
         if shape == "chat_stream_helper":
             with client.chat.completions.stream(
