@@ -8,6 +8,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
 import { getState, guard, mask, swallow, type State } from "./config.js";
+import type { Filter } from "./filters.js";
 import {
   classifyError,
   NON_RETRYABLE_CLIENT_ERRORS,
@@ -132,6 +133,41 @@ function explainedByRecorded(error: unknown, o: Outcome): boolean {
 
 export type Verdict = [FailureClass, string | undefined, Outcome | undefined];
 
+// The failure class a reason belongs to; a validator's own name is silent (as in Python).
+const HARD_REASONS = new Set([
+  "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
+  "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
+  "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception", "unknown",
+]);
+const SOFT_REASONS = new Set([
+  "content_filter", "length", "empty_content", "refusal", "image_filtered",
+  "video_failed", "video_cancelled", "video_timeout",
+]);
+export function classOfReason(reason: string): FailureClass {
+  if (HARD_REASONS.has(reason)) return "hard";
+  if (SOFT_REASONS.has(reason)) return "soft";
+  return "silent";
+}
+
+/** Take every entry of the ledger (`wasted` of recordRetry). */
+export const ANY = -1;
+const MAX_LEDGER = 32;
+
+/**
+ * Usage of a logical request not yet known to be wasted, by the call that reported it (0: the
+ * scope). The rule (README "Wasted tokens and spend"): a request that ends failed wastes all
+ * its usage not wasted already; a call retried inside a scope wastes that call's usage; a scope
+ * re-run by its retry policy, or a retry recorded by hand, wastes the usage since the scope
+ * began or its previous retry; an SDK-internal retry re-sends an error answer: nothing wasted.
+ */
+interface Entry {
+  call: number;
+  labels: [string, string, string, string];
+  counts: Partial<Record<(typeof TOKEN_TYPES)[number], number>>;
+}
+
+let callSeq = 0;
+
 // ------------------------------------------------------------------ the account
 
 export class Account {
@@ -142,7 +178,8 @@ export class Account {
   retries = 0;
   retrying = false;
   failure: [FailureClass, string] | undefined;
-  inner: [string, FailureClass, string] | undefined; // (operation, class, reason) of the last call
+  inner: [string, FailureClass, string, number] | undefined; // (operation, class, reason, call) of the last call
+  private ledger: Entry[] | undefined; // the root's usage not yet wasted
   readonly finishReasons: string[] = [];
   readonly usage: Partial<Record<(typeof TOKEN_TYPES)[number], number>> = {};
   readonly videoKeys: unknown[] = [];
@@ -205,22 +242,74 @@ export class Account {
     }
   }
 
-  addUsage(usage: Usage): void {
+  addUsage(usage: Usage, call = 0): void {
     const m = this.state.metrics.tokens;
+    const labels = this.labels();
     for (const tokenType of TOKEN_TYPES) {
       const count = usage[tokenType];
       if (count === undefined) continue;
-      m.metric.inc(m.labels([...this.labels(), tokenType]), count);
+      m.metric.inc(m.labels([...labels, tokenType]), count);
       for (let a: Account | undefined = this; a; a = a.parent) a.usage[tokenType] = (a.usage[tokenType] ?? 0) + count;
+    }
+    const root = this.root;
+    const ledger = (root.ledger ??= []);
+    let last = ledger[ledger.length - 1];
+    if (last === undefined || last.call !== call || last.labels.join("\u0000") !== labels.join("\u0000")) {
+      if (ledger.length >= MAX_LEDGER) {
+        const oldest = ledger[0]!;
+        const later = ledger.slice(1).find((e) => e.labels.join("\u0000") === oldest.labels.join("\u0000"));
+        if (later !== undefined) {
+          for (const tokenType of TOKEN_TYPES) {
+            const n = oldest.counts[tokenType];
+            if (n) later.counts[tokenType] = (later.counts[tokenType] ?? 0) + n;
+          }
+          later.call = 0;
+          ledger.shift();
+        }
+      }
+      last = { call, labels, counts: {} };
+      ledger.push(last);
+    }
+    for (const tokenType of TOKEN_TYPES) {
+      const count = usage[tokenType];
+      if (count) last.counts[tokenType] = (last.counts[tokenType] ?? 0) + count;
     }
   }
 
+  /** Count the usage of `call` (ANY: all) not wasted yet as wasted, with (failureClass, reason). */
+  waste(call: number, failureClass: FailureClass, reason: string): void {
+    const root = this.root;
+    const ledger = root.ledger;
+    if (!ledger || ledger.length === 0) return;
+    const taken = call === ANY ? ledger : ledger.filter((e) => e.call === call);
+    root.ledger = call === ANY ? [] : ledger.filter((e) => e.call !== call);
+    const m = this.state.metrics.wastedTokens;
+    for (const entry of taken) {
+      for (const tokenType of TOKEN_TYPES) {
+        const count = entry.counts[tokenType];
+        if (count) m.metric.inc(m.labels([...entry.labels, tokenType, failureClass, reason]), count);
+      }
+    }
+  }
+
+  /** Count content-filter categories a provider reported. */
+  countFilters(filters: readonly Filter[]): void {
+    const m = this.state.metrics.contentFilter;
+    const labels = this.labels();
+    for (const [category, stage, severity] of filters.slice(0, 64)) m.metric.inc(m.labels([...labels, category, stage, severity]));
+  }
+
   /** Count one retry with the reason of the attempt that failed; a `retry` event on `span` or the scope's. */
-  recordRetry(reason: string, options: { statusCode?: number; wait?: number; span?: Span } = {}): void {
+  recordRetry(
+    reason: string,
+    options: { statusCode?: number; wait?: number; span?: Span; failureClass?: FailureClass; wasted?: number | null } = {},
+  ): void {
     const clean = sanitizeReason(String(reason));
     this.root.retries += 1;
     const m = this.state.metrics.retries;
     m.metric.inc(m.labels([...this.labels(), clean]));
+    const wasted = options.wasted === undefined ? ANY : options.wasted;
+    if (wasted !== null) guard("account", () => this.waste(wasted, options.failureClass ?? classOfReason(clean), clean));
     const span = options.span ?? this.span;
     if (span) {
       guard("record_retry", () => {
@@ -254,12 +343,12 @@ export class Account {
     const inner = this.inner;
     if (inner !== undefined && inner[0] === operation) {
       this.inner = undefined;
-      if (!NON_RETRYABLE_CLIENT_ERRORS.has(inner[2])) this.recordRetry(inner[2]);
+      if (!NON_RETRYABLE_CLIENT_ERRORS.has(inner[2])) this.recordRetry(inner[2], { failureClass: inner[1], wasted: inner[3] });
     }
   }
 
-  callFinished(operation: string, o: Outcome): void {
-    if (o.failureClass !== "none" && !o.transient) this.inner = [operation, o.failureClass, o.reason ?? "exception"];
+  callFinished(operation: string, o: Outcome, call = 0): void {
+    if (o.failureClass !== "none" && !o.transient) this.inner = [operation, o.failureClass, o.reason ?? "exception", call];
     else if (this.inner !== undefined && this.inner[0] === operation) this.inner = undefined;
   }
 
@@ -278,6 +367,7 @@ export class Account {
       swallow("account", e);
     } finally {
       this.verdict = verdict;
+      if (!this.parent && verdict[0] !== "none") guard("account", () => this.waste(ANY, verdict[0], verdict[1] ?? "exception"));
       if (!this.parent) this.count(verdict[0], verdict[1]);
       else if (verdict[0] !== "none" && verdict[1] !== undefined) this.parent.failure = [verdict[0], verdict[1]];
     }
@@ -356,6 +446,7 @@ export class Call {
   attemptOutcome: Outcome | undefined;
   attemptEnd = 0;
   done = false;
+  readonly seq = ++callSeq; // names the call in its account's ledger (0 is the scope)
 
   constructor(
     readonly state: State,
@@ -378,7 +469,8 @@ export class Call {
       if (this.attempts > 1 || (retryCount !== undefined && retryCount > 0)) {
         const reason = previous?.reason ?? "unknown";
         const wait = this.attemptEnd ? (performance.now() - this.attemptEnd) / 1000 : undefined;
-        this.account?.recordRetry(reason, { statusCode: previous?.statusCode, wait, span: this.span });
+        // an error answer: no usage to waste
+        this.account?.recordRetry(reason, { statusCode: previous?.statusCode, wait, span: this.span, wasted: null });
       }
     });
   }
@@ -394,7 +486,7 @@ export class Call {
       const account = this.account;
       if (account) {
         if (o.finishReasons.length) account.countFinishReasons(o.finishReasons);
-        if (o.usage) account.addUsage(o.usage);
+        if (o.usage) account.addUsage(o.usage, this.seq);
       }
       if (o.videoStatus && o.responseId) {
         if (account) account.trackVideo(o.responseId, o.videoStatus);
@@ -432,9 +524,10 @@ export class Call {
     let reason = o.reason;
     const account = this.account;
     try {
+      if (account && o.filters && o.filters.length) guard("call_finish", () => account.countFilters(o.filters ?? []));
       if (account && (!this.op.poll || o.failureClass === "soft")) {
         if (cancelled) account.callCancelled(this.op.name);
-        else account.callFinished(this.op.name, o);
+        else account.callFinished(this.op.name, o, this.seq);
       }
     } catch (e) {
       swallow("call_finish", e);

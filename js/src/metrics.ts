@@ -34,6 +34,7 @@ export const STAGES = [
   "call_start", "call_enter", "call_exit", "call_record", "call_finish", "attempt",
   "stream_chunk", "stream_end", "http",
   "span", "account", "abandoned", "series_budget", "other",
+  "price_unknown", "price",
   "openai_start", "openai_enter", "openai_exit", "openai_result", "openai_finish",
   "openai_attempt",
 ] as const;
@@ -110,6 +111,10 @@ export class MetricSet {
   readonly videoJobs: CappedMetric<Counter<string>>;
   readonly videoJobDuration: CappedMetric<Histogram<string>>;
   readonly inFlight: CappedMetric<Gauge<string>>;
+  readonly wastedTokens: CappedMetric<Counter<string>>;
+  readonly cost: CappedMetric<Counter<string>>;
+  readonly wastedCost: CappedMetric<Counter<string>>;
+  readonly contentFilter: CappedMetric<Counter<string>>;
   readonly telemetryErrors: Counter<string>;
   private readonly registered: string[] = [];
 
@@ -124,6 +129,7 @@ export class MetricSet {
       "requests_total", "failures_total", "finish_reasons_total", "retries_total", "tokens_total",
       "request_attempts", "request_duration_seconds", "time_to_first_token_seconds",
       "video_jobs_total", "video_job_duration_seconds", "in_flight_requests", "telemetry_errors_total",
+      "wasted_tokens_total", "cost_usd_total", "wasted_cost_usd_total", "content_filter_total",
     ].map((n) => `${ns}_${n}`);
     const clash = names.find(taken);
     if (clash !== undefined) {
@@ -163,6 +169,14 @@ export class MetricSet {
       buckets: VIDEO_DURATION_BUCKETS,
     });
     this.inFlight = capped(Gauge, "in_flight_requests", "Generation requests now running.", []);
+    this.wastedTokens = capped(Counter, "wasted_tokens_total",
+      "Tokens that bought nothing kept: usage of requests ending failed, and of every retried attempt.",
+      ["token_type", "failure_class", "reason"]);
+    // Registered for the same series names as Python; the Node package prices nothing (yet).
+    this.cost = capped(Counter, "cost_usd_total", "Priced usage in US dollars, every attempt.", []);
+    this.wastedCost = capped(Counter, "wasted_cost_usd_total", "Priced wasted usage in US dollars.", ["failure_class", "reason"]);
+    this.contentFilter = capped(Counter, "content_filter_total",
+      "Content-filter categories a provider reported, by stage and severity.", ["category", "stage", "severity"]);
     this.telemetryErrors = new Counter({
       name: `${ns}_telemetry_errors_total`,
       help: "Internal failsight errors swallowed so the caller was not affected, by stage.",
@@ -174,7 +188,8 @@ export class MetricSet {
 
   setMaxLabelValues(cap: number): void {
     for (const m of [this.requests, this.failures, this.finishReasons, this.retries, this.tokens, this.attempts,
-      this.duration, this.timeToFirstToken, this.videoJobs, this.videoJobDuration, this.inFlight]) {
+      this.duration, this.timeToFirstToken, this.videoJobs, this.videoJobDuration, this.inFlight, this.wastedTokens,
+      this.cost, this.wastedCost, this.contentFilter]) {
       m.setCap(cap);
     }
   }

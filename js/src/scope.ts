@@ -128,7 +128,7 @@ export function tracedGeneration<A extends unknown[], R>(
             if (wait !== undefined) {
               account.waited += wait;
               account.inner = undefined; // the re-run's calls are not retries of this attempt's
-              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait });
+              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait, failureClass: o.failureClass });
             }
           } catch (e) {
             swallow("retry", e);

@@ -1,6 +1,7 @@
 // The failure taxonomy as pure functions: errors and API responses in, an Outcome out.
 // The same vocabulary and rules as the Python package's classifier; nothing here does I/O
 // or touches telemetry, and a malformed input yields a best-effort Outcome, never a throw.
+import { filtersOfChoice, filtersOfError, filtersOfPrompt, filtersOfResponse, GEMINI_FILTER_REASONS, type Filter } from "./filters.js";
 
 export type FailureClass = "none" | "hard" | "soft" | "silent";
 
@@ -88,6 +89,8 @@ export interface Outcome {
   videoStatus?: string;
   /** A first-poll `task_not_exist` of some gateways: not a failure. */
   transient?: boolean;
+  /** [category, stage, severity] a provider gave for a content filter (filters.ts). */
+  filters?: Filter[];
 }
 
 export function outcome(failureClass: FailureClass = "none", reason?: string, extra: Partial<Outcome> = {}): Outcome {
@@ -141,7 +144,10 @@ export function reasonForStatus(status: number): string {
 /** A finish reason in label spelling (`other` for unknown values), undefined when absent. */
 export function normalizeFinishReason(value: unknown): string | undefined {
   if (value === null || value === undefined) return undefined;
-  return typeof value === "string" && FINISH_REASONS.has(value) ? value : "other";
+  if (typeof value !== "string") return "other";
+  if (FINISH_REASONS.has(value)) return value;
+  // Gemini's filter reasons, as gateways pass them through
+  return GEMINI_FILTER_REASONS[value.toLowerCase().slice(0, 32)] !== undefined ? "content_filter" : "other";
 }
 
 /** Gateway spellings -> `succeeded`/`failed`/`cancelled`/`queued`/`in_progress`. */
@@ -265,6 +271,7 @@ function classifyErrorUnsafe(err: unknown): Outcome {
     requestId: status !== undefined ? requestId : undefined,
     retryAfter: RETRYABLE_REASONS.has(reason) ? parseRetryAfter(headers) : undefined,
     transient,
+    ...(code === "content_filter" ? { filters: filtersOfError(body) } : {}),
   });
 }
 
@@ -346,6 +353,7 @@ function classifyChoices(obj: unknown, choices: unknown[]): Outcome {
   }
   const reason = worstSoftReason(failures);
   return outcome(reason ? "soft" : "none", reason, {
+    ...(finish.includes("content_filter") ? { filters: filtersOfResponse(obj) } : {}),
     finishReasons: finish,
     usage: extractUsage(field(obj, "usage")),
     responseId: asStr(field(obj, "id")),
@@ -473,6 +481,7 @@ export class StreamJudge {
   private sawRefusal = false;
   private usage: unknown;
   private final: Outcome | undefined;
+  private readonly filters: Filter[] = [];
 
   constructor(readonly kind: ResultKind) {}
 
@@ -487,9 +496,16 @@ export class StreamJudge {
         if (!this.sawContent) this.delta(choice);
         const reason = field(choice, "finish_reason");
         if (reason !== null && reason !== undefined && this.finishReasons.length < MAX_REASONS) {
-          this.finishReasons.push(normalizeFinishReason(reason) ?? "other");
+          const normalized = normalizeFinishReason(reason) ?? "other";
+          this.finishReasons.push(normalized);
+          if (normalized === "content_filter" && this.filters.length < MAX_REASONS) this.filters.push(...filtersOfChoice(choice));
         }
       }
+    }
+    if (!Array.isArray(choices) || choices.length === 0) {
+      // Azure's first chunk: the prompt's filter results, and no choices
+      const prompt = field(item, "prompt_filter_results");
+      if (prompt !== undefined && this.filters.length < MAX_REASONS) this.filters.push(...filtersOfPrompt(prompt));
     }
     const usage = field(item, "usage");
     if (usage !== null && usage !== undefined) this.usage = usage;
@@ -542,6 +558,6 @@ export class StreamJudge {
     if (this.sawRefusal && !this.sawContent) found.push("refusal");
     if (!(this.sawContent || this.sawTools || this.sawRefusal) && reasons.includes("stop")) found.push("empty_content");
     const failure = worstSoftReason(found);
-    return outcome(failure ? "soft" : "none", failure, { finishReasons: reasons, usage });
+    return outcome(failure ? "soft" : "none", failure, { finishReasons: reasons, usage, filters: [...this.filters] });
   }
 }

@@ -26,6 +26,12 @@ export async function perform(client, call, headers) {
   switch (shape) {
     case "chat":
       return (await client.chat.completions.create({ model, messages }, options)).choices[0].message.content;
+    case "chat_until_done": // the seed article's loop: ask again after a cut-off answer
+      for (let i = 0; i < call.max_calls; i++) {
+        const answer = await client.chat.completions.create({ model, messages }, options);
+        if (answer.choices[0].finish_reason !== "length") return answer.choices[0].message.content;
+      }
+      return null;
     case "chat_stream_helper": {
       const runner = client.chat.completions.stream({ model, messages, stream_options: { include_usage: true } }, options);
       return (await runner.finalChatCompletion()).choices[0].message.content;

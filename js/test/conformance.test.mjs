@@ -29,6 +29,19 @@ function expectedSeries(c) {
   for (const [reason, n] of Object.entries(exp.retries ?? {})) add("genai_retries_total", { reason }, n);
   for (const [reason, n] of Object.entries(exp.finish_reasons ?? {})) add("genai_finish_reasons_total", { finish_reason: reason }, n);
   for (const [tokenType, n] of Object.entries(exp.tokens ?? {})) add("genai_tokens_total", { token_type: tokenType }, n);
+  // Wasted tokens: "token_type|failure_class|reason", or else all the tokens of a failed request.
+  let wasted = exp.wasted;
+  if (wasted === undefined && cls !== "none") {
+    wasted = Object.fromEntries(Object.entries(exp.tokens ?? {}).map(([t, n]) => [`${t}|${cls}|${exp.reason}`, n]));
+  }
+  for (const [key, n] of Object.entries(wasted ?? {})) {
+    const [tokenType, wastedClass, reason] = key.split("|");
+    add("genai_wasted_tokens_total", { token_type: tokenType, failure_class: wastedClass, reason }, n);
+  }
+  for (const [key, n] of Object.entries(exp.filters ?? {})) {
+    const [category, stage, severity] = key.split("|");
+    add("genai_content_filter_total", { category, stage, severity }, n);
+  }
   if (exp.ttft) add("genai_time_to_first_token_seconds_count", {}, exp.ttft);
   for (const [status, n] of Object.entries(exp.video_jobs ?? {})) {
     add("genai_video_jobs_total", { status }, n);
