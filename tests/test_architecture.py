@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "failsight"
 # module -> the failsight modules it may import (nothing else from failsight).
 PURE = {
     "_taxonomy": set(),
-    "_classify": {"_taxonomy"},
-    "_stream_judge": {"_classify", "_taxonomy"},
+    "_filters": {"_taxonomy"},
+    "_classify": {"_taxonomy", "_filters"},
+    "_stream_judge": {"_classify", "_taxonomy", "_filters"},
     "_operations": set(),
     "_redact": set(),
     "_guard": {"_redact"},

@@ -19,7 +19,6 @@ from failsight import _spans
 from failsight._classify import (
     HARD,
     NONE,
-    SILENT,
     SOFT,
     TOKEN_TYPES,
     VIDEO_FAILURE_REASONS,
@@ -30,14 +29,14 @@ from failsight._classify import (
 from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
-from failsight._waste import ANY, Ledger, waste
+from failsight._waste import ANY, Ledger, class_of_reason, waste
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from failsight._config import State
 
-__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account", "class_of_reason"]
+__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account"]
 
 UNKNOWN: Final = "unknown"
 _MAX_KEPT: Final = 64  # finish reasons and video jobs kept per account
@@ -49,34 +48,6 @@ NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
 _ACCOUNT: Final = guarded("account")
 _RETRY: Final = guarded("record_retry")
 _PRICE: Final = guarded("price")
-
-_HARD_REASONS: Final = frozenset(
-    {
-        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-        "unknown",
-    }
-)  # fmt: skip
-_SOFT_REASONS: Final = frozenset(
-    {
-        "content_filter", "length", "empty_content", "refusal", "image_filtered",
-        "video_failed", "video_cancelled", "video_timeout",
-    }
-)  # fmt: skip
-
-
-def class_of_reason(reason: str) -> str:
-    """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
-
-    >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
-    ('hard', 'soft', 'silent')
-    """
-    if reason in _HARD_REASONS:
-        return HARD
-    if reason in _SOFT_REASONS:
-        return SOFT
-    return SILENT
 
 
 def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:

@@ -21,15 +21,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from failsight._taxonomy import TOKEN_TYPES, Usage
+from failsight._taxonomy import HARD, SILENT, SOFT, TOKEN_TYPES, Usage
 
 if TYPE_CHECKING:
     from failsight._metrics import LabelChildren, MetricSet
 
-__all__ = ["ANY", "Ledger"]
+__all__ = ["ANY", "Ledger", "class_of_reason", "waste"]
 
 ANY: Final = -1  # `take` every entry, whatever call reported it
 _MAX_ENTRIES: Final = 32  # past it, the oldest entries fold together (their call is forgotten)
+
+
+_HARD_REASONS: Final = frozenset(
+    {
+        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
+        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
+        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
+        "unknown",
+    }
+)  # fmt: skip
+_SOFT_REASONS: Final = frozenset(
+    {
+        "content_filter", "length", "empty_content", "refusal", "image_filtered",
+        "video_failed", "video_cancelled", "video_timeout",
+    }
+)  # fmt: skip
+
+
+def class_of_reason(reason: str) -> str:
+    """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
+
+    >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
+    ('hard', 'soft', 'silent')
+    """
+    if reason in _HARD_REASONS:
+        return HARD
+    if reason in _SOFT_REASONS:
+        return SOFT
+    return SILENT
 
 
 class Ledger:
