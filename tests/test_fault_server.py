@@ -88,6 +88,9 @@ TEXT_CASES: dict[str, tuple[str, str | None, str | None, bool]] = {
     "length": ("length", TRUNCATED_TEXT, None, False),
     "empty_content": ("stop", None, None, False),
     "refusal": ("stop", None, REFUSAL_TEXT, False),
+    "azure_content_filter": ("content_filter", TRUNCATED_TEXT, None, False),
+    "gemini_safety": ("SAFETY", None, None, False),
+    "gemini_recitation": ("RECITATION", TRUNCATED_TEXT, None, False),
 }
 covers(*TEXT_CASES)
 
@@ -325,12 +328,15 @@ def test_http_error_scenarios(client: openai.OpenAI, scenario: str) -> None:
         client.chat.completions.create(model=f"gpt-4o@{scenario}", messages=MESSAGES)
     error = info.value
     assert error.status_code == expected.status
-    assert error.body == {
+    body = {
         "message": expected.message,
         "type": expected.type,
         "param": expected.param,
         "code": expected.code,
     }
+    if expected.inner is not None:
+        body["innererror"] = json.loads(json.dumps(dict(expected.inner)))
+    assert error.body == body
     assert set(error.response.json()) == {"error"}
     assert error.request_id is not None and error.request_id.startswith("req_")
     headers = error.response.headers
@@ -962,3 +968,24 @@ def test_command_line_serves_until_interrupted(http: httpx.Client) -> None:
 
 def test_every_scenario_is_covered_above() -> None:
     assert set(SCENARIOS) == TESTED
+
+
+def test_azure_filter_results_on_answers_and_chunks(client: openai.OpenAI) -> None:
+    """Azure's shapes: prompt results on the answer (and alone in a stream's first chunk),
+    completion results on each choice, the fired category on the finishing one."""
+    model = "gpt-4o-mini@azure_content_filter"
+    answer = client.chat.completions.create(model=model, messages=MESSAGES).model_dump()
+    prompt = answer["prompt_filter_results"][0]["content_filter_results"]
+    assert not any(entry["filtered"] for entry in prompt.values())
+    fired = answer["choices"][0]["content_filter_results"]
+    assert fired["violence"] == {"filtered": True, "severity": "high"}
+    assert [k for k, v in fired.items() if v["filtered"]] == ["violence"]
+    chunks = [c.model_dump() for c in client.chat.completions.create(
+        model=model, messages=MESSAGES, stream=True)]  # fmt: skip
+    assert chunks[0]["choices"] == [] and chunks[0]["prompt_filter_results"]
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishing[-1]["choices"][0]["content_filter_results"]["violence"]["filtered"] is True
+    middle = [c for c in chunks if c["choices"] and not c["choices"][0]["finish_reason"]]
+    assert middle and not any(
+        e["filtered"] for c in middle for e in c["choices"][0]["content_filter_results"].values()
+    )
