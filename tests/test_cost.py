@@ -508,3 +508,16 @@ def test_unknown_categories_and_severities_are_bounded() -> None:
     found = filters_of_response(hostile)
     assert 0 < len(found) <= 32
     assert set(found) == {("other", "completion", "unknown")}
+
+
+def test_the_price_cache_stays_bounded() -> None:
+    from failsight import _prices
+
+    unknown: list[str] = []
+    book = PriceBook({"m0": _prices.check_prices({"m0": PRICE})["m0"]}, None,
+                     lambda p, m: unknown.append(m))  # fmt: skip
+    for i in range(_prices._CACHE_LIMIT + 500):
+        book.cost("p", f"m{i}", Usage(10, 10, None, None))
+    assert len(book._cache) == _prices._CACHE_LIMIT
+    assert len(unknown) == _prices._CACHE_LIMIT + 499  # every model but m0, once each
+    assert book.cost("p", "m0", Usage(1_000_000, 0, None, None)) == pytest.approx(PRICE["input"])

@@ -14,6 +14,7 @@ A model with no price records no cost; the caller is told once per (provider, mo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -240,10 +241,13 @@ class PriceBook:
         except Exception as exc:  # a user's callable, or a table that changed its API
             swallow("price", exc)
             rate = None
-        known = key in self._cache
+        cache = self._cache
+        known = key in cache
         entry = (rate, time.monotonic() + _TTL)
-        if len(self._cache) < _CACHE_LIMIT or known:
-            self._cache[key] = entry
+        if not known and len(cache) >= _CACHE_LIMIT:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread
+                del cache[next(iter(cache))]  # the oldest pair goes: memory stays bounded
+        cache[key] = entry
         if rate is None and not known:
             self._on_unknown(provider, model)
         return entry
