@@ -35,6 +35,15 @@ export function renderTable(text, namespace = "genai") {
   section("Retries by reason", byCount(totals("retries_total", (l) => l.reason)));
   section("Tokens by type", byName(totals("tokens_total", (l) => l.token_type)));
   section("Video jobs by outcome", byName(totals("video_jobs_total", (l) => l.status)));
+  const wasted = totals("wasted_tokens_total", (l) =>
+    l.token_type === "input" || l.token_type === "output" ? `${l.failure_class.padEnd(6)}  ${l.reason}` : "");
+  wasted.delete(""); // reasoning and cached input are parts of output and input
+  section("Wasted tokens (input + output) by class and reason", byCount(wasted));
+  section("Content filters by category, stage, severity", byName(totals("content_filter_total", (l) => `${l.category}  ${l.stage}  ${l.severity}`)));
+  const spent = [...totals("cost_usd_total", () => "").values()].reduce((a, b) => a + b, 0);
+  const lost = [...totals("wasted_cost_usd_total", () => "").values()].reduce((a, b) => a + b, 0);
+  lines.push(spent ? `Spend: $${spent.toFixed(6)} in all, $${lost.toFixed(6)} wasted (${Math.round((100 * lost) / spent)}%)`
+    : "Spend: not priced (the Node.js package does not price usage)");
   return lines.join("\n").trimEnd() + "\n";
 }
 
