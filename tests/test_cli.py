@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from failsight.cli import build_parser
-from failsight.demo import build_plan
+from failsight.demo import build_plan, expected_totals
+from failsight.demo._plan import async_plan
 from failsight.testing import FaultServer
 from test_assets import build_distributions, clean_env, fresh_venv, pip_install
 
@@ -225,6 +226,16 @@ def test_demo_prints_the_table() -> None:
         assert heading in out
     assert "soft    content_filter" in out
     assert "silent  invalid_json" in out
+    # The plan's wasted answers, each of the fault server's 11 input + 9 output tokens.
+    wasted = out.split("Wasted tokens (input + output) by class and reason\n", 1)[1]
+    wasted = wasted.split("\n\n", 1)[0]
+    plan = expected_totals([*build_plan(1), *async_plan(6)])["wasted"]
+    shown = {
+        (line.split()[0], line.split()[1]): float(line.split()[2]) for line in wasted.splitlines()
+    }
+    assert shown == {key: 20.0 * n for key, n in plan.items()}
+    assert "violence  completion  high" in out
+    assert re.search(r"Spend: \$\d+\.\d{6} in all, \$\d+\.\d{6} wasted \(\d+%\)", out), out
 
 
 # --------------------------------------------------------------------------------------
