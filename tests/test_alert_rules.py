@@ -24,6 +24,8 @@ SERIES_LABELS = {
     "genai_failures_total": {"failure_class", "reason"},
     "genai_retries_total": {"reason"},
     "genai_video_jobs_total": {"status"},
+    "genai_cost_usd_total": set(),
+    "genai_wasted_cost_usd_total": {"failure_class", "reason"},
 }
 SCRAPE_LABELS = {"job", "instance"}
 COMMON_LABELS = {"operation", "provider", "model", "call_site"}
@@ -176,6 +178,16 @@ def test_ratio_alerts_share_the_minimum_traffic_guard(alert: str) -> None:
     assert TRAFFIC_GUARD in one_line(alerts()[alert]["expr"])
 
 
+def test_the_budget_is_one_value_to_edit() -> None:
+    """The spend alert compares with a recording rule that is a constant, said to be edited."""
+    budget = [
+        rule for rule in rules(RECORDING) if rule["record"] == "genai:cost_budget_usd_per_hour"
+    ]
+    assert len(budget) == 1 and budget[0]["expr"].strip().startswith("vector(")
+    assert "THIS IS THE VALUE TO EDIT" in RECORDING.read_text()
+    assert "genai:cost_budget_usd_per_hour" in alerts()["GenAISpendOverBudget"]["expr"]
+
+
 def test_spike_alerts_compare_with_twice_the_last_day() -> None:
     spikes = {name for name, rule in alerts().items() if "rate1d" in rule["expr"]}
     assert spikes == {"GenAIContentFilterSpike", "GenAIRateLimitSurge", "GenAITruncationSpike"}
@@ -189,6 +201,9 @@ def test_spike_alerts_compare_with_twice_the_last_day() -> None:
 
 def test_recording_rules_follow_the_naming_convention() -> None:
     for rule in rules(RECORDING):
+        if re.fullmatch(r"vector\(\d+(\.\d+)?\)", rule["expr"].strip()):  # a value to edit
+            assert re.fullmatch(r"genai:[a-z_]+_budget_[a-z_]+", rule["record"]), rule["record"]
+            continue
         assert re.fullmatch(r"genai:[a-z_]+:rate(5m|30m|1d)", rule["record"]), rule["record"]
         window = rule["record"].rsplit(":rate", 1)[1]
         windows = set(re.findall(r"\[(\w+)\]", rule["expr"])) | set(

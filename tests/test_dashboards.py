@@ -198,7 +198,7 @@ def test_every_query_is_filtered_by_the_variables(name: str) -> None:
 
 # Grafana's unit ids used here, plus its custom `count:<unit>` (a count, scaled K/M/B, with
 # the unit written after it) for what Grafana has no unit of its own for (tokens, jobs).
-GRAFANA_UNITS = {"reqps", "percentunit", "s", "short"}
+GRAFANA_UNITS = {"reqps", "percentunit", "s", "short", "currencyUSD"}
 
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
@@ -270,6 +270,12 @@ OVERVIEW_QUERIES = {
     "image filtered ratio": r"reason=\"image_filtered\".*operation=\"image_generation\"",
     "in-flight requests": r"genai_in_flight_requests",
     "telemetry errors by stage": r"sum by \(stage\) \(rate\(genai_telemetry_errors_total",
+    "spend over time": r"sum\(rate\(genai_cost_usd_total\{",
+    "wasted spend by reason": (
+        r"sum by \(failure_class, reason\) \(rate\(genai_wasted_cost_usd_total"
+    ),
+    "wasted share per call site": r"sum by \(call_site\) \(rate\(genai_wasted_tokens_total.*/",
+    "filter categories": r"sum by \(category, stage, severity\) \(rate\(genai_content_filter_total",
 }
 
 
@@ -549,6 +555,10 @@ class Workload:
         self.video_duration = metrics.video_job_duration.metric
         self.in_flight = metrics.in_flight.metric
         self.telemetry = metrics.telemetry_errors
+        self.wasted = metrics.wasted_tokens.metric
+        self.cost = metrics.cost.metric
+        self.wasted_cost = metrics.wasted_cost.metric
+        self.filters = metrics.content_filter.metric
 
     def request(
         self, labels: tuple[str, ...], failure_class: str = "none", reason: str = ""
@@ -586,6 +596,13 @@ class Workload:
         for labels in (CHAT, IMAGE, VIDEO):
             self.in_flight.labels(*labels).set(2)
         self.telemetry.labels("openai_result").inc()
+        # Each token type of the content_filter and length answers wasted; spend priced.
+        for reason in ("content_filter", "length"):
+            for token_type in ("input", "output", "reasoning", "cached_input"):
+                self.wasted.labels(*CHAT, token_type, "soft", reason).inc(5)
+            self.wasted_cost.labels(*CHAT, "soft", reason).inc(0.001)
+        self.cost.labels(*CHAT).inc(0.024)
+        self.filters.labels(*CHAT, "violence", "completion", "high").inc()
 
 
 @pytest.fixture(scope="module")
