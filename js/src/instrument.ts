@@ -370,7 +370,10 @@ function resource(client: unknown, path: readonly string[]): Obj | undefined {
  */
 export function instrumentOpenAI(client?: OpenAI): void {
   if (client !== undefined) {
-    if (!(client instanceof OpenAI)) throw new TypeError("instrumentOpenAI(client) takes an OpenAI client, or nothing to patch every client");
+    // Duck-typed: a client of another copy of the SDK (the major before, say) is one too.
+    if (!(client instanceof OpenAI) && typeof resource(client, ["chat", "completions"])?.create !== "function") {
+      throw new TypeError("instrumentOpenAI(client) takes an OpenAI client, or nothing to patch every client");
+    }
     if (clientPatches.has(client)) return;
     const done: [Obj, string, unknown][] = [];
     for (const spec of TABLE) {

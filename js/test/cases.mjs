@@ -2,7 +2,7 @@
 // (as `perform` and `run_case` in tests/test_conformance.py).
 import { randomUUID } from "node:crypto";
 import OpenAI from "openai";
-import { jsonOutput, minWords, nonEmpty, oneOf, RetryPolicy, tracedGeneration } from "../dist/index.js";
+import { instrumentOpenAI, jsonOutput, minWords, nonEmpty, oneOf, RetryPolicy, tracedGeneration } from "../dist/index.js";
 
 export function makeValidators(specs = []) {
   return specs.map((v) => {
@@ -75,9 +75,15 @@ export async function perform(client, call, headers) {
   }
 }
 
-export async function runCase(c, baseURL) {
+/**
+ * Run one case. `sdk`: the client class (default: the `openai` the package resolves); with
+ * `perClient`, the client is instrumented on its own (`instrumentOpenAI(client)`), as a client
+ * of another copy of the SDK (the major before) must be.
+ */
+export async function runCase(c, baseURL, { sdk = OpenAI, perClient = false } = {}) {
   const call = c.call;
-  const client = new OpenAI({ baseURL, apiKey: "sk-test", maxRetries: call.max_retries ?? 0, timeout: (call.timeout ?? 10) * 1000 });
+  const client = new sdk({ baseURL, apiKey: "sk-test", maxRetries: call.max_retries ?? 0, timeout: (call.timeout ?? 10) * 1000 });
+  if (perClient) instrumentOpenAI(client);
   const headers = call.keyed ? { "X-Failsight-Key": `${c.id}-${randomUUID()}` } : {};
   let fn = () => perform(client, call, headers);
   if (c.scope) {

@@ -5,6 +5,10 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { SpanKind } from "@opentelemetry/api";
+import OpenAI7 from "openai";
+import OpenAI6 from "openai6";
+import { VERSION as VERSION6 } from "openai6/version";
+import { VERSION as VERSION7 } from "openai/version";
 import { instrumentOpenAI, uninstrumentOpenAI } from "../dist/index.js";
 import { runCase } from "./cases.mjs";
 import { freshTelemetry, labelKey, repoRoot, snapshot, startFaultServer } from "./helpers.mjs";
@@ -50,16 +54,23 @@ function expectedSeries(c) {
   return new Map([...series].filter(([, v]) => v));
 }
 
-describe("conformance (tests/conformance/cases.json)", () => {
+// The newest major, patched globally; and the major before (the `openai6` alias of the
+// lockfile), each client patched on its own: the peer range is `>=6 <8`.
+const SDKS = [
+  { label: `openai ${VERSION7}`, sdk: OpenAI7, perClient: false },
+  { label: `openai ${VERSION6}`, sdk: OpenAI6, perClient: true },
+];
+
+for (const { label, sdk, perClient } of SDKS) describe(`conformance (tests/conformance/cases.json), ${label}`, () => {
   let server;
   let telemetry;
   before(async () => {
     server = await startFaultServer(spec.server);
     telemetry = freshTelemetry();
-    instrumentOpenAI();
+    if (!perClient) instrumentOpenAI();
   });
   after(async () => {
-    uninstrumentOpenAI();
+    if (!perClient) uninstrumentOpenAI();
     await server?.stop();
   });
 
@@ -67,7 +78,7 @@ describe("conformance (tests/conformance/cases.json)", () => {
     test(c.id, async () => {
       telemetry.exporter.reset();
       const beforeSnap = await snapshot(telemetry.registry);
-      const { error } = await runCase(c, server.baseURL);
+      const { error } = await runCase(c, server.baseURL, { sdk, perClient });
       const afterSnap = await snapshot(telemetry.registry);
       assert.equal(error !== undefined, c.expect.raises ?? false, String(error?.stack ?? error));
       const deltas = new Map();
