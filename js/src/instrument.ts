@@ -141,7 +141,9 @@ function serverOf(client: Obj | undefined): [string, string | undefined, number 
 
 function isAbort(error: unknown): boolean {
   const name = field(error, "name");
-  return error instanceof APIUserAbortError || name === "AbortError" || name === "APIUserAbortError";
+  // By class name too: a client of another copy of the SDK throws its own class.
+  const kind = field(field(error, "constructor"), "name");
+  return error instanceof APIUserAbortError || name === "AbortError" || name === "APIUserAbortError" || kind === "APIUserAbortError";
 }
 
 function isStream(value: unknown): value is { iterator: Fn; controller?: AbortController } {

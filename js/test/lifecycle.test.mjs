@@ -3,6 +3,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import OpenAI, { APIUserAbortError } from "openai";
+import { VERSION as VERSION7 } from "openai/version";
+import OpenAI6 from "openai6";
+import { VERSION as VERSION6 } from "openai6/version";
 import { Registry } from "prom-client";
 import { configure, instrumentOpenAI, startMetricsServer, tracedGeneration, uninstrumentOpenAI } from "../dist/index.js";
 import { freshTelemetry, parseExposition, startFaultServer } from "./helpers.mjs";
@@ -25,38 +28,43 @@ async function value(registry, name, labels = {}) {
 
 const messages = [{ role: "user", content: "hi" }];
 
-test("a stream aborted with its AbortController ends once, not a failure, in-flight 0", async () => {
-  const t = freshTelemetry();
-  const client = new OpenAI({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
-  instrumentOpenAI(client);
-  try {
-    const stream = await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages, stream: true });
-    for await (const _chunk of stream) {
-      stream.controller.abort();
+// Both majors of the peer range: the newest, and the one before (the `openai6` alias).
+for (const [sdk, version] of [[OpenAI, VERSION7], [OpenAI6, VERSION6]]) {
+  test(`a stream aborted with its AbortController ends once, not a failure, in-flight 0 (openai ${version})`, async () => {
+    const t = freshTelemetry();
+    const client = new sdk({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
+    instrumentOpenAI(client);
+    try {
+      const stream = await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages, stream: true });
+      for await (const _chunk of stream) {
+        stream.controller.abort();
+      }
+      assert.equal(await value(t.registry, "genai_requests_total"), 1);
+      assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+      assert.equal(await value(t.registry, "genai_in_flight_requests"), 0);
+    } finally {
+      uninstrumentOpenAI(client);
     }
-    assert.equal(await value(t.registry, "genai_requests_total"), 1);
-    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
-    assert.equal(await value(t.registry, "genai_in_flight_requests"), 0);
-  } finally {
-    uninstrumentOpenAI(client);
-  }
-});
+  });
 
-test("a request aborted before its answer leaves in-flight at 0", async () => {
-  const t = freshTelemetry();
-  const client = new OpenAI({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
-  instrumentOpenAI(client);
-  try {
-    const controller = new AbortController();
-    const pending = client.chat.completions.create({ model: "gpt-4o-mini@timeout", messages }, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
-    await assert.rejects(pending, (e) => e instanceof APIUserAbortError);
-    assert.equal(await value(t.registry, "genai_in_flight_requests"), 0);
-    assert.equal(await value(t.registry, "genai_requests_total"), 1);
-  } finally {
-    uninstrumentOpenAI(client);
-  }
-});
+  test(`a request aborted before its answer leaves in-flight at 0 (openai ${version})`, async () => {
+    const t = freshTelemetry();
+    const client = new sdk({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
+    instrumentOpenAI(client);
+    try {
+      const controller = new AbortController();
+      const pending = client.chat.completions.create({ model: "gpt-4o-mini@timeout", messages }, { signal: controller.signal });
+      setTimeout(() => controller.abort(), 50);
+      await assert.rejects(pending, (e) => e instanceof APIUserAbortError || e?.constructor?.name === "APIUserAbortError");
+      assert.equal(await value(t.registry, "genai_in_flight_requests"), 0);
+      assert.equal(await value(t.registry, "genai_requests_total"), 1);
+      // cancelled by its caller: the call ends, but it is no failure of the API
+      assert.equal(await value(t.registry, "genai_failures_total"), 0);
+    } finally {
+      uninstrumentOpenAI(client);
+    }
+  });
+}
 
 test("an abandoned stream is finished when collected: in-flight back to 0", { skip: typeof globalThis.gc !== "function" && "needs --expose-gc" }, async () => {
   const t = freshTelemetry();
