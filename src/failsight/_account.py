@@ -266,7 +266,7 @@ class Account:
             return
         entries = ledger.take(call)
         if entries:
-            _tokens, cost = waste(self.state.metrics, entries, failure_class, reason)
+            cost = waste(self.state.metrics, entries, failure_class, reason)
             if cost:
                 root.wasted_cost = cost + (root.wasted_cost or 0.0)
 

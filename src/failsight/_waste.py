@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from failsight._capped import HARD_REASONS, SOFT_REASONS
 from failsight._taxonomy import HARD, SILENT, SOFT, TOKEN_TYPES, Usage
 
 if TYPE_CHECKING:
@@ -32,31 +33,15 @@ ANY: Final = -1  # `take` every entry, whatever call reported it
 _MAX_ENTRIES: Final = 32  # past it, the oldest entries fold together (their call is forgotten)
 
 
-_HARD_REASONS: Final = frozenset(
-    {
-        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-        "unknown",
-    }
-)  # fmt: skip
-_SOFT_REASONS: Final = frozenset(
-    {
-        "content_filter", "length", "empty_content", "refusal", "image_filtered",
-        "video_failed", "video_cancelled", "video_timeout",
-    }
-)  # fmt: skip
-
-
 def class_of_reason(reason: str) -> str:
     """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
 
     >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
     ('hard', 'soft', 'silent')
     """
-    if reason in _HARD_REASONS:
+    if reason in HARD_REASONS or reason == "unknown":  # "unknown": an SDK retry's lost reason
         return HARD
-    if reason in _SOFT_REASONS:
+    if reason in SOFT_REASONS:
         return SOFT
     return SILENT
 
@@ -118,11 +103,8 @@ class Ledger:
         return taken
 
 
-def waste(
-    metrics: MetricSet, entries: list[list[Any]], failure_class: str, reason: str
-) -> tuple[dict[str, int], float]:
-    """Count `entries` as wasted with (failure_class, reason); the totals counted."""
-    tokens: dict[str, int] = {}
+def waste(metrics: MetricSet, entries: list[list[Any]], failure_class: str, reason: str) -> float:
+    """Count `entries` as wasted with (failure_class, reason); the cost counted."""
     cost = 0.0
     for entry in entries:
         labels = entry[1].labels
@@ -130,8 +112,7 @@ def waste(
             count = entry[i]
             if count:
                 metrics.wasted_tokens.child((*labels, token_type, failure_class, reason)).inc(count)
-                tokens[token_type] = tokens.get(token_type, 0) + count
         if entry[6] is not None:
             metrics.wasted_cost.child((*labels, failure_class, reason)).inc(entry[6])
             cost += entry[6]
-    return tokens, cost
+    return cost
