@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion
 
-from failsight._classify import _classify_chat_object, _classify_choices, classify_result
+from failsight._classify import (
+    _classify_chat_object,
+    _classify_choices,
+    _with_filters,
+    classify_result,
+)
 
 FINISH = st.sampled_from(
     ["stop", "length", "content_filter", "tool_calls", "function_call", "SAFETY", None]
@@ -77,8 +82,11 @@ def test_fast_and_duck_typed_paths_agree(payload: dict[str, Any]) -> None:
     fast = _classify_chat_object(parsed)
     assert fast is not None  # what the SDK parses takes the fast path
     assert fast == _classify_choices(parsed, list(parsed.choices))
-    assert classify_result(parsed, kind="chat") == fast
-    assert classify_result(payload, kind="chat") == fast  # the raw JSON, duck-typed
+    # Both paths then add the filter categories of a content-filtered answer, alike.
+    judged = _with_filters(fast, parsed)
+    assert judged == _with_filters(fast, payload)
+    assert classify_result(parsed, kind="chat") == judged
+    assert classify_result(payload, kind="chat") == judged  # the raw JSON, duck-typed
 
 
 def test_objects_of_other_shapes_take_the_duck_typed_path() -> None:

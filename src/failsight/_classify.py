@@ -170,7 +170,7 @@ def _classify_exception(exc: BaseException) -> Outcome:
                 error_type=error_type,
                 response_id=inner.response_id,
                 response_model=inner.response_model,
-                filters=tuple(filters_of_response(completion)) if completion is not None else (),
+                filters=inner.filters,
             )
 
     response = _get(exc, "response")
@@ -506,6 +506,13 @@ def _detect_kind(obj: Any) -> str | None:
     return None
 
 
+def _with_filters(outcome: Outcome, obj: Any) -> Outcome:
+    """A content-filtered answer with the categories it gives (`_filters`); others as they are."""
+    if "content_filter" in outcome.finish_reasons:
+        return outcome._replace(filters=tuple(filters_of_response(obj)))
+    return outcome
+
+
 def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
     """Classify an API response object or JSON dict; `kind` skips shape detection.
 
@@ -520,7 +527,7 @@ def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
         if kind == "chat" and type(obj) is not dict:
             found = _classify_chat_object(obj)
             if found is not None:
-                return found
+                return _with_filters(found, obj)
         if kind in ("chat", "text_completion"):
             choices = _list(_get(obj, "choices"))
             if choices is None:
@@ -529,7 +536,7 @@ def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
                 if _get(obj, "object") == "chat.completion.chunk":
                     return Outcome(usage=extract_usage(_get(obj, "usage")))
                 return Outcome(SOFT, "empty_content", usage=extract_usage(_get(obj, "usage")))
-            return _classify_choices(obj, choices)
+            return _with_filters(_classify_choices(obj, choices), obj)
         if kind == "responses":
             return _classify_response_api(obj)
         if kind == "image":

@@ -23,7 +23,6 @@ from failsight import _deferred, _spans
 from failsight._account import UNKNOWN, Account
 from failsight._classify import NONE, SOFT, Outcome, classify_exception
 from failsight._config import State, get_state
-from failsight._filters import filters_of_response
 from failsight._guard import guarded, swallow
 from failsight._operations import Operation
 from failsight._redact import mask_secrets
@@ -168,13 +167,6 @@ class Call:
         if account is not None:
             if outcome.finish_reasons:
                 account.count_finish_reasons(outcome.finish_reasons)
-                if (
-                    "content_filter" in outcome.finish_reasons
-                    and not outcome.filters
-                    and result is not None
-                ):
-                    with _RECORD:  # why the filter fired, when the answer says
-                        account.count_filters(filters_of_response(result))
             if usage is not None:
                 cost = account.add_usage(usage, self.seq)
         if outcome.video_status and outcome.response_id:
@@ -226,7 +218,7 @@ class Call:
         reason = outcome.reason
         account = self.account
         try:
-            if outcome.filters and account is not None:
+            if outcome.filters and account is not None:  # the one place they are counted
                 account.count_filters(outcome.filters)
             if account is not None and (not self.op.is_poll or outcome.failure_class == SOFT):
                 if isinstance(exc, asyncio.CancelledError):
