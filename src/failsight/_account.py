@@ -29,7 +29,7 @@ from failsight._classify import (
 from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
-from failsight._waste import ANY, Ledger, class_of_reason, waste
+from failsight._waste import ANY, Spent, class_of_reason, waste
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -68,11 +68,11 @@ class Account:
         "_closed",
         "_in_flight",
         "_labels_version",
-        "_ledger",
         "_parent",
         "_root",
         "_start",
         "_verdict",
+        "_wasted",
         "call_site",
         "cost",
         "exemplar",
@@ -116,13 +116,13 @@ class Account:
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
-        # (operation, class, reason, call) of the last call, when it failed
-        self.inner: tuple[str, str, str, int] | None = None
+        # (operation, class, reason, what it spent) of the last call, when it failed
+        self.inner: tuple[str, str, str, Spent | None] | None = None
         self.finish_reasons: list[str] = []
         self.usage: dict[str, int] = {}
         self.cost: float | None = None  # priced usage, when a price was known
         self.wasted_cost: float | None = None  # (the root's) part of it wasted
-        self._ledger: Ledger | None = None  # the root's usage not yet wasted
+        self._wasted: dict[str, int] | None = None  # (the root's) tokens wasted so far
         self.video_keys: list[Any] = []
         self.waited = 0.0
         self.handle: Any = None  # the user's `Generation`, made on first request
@@ -213,10 +213,9 @@ class Account:
                     account.finish_reasons.append(reason)
                 account = account._parent
 
-    def add_usage(self, usage: Usage, call: int = 0) -> float | None:
-        """Count a response's usage (non-negative ints or None, as `extract_usage` makes them),
-        its cost when priced, and enter it in the ledger of usage not yet wasted; `call`
-        names the API call that reported it (0: the scope itself). Returns the cost."""
+    def add_usage(self, usage: Usage) -> float | None:
+        """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)
+        and its cost when priced; returns the cost."""
         children = self.children()
         otel = self.state.otel_tokens
         for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
@@ -243,10 +242,6 @@ class Account:
                 while account is not None:
                     account.cost = cost if account.cost is None else account.cost + cost
                     account = account._parent
-        ledger = root._ledger
-        if ledger is None:
-            ledger = root._ledger = Ledger()
-        ledger.add(call, children, usage, cost)
         return cost
 
     def count_filters(self, filters: Iterable[tuple[str, str, str]]) -> None:
@@ -258,17 +253,25 @@ class Account:
                 break
             metric.child((*labels, category, stage, severity)).inc()
 
-    def waste(self, call: int, failure_class: str, reason: str) -> None:
-        """Count the usage of `call` (ANY: all) not wasted yet as wasted (see `_waste`)."""
+    def waste(self, spent: Spent | str, failure_class: str, reason: str) -> None:
+        """Count as wasted what one call `spent`, or (ANY) all the request's usage not wasted
+        already: the difference of what it reported and what was wasted (see `_waste`)."""
         root = self._root
-        ledger = root._ledger
-        if ledger is None:
-            return
-        entries = ledger.take(call)
-        if entries:
-            cost = waste(self.state.metrics, entries, failure_class, reason)
-            if cost:
-                root.wasted_cost = cost + (root.wasted_cost or 0.0)
+        wasted = root._wasted
+        if wasted is None:
+            wasted = root._wasted = {}
+        if isinstance(spent, tuple):
+            counts = dict(spent[0].items())
+            cost = spent[1]
+        else:
+            counts = {t: n - wasted.get(t, 0) for t, n in root.usage.items()}
+            cost = None if root.cost is None else root.cost - (root.wasted_cost or 0.0)
+        waste(self.state.metrics, self.labels(), counts, cost, failure_class, reason)
+        for token_type, count in counts.items():
+            if count > 0:
+                wasted[token_type] = wasted.get(token_type, 0) + count
+        if cost is not None and cost > 0:
+            root.wasted_cost = cost + (root.wasted_cost or 0.0)
 
     def record_retry(
         self,
@@ -278,12 +281,12 @@ class Account:
         wait: float | None = None,
         span: Span | None = None,
         failure_class: str | None = None,
-        wasted: int | None = ANY,
+        wasted: Spent | str | None = ANY,
     ) -> None:
         """Count one retry, with the reason of the attempt that failed; a `retry` span event
-        goes on `span` (an API call's) or else on the scope's span. The usage of call
-        `wasted` (ANY: all not wasted yet; None: none) is wasted, with `failure_class` (by
-        default the reason's)."""
+        goes on `span` (an API call's) or else on the scope's span. `wasted` is what the
+        retried attempt spent (ANY: all not wasted yet; None: nothing), wasted with
+        `failure_class` (by default the reason's)."""
         reason = sanitize_reason(str(reason))
         root = self._root
         root.retries += 1
@@ -329,10 +332,11 @@ class Account:
             if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
                 self.record_retry(inner[2], failure_class=inner[1], wasted=inner[3])
 
-    def call_finished(self, operation: str, outcome: Outcome, call: int = 0) -> None:
-        """A call inside the scope ended with `outcome` (its tokens were counted already)."""
+    def call_finished(self, operation: str, outcome: Outcome, spent: Spent | None = None) -> None:
+        """A call inside the scope ended with `outcome` (its tokens were counted already,
+        `spent` is what it reported: wasted if it is retried)."""
         if outcome.failed and not outcome.transient:
-            self.inner = (operation, outcome.failure_class, outcome.reason or "exception", call)
+            self.inner = (operation, outcome.failure_class, outcome.reason or "exception", spent)
         elif self.inner is not None and self.inner[0] == operation:
             self.inner = None
 
@@ -363,7 +367,7 @@ class Account:
         finally:
             self._verdict = verdict
             if self._parent is None:
-                if verdict[0] != NONE and self._ledger is not None:
+                if verdict[0] != NONE and self.usage:
                     with _ACCOUNT:
                         self.waste(ANY, verdict[0], verdict[1] or "exception")
                 self._count(verdict[0], verdict[1])

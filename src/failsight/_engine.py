@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import time
 from typing import Any, Final
 
@@ -26,6 +25,7 @@ from failsight._config import State, get_state
 from failsight._guard import guarded, swallow
 from failsight._operations import Operation
 from failsight._redact import mask_secrets
+from failsight._waste import Spent
 
 __all__ = [
     "Call",
@@ -47,7 +47,6 @@ active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar
 )
 
 _RECORD: Final = guarded("call_record")
-_SEQ: Final = itertools.count(1)  # names a call in its account's ledger (0 is the scope)
 _ATTEMPT: Final = guarded("attempt")
 
 
@@ -64,8 +63,8 @@ class Call:
         "labels",
         "op",
         "own",
-        "seq",
         "span",
+        "spent",
         "start",
         "state",
         "values",
@@ -86,7 +85,7 @@ class Call:
         self.labels = labels  # (operation, provider, model, call_site) as the call started
         self.account = account  # None: an unscoped video poll (a job step, not a request)
         self.own = own  # the call is the logical request (no enclosing scope)
-        self.seq = next(_SEQ)
+        self.spent: Spent | None = None  # the usage and cost its answer reported
         self.span = span
         # Span attributes gathered during the call, set once at its end.
         self.values: dict[str, Any] = {
@@ -168,7 +167,8 @@ class Call:
             if outcome.finish_reasons:
                 account.count_finish_reasons(outcome.finish_reasons)
             if usage is not None:
-                cost = account.add_usage(usage, self.seq)
+                cost = account.add_usage(usage)
+                self.spent = (usage, cost)
         if outcome.video_status and outcome.response_id:
             if account is not None:
                 account.track_video(outcome.response_id, outcome.video_status)
@@ -224,7 +224,7 @@ class Call:
                 if isinstance(exc, asyncio.CancelledError):
                     account.call_cancelled(self.op.name)
                 else:
-                    account.call_finished(self.op.name, outcome, self.seq)
+                    account.call_finished(self.op.name, outcome, self.spent)
         except Exception as error:
             swallow("call_finish", error)
         finally:

@@ -1,4 +1,4 @@
-"""The usage of a logical request not yet known to be wasted, by the call that reported it.
+"""Wasted usage: the rule, and counting it.
 
 The rule (README "Wasted tokens and spend"): tokens are wasted when they bought nothing the
 caller kept.
@@ -12,25 +12,26 @@ caller kept.
 - An SDK-internal retry re-sends a request that got an error response, which reports no
   usage: nothing is wasted by it.
 
-Each response's usage enters the ledger once and leaves it once, so the wasted tokens of a
-series never pass its tokens (`genai_wasted_tokens_total` ≤ `genai_tokens_total`), and the
-wasted cost never passes the cost.
+Nothing is kept per response: a request's account already sums its usage and cost, and its
+root keeps what was wasted so far, so "not wasted already" is the difference, and a retried
+call hands over what it reported. Each token is wasted at most once, so the wasted tokens
+of a request never pass its tokens (`genai_wasted_tokens_total` ≤ `genai_tokens_total`),
+nor its wasted cost its cost.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from failsight._capped import HARD_REASONS, SOFT_REASONS
-from failsight._taxonomy import HARD, SILENT, SOFT, TOKEN_TYPES, Usage
+from failsight._taxonomy import HARD, SILENT, SOFT, Usage
 
 if TYPE_CHECKING:
-    from failsight._metrics import LabelChildren, MetricSet
+    from failsight._metrics import MetricSet
 
-__all__ = ["ANY", "Ledger", "class_of_reason", "waste"]
+__all__ = ["ANY", "Spent", "class_of_reason", "waste"]
 
-ANY: Final = -1  # `take` every entry, whatever call reported it
-_MAX_ENTRIES: Final = 32  # past it, the oldest entries fold together (their call is forgotten)
+ANY: Final = "any"  # waste all the usage of the request not wasted already
 
 
 def class_of_reason(reason: str) -> str:
@@ -46,73 +47,21 @@ def class_of_reason(reason: str) -> str:
     return SILENT
 
 
-class Ledger:
-    """Entries [call, children, input, output, reasoning, cached_input, cost]."""
-
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        self.entries: list[list[Any]] = []
-
-    def add(self, call: int, children: LabelChildren, usage: Usage, cost: float | None) -> None:
-        entries = self.entries
-        last = entries[-1] if entries else None
-        if last is None or last[0] != call or last[1] is not children:
-            if len(entries) >= _MAX_ENTRIES:
-                self._fold()
-            last = [call, children, 0, 0, 0, 0, None]
-            entries.append(last)
-        tokens_in, tokens_out, reasoning, cached = usage
-        if tokens_in:
-            last[2] += tokens_in
-        if tokens_out:
-            last[3] += tokens_out
-        if reasoning:
-            last[4] += reasoning
-        if cached:
-            last[5] += cached
-        if cost is not None:
-            last[6] = cost if last[6] is None else last[6] + cost
-
-    def _fold(self) -> None:
-        """Merge the oldest entry into a later one of the same labels; their calls are
-        forgotten (a request of many calls then wastes them at its end only)."""
-        entries = self.entries
-        oldest = entries[0]
-        for entry in entries[1:]:
-            if entry[1] is oldest[1]:
-                for i in range(2, 6):
-                    entry[i] += oldest[i]
-                if oldest[6] is not None:
-                    entry[6] = oldest[6] if entry[6] is None else entry[6] + oldest[6]
-                entry[0] = 0
-                del entries[0]
-                return
-
-    def take(self, call: int) -> list[list[Any]]:
-        """Remove and return the entries of `call` (ANY: all)."""
-        entries = self.entries
-        if not entries:
-            return []
-        if call == ANY:
-            self.entries = []
-            return entries
-        taken = [entry for entry in entries if entry[0] == call]
-        if taken:
-            self.entries = [entry for entry in entries if entry[0] != call]
-        return taken
+# What a wasted call reported: its usage and its cost (None: not priced).
+Spent = tuple[Usage, "float | None"]
 
 
-def waste(metrics: MetricSet, entries: list[list[Any]], failure_class: str, reason: str) -> float:
-    """Count `entries` as wasted with (failure_class, reason); the cost counted."""
-    cost = 0.0
-    for entry in entries:
-        labels = entry[1].labels
-        for i, token_type in enumerate(TOKEN_TYPES, start=2):
-            count = entry[i]
-            if count:
-                metrics.wasted_tokens.child((*labels, token_type, failure_class, reason)).inc(count)
-        if entry[6] is not None:
-            metrics.wasted_cost.child((*labels, failure_class, reason)).inc(entry[6])
-            cost += entry[6]
-    return cost
+def waste(
+    metrics: MetricSet,
+    labels: tuple[str, ...],
+    counts: dict[str, int],
+    cost: float | None,
+    failure_class: str,
+    reason: str,
+) -> None:
+    """Count `counts` (token type → tokens) and `cost` as wasted under `labels`."""
+    for token_type, count in counts.items():
+        if count > 0:
+            metrics.wasted_tokens.child((*labels, token_type, failure_class, reason)).inc(count)
+    if cost is not None and cost > 0:
+        metrics.wasted_cost.child((*labels, failure_class, reason)).inc(cost)
