@@ -162,6 +162,15 @@ _SCRUB = (
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?"), "<time>"),
     (re.compile(r"\b(created(?:_at)?['\"]?\s*[=:]\s*)\d{9,}(\.\d+)?"), r"\1<time>"),
     (re.compile(r"\b1[0-9]{9}(\.\d+)?\b"), "<epoch>"),
+    # Timing, not behaviour: ISO-8601 durations (pydantic-ai's "PT0.04247S") and elapsed seconds.
+    (
+        re.compile(r"\bP(?=\d|T\d)(?:\d+(?:\.\d+)?[YMWD])*(?:T(?:\d+(?:\.\d+)?[HMS])+)?\b"),
+        "<duration>",
+    ),
+    (
+        re.compile(r"\b((?:duration|elapsed|latency)\w*['\"]?\s*[=:]\s*)\d+(?:\.\d+)?(?:e-?\d+)?"),
+        r"\1<elapsed>",
+    ),
 )
 
 

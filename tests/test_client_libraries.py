@@ -39,6 +39,7 @@ from client_libs_helpers import (
     observed_metrics,
     require_library,
     run_once,
+    scrub,
 )
 from conftest import Telemetry
 from failsight.testing import FaultServer
@@ -429,3 +430,19 @@ def llama_index_retry(wire: Wire) -> Any:
 @case("llama_index", "soft_content_filter", "content_filter")
 def llama_index_soft_content_filter(wire: Wire) -> Any:
     return llama_index_plain(wire)  # returns an empty message with finish_reason content_filter
+
+
+@pytest.mark.parametrize(
+    ("raw", "scrubbed"),
+    [
+        ('{"duration": "PT0.04247S"}', '{"duration": "<duration>"}'),
+        ("took P1DT2H3M4.5S", "took <duration>"),
+        ("'elapsed_seconds': 0.0123", "'elapsed_seconds': <elapsed>"),
+        ('"latency_ms"=12', '"latency_ms"=<elapsed>'),
+        # Behaviour stays: words and counts that merely look alike are kept.
+        ("PTO request, 3 PAGES, P2P", "PTO request, 3 PAGES, P2P"),
+        ('"output_tokens": 9', '"output_tokens": 9'),
+    ],
+)
+def test_scrub_normalises_timing_not_behaviour(raw: str, scrubbed: str) -> None:
+    assert scrub(raw) == scrubbed
