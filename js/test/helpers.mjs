@@ -1,6 +1,7 @@
 // Shared by the Node tests: the Python fault server as a child process, a fresh registry and
 // span exporter per test, and the Prometheus text format read back into samples.
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -9,12 +10,28 @@ import { configure } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, "..", "..");
-export const python = process.env.FAILSIGHT_PYTHON ?? resolve(here, "..", "..", ".venv", "bin", "python");
+const fromEnv = process.env.FAILSIGHT_PYTHON;
+export const python = fromEnv || resolve(repoRoot, ".venv", "bin", "python");
+
+/** Why the fault server is missing, with what was looked for and how to provide it. */
+function cannotStart(reason) {
+  const where = fromEnv
+    ? `FAILSIGHT_PYTHON=${python}`
+    : `${python} (the repository's .venv; FAILSIGHT_PYTHON=/path/to/python sets another interpreter)`;
+  return new Error(
+    `fault server did not start: ${reason.trim() || "no output"}\n` +
+      `  looked for the Python interpreter: ${where}\n` +
+      "  the Node tests run `python -m failsight.testing` from it, so it needs failsight installed:\n" +
+      "  run `make test` (or `make demo`) at the repository root to create .venv, or set\n" +
+      "  FAILSIGHT_PYTHON to a Python where `pip install -e .` (repository root) was run",
+  );
+}
 
 /**
  * Start `python -m failsight.testing` on a free loopback port; resolves with its base URL and a stop().
  */
 export function startFaultServer(settings = {}) {
+  if (!existsSync(python)) return Promise.reject(cannotStart("no such file"));
   const args = [
     "-m", "failsight.testing", "--port", "0", "--quiet",
     "--retry-after-ms", String(settings.retry_after_ms ?? 1),
@@ -26,27 +43,36 @@ export function startFaultServer(settings = {}) {
   return new Promise((resolvePromise, reject) => {
     let out = "";
     let err = "";
-    const timer = setTimeout(() => reject(new Error(`fault server did not start: ${err}`)), 20_000);
+    let started = false;
+    const give = (reason) => {
+      clearTimeout(timer);
+      if (!started) reject(cannotStart(reason));
+    };
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      give(`no address printed within 20 s\n${err}${out}`);
+    }, 20_000);
     child.stderr.on("data", (d) => (err += d));
+    // Not executable, say: spawn reports it here, and no "exit" follows.
+    child.once("error", (error) => give(`${error.message}\n${err}`));
     child.stdout.on("data", (d) => {
       out += d;
       const match = /on (http:\/\/\S+\/v1)/.exec(out);
-      if (match) {
+      if (match && !started) {
+        started = true;
         clearTimeout(timer);
         resolvePromise({
           baseURL: match[1],
           stop: () =>
             new Promise((done) => {
+              if (child.exitCode !== null || child.signalCode !== null) return done();
               child.once("exit", () => done());
               child.kill("SIGINT");
             }),
         });
       }
     });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`fault server exited (${code}): ${err} (python: ${python}; set FAILSIGHT_PYTHON)`));
-    });
+    child.once("exit", (code, signal) => give(`it exited (${signal ?? code}):\n${err}`));
   });
 }
 
