@@ -51,10 +51,11 @@ _PRICE: Final = guarded("price")
 
 
 def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
-    """Exceptions that a failure recorded inside the scope explains better (SPEC §2).
+    """Exceptions that a failure recorded inside the scope explains better.
 
-    The seed article raises ValueError after a content_filter, and a bare TimeoutError after
-    a video stuck in its queue: the recorded soft failure is the real reason then.
+    Code commonly raises ValueError after a content_filter, and a bare TimeoutError after a
+    video stuck in its queue: the recorded soft failure is the real reason then
+    (docs/reference.md#the-reason-of-a-request).
     """
     return outcome.reason == "exception" or type(exc) is TimeoutError
 
@@ -324,8 +325,8 @@ class Account:
         self.failure = (failure_class, sanitize_reason(str(reason)))
 
     def call_started(self, operation: str) -> None:
-        """A call begins: after a failed call of the same operation it is a retry (SPEC §2),
-        except after a client error the retry policy never retries."""
+        """A call begins: after a failed call of the same operation it is a retry, except after
+        a client error the retry policy never retries (docs/reference.md#what-counts-as-a-retry)."""
         inner = self.inner
         if inner is not None and inner[0] == operation:
             self.inner = None

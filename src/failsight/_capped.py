@@ -25,9 +25,9 @@ __all__ = [
 
 OTHER: Final = "other"
 
-# The closed `reason` vocabulary of SPEC §2, by failure class: never capped. Anything else (a
-# validator's name, a reason given to `mark_failure` or `record_retry`) is capped like a
-# common label.
+# The closed `reason` vocabulary (docs/reference.md#reasons), by failure class: never
+# capped. Anything else (a validator's name, a reason given to `mark_failure` or
+# `record_retry`) is capped like a common label.
 HARD_REASONS: Final = frozenset(
     {
         "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",

@@ -208,7 +208,8 @@ def classify_status(status: int, headers: Any = None, body: Any = None) -> Outco
     """An HTTP answer seen without an exception (raw HTTP, one SDK attempt), judged by status.
 
     An error status is classified as the error it would become; `error.type` stays unset (no
-    exception was raised, so it is the reason: SPEC §3). `body` is the decoded JSON, if any.
+    exception was raised, so it is the reason: docs/reference.md#status-and-errors). `body` is
+    the decoded JSON, if any.
 
     >>> classify_status(429, {"retry-after": "2"}).retry_after
     2.0
@@ -561,7 +562,7 @@ _AZURE_SUFFIXES: Final = (
 
 
 def provider_for_host(host: str | None) -> str:
-    """The `provider` label of a base URL's host (SPEC §2)."""
+    """The `provider` label of a base URL's host (docs/reference.md#labels)."""
     if not host:
         return "unknown"
     host = host.lower()[:MAX_TEXT]

@@ -1,4 +1,4 @@
-"""The Prometheus metric set of SPEC §2, built against a given registry."""
+"""The Prometheus metric set (docs/reference.md#metrics), built against a given registry."""
 
 from __future__ import annotations
 

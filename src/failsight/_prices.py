@@ -132,7 +132,7 @@ def check_prices(prices: Any) -> Any:
     return rates
 
 
-# The provider label (SPEC §2) → genai-prices provider ids.
+# The provider label (docs/reference.md#labels) → genai-prices provider ids.
 _PROVIDER_IDS: Final = {"openai": "openai", "azure.ai.openai": "azure"}
 
 

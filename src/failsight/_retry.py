@@ -1,4 +1,4 @@
-"""The `retry=` policy of `@traced_generation` (SPEC §4)."""
+"""The `retry=` policy of `@traced_generation` (docs/reference.md#the-retry-policy)."""
 
 from __future__ import annotations
 

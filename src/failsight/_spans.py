@@ -1,4 +1,4 @@
-"""Span attribute names (SPEC §3; GenAI semantic conventions v1.41.0) and small span helpers."""
+"""Span attribute names (docs/reference.md#spans; GenAI semconv v1.41.0) and span helpers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # Every span step is guarded on its own: a broken tracer, span or processor loses span
-# detail, never a metric (SPEC §2: metrics never depend on spans).
+# detail, never a metric (docs/reference.md#counting-rules: metrics never depend on spans).
 _SPAN: Final = guarded("span")
 
 # GenAI semantic conventions.

@@ -175,7 +175,7 @@ class Outcome(NamedTuple):
 
     @property
     def retryable(self) -> bool:
-        """True for the reasons the retry policy (SPEC §4) re-attempts."""
+        """True for the reasons the retry policy (docs/reference.md#retries) re-attempts."""
         return self.failure_class == HARD and self.reason in RETRYABLE_REASONS
 
 
@@ -233,7 +233,7 @@ def as_list(value: Any) -> list[Any] | None:
 
 
 def reason_for_status(status: int) -> str:
-    """The SPEC §2 reason of an HTTP error status, e.g. 429 → "rate_limited"."""
+    """An HTTP error status's reason (docs/reference.md#status-codes): 429 → "rate_limited"."""
     reason = STATUS_REASONS.get(status)
     if reason is not None:
         return reason

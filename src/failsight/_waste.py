@@ -35,7 +35,7 @@ ANY: Final = "any"  # waste all the usage of the request not wasted already
 
 
 def class_of_reason(reason: str) -> str:
-    """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
+    """The class a reason belongs to (docs/reference.md#reasons); a validator's own is silent.
 
     >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
     ('hard', 'soft', 'silent')
