@@ -12,7 +12,7 @@ outside what is measured. Spans go to a BatchSpanProcessor feeding a null export
 - sdk:          the bare openai SDK, the baseline every other figure is added to;
 - floor:        a minimal wrapt wrapper on `Completions.create` recording one span, three
                 counters and one histogram, and nothing else;
-- contract:     a hand-written wrapper doing only what SPEC §2 and §3 ask of this call (the
+- contract:     a hand-written wrapper doing only what docs/reference.md asks of this call (the
                 span's attributes, the metrics), with nothing to spare (plain calls only);
 - openai-v2:    `opentelemetry-instrumentation-openai-v2`, the official instrumentation;
 - genai-openai: `opentelemetry-instrumentation-genai-openai`, its successor;
@@ -146,13 +146,13 @@ class Floor(_Wrapper):
 
 
 class ContractFloor(_Wrapper):
-    """The least that SPEC §2 and §3 ask of a successful, non-streamed chat call.
+    """The least docs/reference.md (metrics, spans) asks of a successful, non-streamed chat call.
 
     Written by hand for this one call, trusting the response's shape: the span with the
-    GenAI and failsight attributes the SPEC names (start attributes at start), the span made
+    GenAI and failsight attributes it names (start attributes at start), the span made
     current during the call, the in-flight gauge, `genai_requests_total`, attempts, duration
     with its `trace_id` exemplar, two token counters and one finish reason. No classifier,
-    no guards, no retries, not even the label cap SPEC §2 asks for: a lower bound for any
+    no guards, no retries, not even the label cap it asks for: a lower bound for any
     implementation of the contract. Plain calls only.
     """
 

@@ -18,7 +18,7 @@ UNIT_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
 KEY = "job, operation, provider, model, call_site"
 TRAFFIC_GUARD = f"sum by ({KEY}) (genai:requests:rate5m) * 300 >= 10"
 
-# The labels failsight puts on each metric (SPEC §2) plus the ones Prometheus adds.
+# The labels failsight puts on each metric (docs/reference.md#catalogue) plus Prometheus' own.
 SERIES_LABELS = {
     "genai_requests_total": {"failure_class"},
     "genai_failures_total": {"failure_class", "reason"},

@@ -1,4 +1,5 @@
-"""The benchmark scripts run as a user runs them, and the contract floor does the SPEC's work.
+"""The benchmark scripts run as a user runs them, and the contract floor records what
+docs/reference.md asks of a chat call.
 
 No figure is asserted: only that each script runs to the end and prints every figure. The
 official OpenTelemetry instrumentations run from their own venvs (`make bench-venvs`, which
@@ -194,7 +195,7 @@ def test_contract_floor_sets_the_span_attributes_failsight_sets(
     finally:
         failsight.uninstrument_openai()
     theirs, ours = (dict(span.attributes or {}) for span in telemetry.spans())
-    # failsight also records the provider's request id, which the SPEC asks for errors only.
+    # failsight also records the provider's request id of an answer; the floor leaves it out.
     ours.pop("failsight.request_id", None)
     assert theirs == ours
 

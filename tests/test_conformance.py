@@ -21,8 +21,8 @@ from failsight import RetryPolicy, validators
 from failsight.testing import FaultServer
 
 CASES_FILE = Path(__file__).parent / "conformance" / "cases.json"
-SPEC: dict[str, Any] = json.loads(CASES_FILE.read_text())
-CASES: list[dict[str, Any]] = SPEC["cases"]
+CONFORMANCE: dict[str, Any] = json.loads(CASES_FILE.read_text())
+CASES: list[dict[str, Any]] = CONFORMANCE["cases"]
 PROVIDER = "127.0.0.1"
 
 # Time-dependent samples: only their counts are compared.
@@ -73,7 +73,7 @@ def expected_series(case: dict[str, Any]) -> dict[Key, float]:
     for token_type, n in exp.get("tokens", {}).items():
         add(key("genai_tokens_total", token_type=token_type), n)
     # Wasted tokens: listed as "token_type|failure_class|reason", or else all the tokens of a
-    # request that failed, with its class and reason (README "Wasted tokens and spend").
+    # request that failed, with its class and reason (docs/reference.md#wasted-usage).
     wasted = exp.get("wasted")
     if wasted is None and cls != "none":
         wasted = {f"{t}|{cls}|{exp['reason']}": n for t, n in exp.get("tokens", {}).items()}
@@ -117,7 +117,7 @@ def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]
     if shape == "chat":
         resp = client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
         return resp.choices[0].message.content
-    if shape == "chat_until_done":  # the seed article's loop: ask again after a cut-off answer
+    if shape == "chat_until_done":  # a common loop: ask again after a cut-off answer
         for _ in range(call["max_calls"]):
             resp = client.chat.completions.create(
                 model=model, messages=messages, extra_headers=headers
@@ -202,7 +202,7 @@ def run_case(case: dict[str, Any], base_url: str) -> tuple[Any, BaseException | 
 
 @pytest.fixture(scope="module")
 def conformance_server() -> Any:
-    settings = SPEC["server"]
+    settings = CONFORMANCE["server"]
     with FaultServer(
         retry_after_ms=settings["retry_after_ms"],
         slow_seconds=settings["slow_seconds"],

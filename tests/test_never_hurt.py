@@ -1,4 +1,4 @@
-"""Telemetry faults never hurt the caller, and never change what the metrics count (SPEC §2).
+"""Telemetry faults never hurt the caller, nor change the counts (docs/reference.md#counting-rules).
 
 Every public entry point — the decorator in its four shapes, each SDK endpoint family (sync,
 async, streamed), and `instrument_http()` with httpx and requests — runs once uninstrumented and

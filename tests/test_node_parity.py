@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import failsight
 from failsight import _config
 from failsight.testing import FaultServer
-from test_conformance import CASES, SPEC, run_case
+from test_conformance import CASES, CONFORMANCE, run_case
 
 JS = Path(__file__).resolve().parent.parent / "js"
 _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
@@ -94,7 +94,7 @@ def _node_metrics(node: str, base_url: str) -> str:
 @pytest.fixture(scope="module")
 def scraped() -> dict[str, Any]:
     node = _need_node()
-    settings = SPEC["server"]
+    settings = CONFORMANCE["server"]
     with FaultServer(
         retry_after_ms=settings["retry_after_ms"],
         slow_seconds=settings["slow_seconds"],

@@ -18,7 +18,7 @@ import yaml
 
 from failsight.testing import FaultServer
 from prom_harness import RULE_FILES, PrometheusServer, all_dashboard_queries
-from test_conformance import CASES, SPEC, expected_series
+from test_conformance import CASES, CONFORMANCE, expected_series
 from test_node_parity import JS, _need_node
 
 # Counters whose totals the cases declare exactly.
@@ -47,7 +47,7 @@ def plan_totals() -> dict[Key, float]:
 @pytest.fixture(scope="module")
 def prom() -> Iterator[PrometheusServer]:
     node = _need_node()
-    settings = SPEC["server"]
+    settings = CONFORMANCE["server"]
     with FaultServer(
         retry_after_ms=settings["retry_after_ms"],
         slow_seconds=settings["slow_seconds"],
