@@ -382,7 +382,9 @@ def test_http_errors_apply_to_every_route(
     assert resp.json()["error"]["type"] == "server_error"
 
 
-@pytest.mark.parametrize("scenario", covers("drop", "drop_mid_stream"))
+@pytest.mark.parametrize(
+    "scenario", covers("drop", "drop_mid_stream", "drop_after_usage", "drop_mid_stream_usage")
+)
 def test_drop_closes_before_any_response(
     client: openai.OpenAI, server: FaultServer, scenario: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -426,6 +428,64 @@ def test_drop_mid_stream_responses(client: openai.OpenAI) -> None:
         seen.extend(stream)
     assert [e.delta for e in seen if e.type == "response.output_text.delta"] == ["The", " quick"]
     assert not [e for e in seen if e.type in ("response.completed", "response.incomplete")]
+
+
+@pytest.mark.parametrize("api", ["chat", "completions", "responses"])
+def test_drop_after_usage_reports_usage_then_drops(client: openai.OpenAI, api: str) -> None:
+    seen: list[Any] = []
+    with pytest.raises(openai.APIConnectionError):
+        for item in _stream(client, api, covers("drop_after_usage")[0]):
+            seen.append(item)
+    if api == "responses":
+        assert seen[-1].type == "response.completed"
+        usage = seen[-1].response.usage
+        assert (usage.input_tokens, usage.output_tokens) == (11, 9)
+    else:
+        # The finish reason, then the usage chunk (not asked for), then no `[DONE]`.
+        assert [c.choices[0].finish_reason for c in seen if c.choices][-1] == "stop"
+        assert seen[-1].choices == []
+        assert seen[-1].usage.prompt_tokens == USAGE["prompt_tokens"]
+        assert seen[-1].usage.completion_tokens == USAGE["completion_tokens"]
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_drop_mid_stream_usage_on_every_chunk(client: openai.OpenAI, api: str) -> None:
+    seen: list[Any] = []
+    with pytest.raises(openai.APIConnectionError):
+        for item in _stream(client, api, covers("drop_mid_stream_usage")[0]):
+            seen.append(item)
+    assert [c.usage.completion_tokens for c in seen] == [0, 1, 2]  # the usage so far, each
+    assert {c.usage.prompt_tokens for c in seen} == {USAGE["prompt_tokens"]}
+    assert all(c.choices[0].finish_reason is None for c in seen)
+
+
+def test_drop_mid_stream_usage_on_responses_is_drop_mid_stream(client: openai.OpenAI) -> None:
+    seen: list[Any] = []
+    with pytest.raises(openai.APIConnectionError):
+        seen.extend(_stream(client, "responses", "drop_mid_stream_usage"))
+    assert not [e for e in seen if getattr(getattr(e, "response", None), "usage", None)]
+
+
+def test_response_failed_reports_usage(client: openai.OpenAI) -> None:
+    (scenario,) = covers("response_failed")
+    answer = client.responses.create(model=f"m@{scenario}", input="x")
+    assert answer.status == "failed" and answer.error is not None
+    assert answer.error.code == "server_error"
+    assert answer.usage is not None and answer.usage.input_tokens == USAGE["prompt_tokens"]
+    events = list(_stream(client, "responses", scenario))
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.usage.output_tokens == USAGE["completion_tokens"]
+    with pytest.raises(openai.BadRequestError):  # the Responses API's own status, nowhere else
+        client.chat.completions.create(model=f"m@{scenario}", messages=MESSAGES)
+
+
+def _stream(client: openai.OpenAI, api: str, scenario: str) -> Any:
+    model = f"m@{scenario}"
+    if api == "chat":
+        return client.chat.completions.create(model=model, messages=MESSAGES, stream=True)
+    if api == "completions":
+        return client.completions.create(model=model, prompt="x", stream=True)
+    return client.responses.create(model=model, input="x", stream=True)
 
 
 def test_drop_mid_stream_raw_body_has_no_done(server: FaultServer, http: httpx.Client) -> None:

@@ -181,7 +181,7 @@ class BodyWatcher(Watcher):
             if exc is None and self.invalid is not None:
                 exc = self.invalid  # an undecodable event: hard `invalid_response`, as the SDK
             if exc is not None:
-                fail(call, exc)
+                fail(call, exc, judge.outcome(exhausted=False))  # what it reported still counts
                 return
             outcome = judge.outcome(exhausted)
             call.record(outcome)

@@ -324,14 +324,29 @@ def _start(
     return Call(state, op, labels, account, True, span, stream)
 
 
-def fail(call: Call, exc: BaseException) -> None:
-    """The call raised `exc`: record what the error carries, then finish."""
+def fail(call: Call, exc: BaseException, seen: Outcome | None = None) -> None:
+    """The call raised `exc`: record what the error carries, then finish.
+
+    `seen` is what a stream reported before it raised (its usage, finish reasons, filters):
+    recorded too, since usage seen is usage counted (and wasted, as the call failed), however
+    the stream ends. What the error carries adds only what `seen` lacks: nothing twice.
+    """
     outcome = Outcome()
     try:
         with _RECORD:
             outcome = classify_exception(exc)
-            if outcome.usage is not None or outcome.finish_reasons:
-                call.record(outcome)
+            extra = outcome
+            if seen is not None:
+                call.record(seen)
+                if seen.usage is not None or seen.finish_reasons:
+                    extra = outcome._replace(
+                        usage=None if seen.usage is not None else outcome.usage,
+                        finish_reasons=() if seen.finish_reasons else outcome.finish_reasons,
+                    )
+                if seen.filters:  # counted once, at the finish
+                    outcome = outcome._replace(filters=outcome.filters + seen.filters)
+            if extra.usage is not None or extra.finish_reasons:
+                call.record(extra)
     finally:
         call.finish(outcome, exc)
 

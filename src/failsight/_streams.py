@@ -115,7 +115,7 @@ class CallWatcher(Watcher):
         if first is not None:
             call.first_chunk(first)
         if exc is not None:
-            fail(call, exc)
+            fail(call, exc, self.judge.outcome(exhausted=False))  # what it reported still counts
             return
         outcome = self.judge.outcome(exhausted)
         call.record(outcome)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import _payloads as payloads
 from ._payloads import JSON
-from ._scenarios import RouteKind
+from ._scenarios import USAGE, RouteKind
 
 
 @dataclass
@@ -137,6 +137,39 @@ async def drop_mid_stream(
         stream = payloads.response_events(model, ok)
         deltas = [i for i, (name, _) in enumerate(stream) if name.endswith("output_text.delta")]
         events = [(name, data) for name, data in stream[: deltas[1] + 1]]
+    return await sse(request, events, done=False, cut=True, delay=delay)
+
+
+async def drop_after_usage(
+    request: web.Request, kind: RouteKind, model: str, *, mid_stream: bool, delay: float = 0.0
+) -> web.StreamResponse:
+    """Usage reported, then the connection closes before the stream's end (no ``[DONE]``).
+
+    Not ``mid_stream``: the whole answer, its finish reason and its usage chunk (asked for or
+    not), then the drop; a Responses stream is cut after its final event. ``mid_stream``: as
+    some gateways do, every chunk carries the usage so far (the prompt's tokens and one output
+    token per chunk after the first), and the connection closes after three chunks, before
+    any finish reason. The Responses API reports usage only in its final event, so there
+    ``mid_stream`` is ``drop_mid_stream``.
+    """
+    if mid_stream and kind == "responses":
+        return await drop_mid_stream(request, kind, model, delay=delay)
+    ok = payloads.answer_for("ok", "")
+    events: list[tuple[str | None, JSON | str]]
+    if kind == "responses":
+        events = [(name, data) for name, data in payloads.response_events(model, ok)]
+    else:
+        make = payloads.chat_chunks if kind == "chat" else payloads.completion_chunks
+        chunks = make(model, ok, 1, True)
+        if mid_stream:
+            chunks = chunks[:3]
+            for n, chunk in enumerate(chunks):
+                chunk["usage"] = {
+                    "prompt_tokens": USAGE["prompt_tokens"],
+                    "completion_tokens": n,
+                    "total_tokens": USAGE["prompt_tokens"] + n,
+                }
+        events = [(None, chunk) for chunk in chunks]
     return await sse(request, events, done=False, cut=True, delay=delay)
 
 

@@ -24,6 +24,8 @@ OK_TEXT = "The quick brown fox jumps over the lazy dog."
 TRUNCATED_TEXT = "The quick brown fox jumps"
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 TOOL_NAME = "get_weather"
+# A failed Response's `error` (usage is still reported: the tokens were spent).
+FAILED_ERROR = {"code": "server_error", "message": "The model failed to complete the response."}
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 EMBEDDING_DIMENSIONS = 8
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -110,6 +112,8 @@ def answer_for(scenario: str, echo_text: str) -> Answer:
         return Answer(None, "stop")
     if scenario == "refusal":
         return Answer(None, "stop", refusal=REFUSAL_TEXT)
+    if scenario == "response_failed":  # the Responses API's `status: failed`, part-way through
+        return Answer(TRUNCATED_TEXT, "failed")
     return Answer(OK_TEXT, "stop")
 
 
@@ -314,6 +318,8 @@ class _ResponseIds:
 
 
 def _response_status(answer: Answer) -> tuple[str, JSON | None]:
+    if answer.finish_reason == "failed":
+        return "failed", None
     if answer.finish_reason in ("content_filter", "SAFETY", "RECITATION"):
         return "incomplete", {"reason": "content_filter"}
     if answer.finish_reason == "length":
@@ -323,6 +329,7 @@ def _response_status(answer: Answer) -> tuple[str, JSON | None]:
 
 def _response_items(answer: Answer, ids: _ResponseIds) -> list[JSON]:
     status, _ = _response_status(answer)
+    status = "incomplete" if status == "failed" else status  # an item's own status
     if answer.tool_call:
         return [
             {
@@ -361,7 +368,7 @@ def _response_object(
         "created_at": created,
         "status": status,
         "background": False,
-        "error": None,
+        "error": FAILED_ERROR if status == "failed" else None,
         "incomplete_details": incomplete,
         "instructions": None,
         "max_output_tokens": None,
@@ -441,10 +448,7 @@ def response_events(model: str, answer: Answer) -> list[tuple[str, JSON]]:
         emit("response.content_part.done", part=part, **at)
         emit("response.output_item.done", item=item, output_index=0)
     final = _response_object(model, answer, ids, created, final=True)
-    emit(
-        "response.completed" if final["status"] == "completed" else "response.incomplete",
-        response=final,
-    )
+    emit(f"response.{final['status']}", response=final)  # completed, incomplete or failed
     return events
 
 

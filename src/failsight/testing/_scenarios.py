@@ -172,6 +172,10 @@ HARD_SCENARIOS: Final[frozenset[str]] = frozenset(HTTP_ERROR_SCENARIOS) | {
     "timeout",
     "drop",
     "drop_mid_stream",
+    # A stream whose usage arrived before the drop: after the finish and usage chunks (or,
+    # for the Responses API, after its final event), or mid-way with usage on every chunk.
+    "drop_after_usage",
+    "drop_mid_stream_usage",
     "invalid_json",
 }
 # `azure_content_filter`: Azure's filter results on the answer (violence, high);
@@ -183,6 +187,8 @@ TEXT_SCENARIOS: Final[frozenset[str]] = (
     frozenset({"ok", "echo", "tool_calls", "content_filter", "length", "empty_content", "refusal"})
     | FILTER_SCENARIOS
 )
+# The Responses API only: a stream (or answer) that ends `failed`, its usage reported.
+RESPONSES_SCENARIOS: Final[frozenset[str]] = frozenset({"response_failed"})
 IMAGE_SCENARIOS: Final[frozenset[str]] = frozenset(
     {"ok", "image_b64", "image_revised_prompt", "image_empty"}
 )
@@ -200,13 +206,13 @@ VIDEO_SCENARIOS: Final[frozenset[str]] = frozenset(
 )
 
 SCENARIOS: Final[frozenset[str]] = (
-    HARD_SCENARIOS | TEXT_SCENARIOS | IMAGE_SCENARIOS | VIDEO_SCENARIOS
+    HARD_SCENARIOS | TEXT_SCENARIOS | RESPONSES_SCENARIOS | IMAGE_SCENARIOS | VIDEO_SCENARIOS
 )
 
 _BY_ROUTE: Final[Mapping[RouteKind, frozenset[str]]] = types.MappingProxyType(
     {
         "chat": TEXT_SCENARIOS | HARD_SCENARIOS,
-        "responses": TEXT_SCENARIOS | HARD_SCENARIOS,
+        "responses": TEXT_SCENARIOS | RESPONSES_SCENARIOS | HARD_SCENARIOS,
         # Legacy completions have neither tool calls nor a refusal field.
         "completions": (TEXT_SCENARIOS - {"tool_calls", "refusal"}) | HARD_SCENARIOS,
         "embeddings": frozenset({"ok"}) | HARD_SCENARIOS,

@@ -384,7 +384,13 @@ class FaultServer:
             return await handlers.drop_mid_stream(
                 request, kind, model, delay=self.stream_chunk_delay
             )
-        if scenario in ("drop", "drop_mid_stream"):
+        usage_drop = scenario in ("drop_after_usage", "drop_mid_stream_usage")
+        if usage_drop and stream and kind in _TEXT_KINDS:
+            return await handlers.drop_after_usage(
+                request, kind, model, mid_stream=scenario == "drop_mid_stream_usage",
+                delay=self.stream_chunk_delay,
+            )  # fmt: skip
+        if scenario in ("drop", "drop_mid_stream", "drop_after_usage", "drop_mid_stream_usage"):
             return handlers.drop_connection(request)
         # invalid_json: a 200 whose body cannot be decoded.
         if stream and kind in _TEXT_KINDS:
