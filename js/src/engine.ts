@@ -607,12 +607,22 @@ export function startCall(
   }
 }
 
-/** The call failed with `error`: record what the error carries, then finish. */
-export function fail(call: Call, error: unknown, cancelled = false): void {
+/**
+ * The call failed with `error`: record what the error carries, then finish. `seen` is what a
+ * stream reported before it failed (usage, finish reasons, filters): recorded too, since usage
+ * seen is usage counted (and wasted, as the call failed), however the stream ends.
+ */
+export function fail(call: Call, error: unknown, cancelled = false, seen?: Outcome): void {
   let o = makeOutcome();
   try {
     o = classifyError(error);
-    if (o.finishReasons.length) call.record(o);
+    if (seen) {
+      call.record(seen);
+      if (seen.filters?.length) o = { ...o, filters: [...(o.filters ?? []), ...seen.filters] }; // counted at the finish
+      // what the error carries adds only what `seen` lacks: nothing twice
+      const extra = { ...o, usage: seen.usage ? undefined : o.usage, finishReasons: seen.finishReasons.length ? [] : o.finishReasons };
+      if (extra.finishReasons.length) call.record(extra);
+    } else if (o.finishReasons.length) call.record(o);
   } catch (e) {
     swallow("call_record", e);
   } finally {

@@ -190,7 +190,7 @@ class StreamWatcher {
     try {
       if (this.judge.firstToken !== undefined) call.firstChunk(this.judge.firstToken);
       if (hasError) {
-        fail(call, error, isAbort(error));
+        fail(call, error, isAbort(error), this.judge.outcome(false)); // what it reported still counts
         return;
       }
       // A caller's abort ends the iteration quietly: closed early, not cut off.
