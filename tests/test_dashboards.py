@@ -1,5 +1,5 @@
 """The Grafana dashboards in dashboards/: JSON model, variables, layout, PromQL, metric names;
-and the user documentation that describes them (README.md, docs/*.md).
+and the documentation that describes them (README.md, CONTRIBUTING.md, docs/*.md).
 
 PromQL is checked by the real promtool (every expression becomes a recording rule) and run
 against a real Prometheus scraping a registry that holds every failsight metric. The
@@ -51,7 +51,7 @@ VARIABLES = ("datasource", "job", "provider", "model", "operation", "call_site")
 COMMON_FILTERS = ("job", "operation", "provider", "model", "call_site")
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-USER_DOCS = (README, *sorted((REPO / "docs").glob("*.md")))
+USER_DOCS = (README, REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md")))
 TEMPO_UID = "failsight-tempo"
 
 
@@ -716,9 +716,9 @@ def test_harness_lists_every_panel_query() -> None:
 # --------------------------------------------------------------------------------------
 # The user documentation
 
-# What a reader of README.md or docs/ cannot act on: the project's internal contract and
-# source material, which do not ship, and its tracker's items and targets. (A Prometheus
-# scrape target is fine.)
+# What a reader of README.md, CONTRIBUTING.md or docs/ cannot act on: the project's internal
+# contract and source material, which do not ship, and its tracker's items and targets. (A
+# Prometheus scrape target is fine.)
 FORBIDDEN_IN_DOCS = {
     r"\bSPEC\b": "the internal contract",
     r"\bseed[- ]article\b|\barticle\b": "the source material",
