@@ -518,6 +518,7 @@ def test_the_price_cache_stays_bounded() -> None:
                      lambda p, m: unknown.append(m))  # fmt: skip
     for i in range(_prices._CACHE_LIMIT + 500):
         book.cost("p", f"m{i}", Usage(10, 10, None, None))
-    assert len(book._cache) == _prices._CACHE_LIMIT
+    assert len(book._cache) == 1  # priced; unpriced pairs have a bounded cache of their own
+    assert len(book._unknown) == _prices._UNKNOWN_LIMIT
     assert len(unknown) == _prices._CACHE_LIMIT + 499  # every model but m0, once each
     assert book.cost("p", "m0", Usage(1_000_000, 0, None, None)) == pytest.approx(PRICE["input"])

@@ -9,27 +9,41 @@ a call past it is priced by `genai_prices` in full (rare, and exact). Rates are 
 again after `_TTL` seconds, so a price that changes on a date, or a table updated at run
 time (`genai_prices.UpdatePrices`), is picked up.
 
-A model with no price records no cost; the caller is told once per (provider, model).
+A model with no price records no cost; the caller is told once per (provider, model) (see
+`PriceBook` for how that holds with bounded memory). A price is a finite number from 0 to
+`MAX_PRICE` dollars per million tokens, and a call's cost a finite number from 0 to
+`MAX_CALL_COST` dollars: a cost outside that range (a broken price, a table gone wrong, an
+overflow) is refused and counted as a `price` telemetry error, never added to a counter that
+would stay +Inf or NaN for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import decimal
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-from failsight._guard import swallow
+from failsight._guard import report, swallow
 from failsight._taxonomy import Usage
 
-__all__ = ["PRICE_KEYS", "PriceBook", "Rate", "check_prices"]
+__all__ = ["MAX_CALL_COST", "MAX_PRICE", "PRICE_KEYS", "PriceBook", "Rate", "check_prices"]
 
 # Keys of a user's price: US dollars per million tokens (as price pages give them).
 PRICE_KEYS: Final = ("input", "output", "cached_input", "reasoning")
 _TTL: Final = 3600.0
-_CACHE_LIMIT: Final = 4096
+_CACHE_LIMIT: Final = 4096  # priced pairs kept
+_UNKNOWN_LIMIT: Final = 4096  # unpriced pairs kept (so that a look-up is not re-run per call)
+_REPORTED_LIMIT: Final = 16384  # unpriced pairs told about, each once
 _PER_TOKEN: Final = 1e-6  # per million → per token
+_clock = time.monotonic  # a module global, so that tests can move the clock
+# A dollar a token: 25,000 times the dearest text model's price; above, a price is a typo.
+MAX_PRICE: Final = 1e6
+# A billion dollars for one call is a broken price, not a bill (and keeps the sum finite).
+MAX_CALL_COST: Final = 1e9
 
 
 class Rate(NamedTuple):
@@ -76,16 +90,20 @@ def _user_rate(name: str, price: Any) -> Rate:
         value = price.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
             raise TypeError(
                 f"failsight.configure: prices[{name!r}][{key!r}] must be a number, got {value!r}"
             )
-        if not (math.isfinite(value) and value >= 0):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):  # an int too large for a float, say
+            number = math.inf
+        if not (math.isfinite(number) and 0 <= number <= MAX_PRICE):
             raise ValueError(
                 f"failsight.configure: prices[{name!r}][{key!r}] must be a finite number "
-                f">= 0, got {value!r}"
+                f">= 0 and <= {MAX_PRICE:g} (US dollars per million tokens), got {value!r:.40}"
             )
-        values[key] = float(value) * _PER_TOKEN
+        values[key] = number * _PER_TOKEN
     if "input" not in values and "output" not in values:
         raise ValueError(f"failsight.configure: prices[{name!r}] needs 'input' or 'output'")
     tokens_in = values.get("input", 0.0)
@@ -190,9 +208,10 @@ class _Table:
         def exact(usage: Usage) -> float | None:
             return price(usage, model, where)
 
+        # A difference of two prices can round below 0: a rate never does.
         return Rate(
-            tokens_in, tokens_out, cached, reasoning, fee,
-            max_input=min(tiers) if tiers else None, exact=exact,
+            max(tokens_in, 0.0), max(tokens_out, 0.0), max(cached, 0.0), max(reasoning, 0.0),
+            fee, max_input=min(tiers) if tiers else None, exact=exact,
         )  # fmt: skip
 
 
@@ -210,9 +229,27 @@ def load_table() -> _Table | None:
 
 
 class PriceBook:
-    """Rates per (provider, model): the user's, else the table's; `cost` is the hot path."""
+    """Rates per (provider, model): the user's, else the table's; `cost` is the hot path.
 
-    __slots__ = ("_cache", "_on_unknown", "_table", "_user")
+    What is remembered, all of it bounded:
+
+    - priced pairs, with their rate, up to `_CACHE_LIMIT` (the oldest makes room);
+    - unpriced pairs, up to `_UNKNOWN_LIMIT` (the oldest makes room), so that a model with no
+      price costs two dictionary look-ups per call, not a table search (a third of a
+      millisecond) each time it comes back;
+    - the unpriced pairs already told about (`on_unknown`), as hashes, up to
+      `_REPORTED_LIMIT`, never forgotten: each pair is told about at most once per process,
+      however often it leaves and re-enters the caches. Past the limit, new unpriced pairs
+      are not told about (the count has made its point: many models have no price).
+
+    Every entry is looked up again after `_TTL` seconds.
+
+    >>> book = PriceBook({"m": Rate(1e-6, 2e-6, 1e-6, 2e-6)}, None, lambda p, m: None)
+    >>> book.cost("openai", "m", Usage(1000, 500, None, None))
+    0.002
+    """
+
+    __slots__ = ("_cache", "_on_unknown", "_reported", "_table", "_unknown", "_user")
 
     def __init__(
         self,
@@ -223,33 +260,50 @@ class PriceBook:
         self._user = user  # {key: Rate}, a callable, or None
         self._table = table
         self._on_unknown = on_unknown
-        self._cache: dict[tuple[str, str], tuple[Rate | None, float]] = {}
+        self._cache: dict[tuple[str, str], tuple[Rate, float]] = {}
+        self._unknown: dict[tuple[str, str], float] = {}  # pair → when to look it up again
+        self._reported: set[int] = set()  # hash((provider, model)) of pairs told about
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
-        """US dollars of `usage`, or None when the model has no price."""
+        """US dollars of `usage`, or None when the model has no price (or a refused one)."""
         key = (provider, model)
         found = self._cache.get(key)
-        if found is None or found[1] < time.monotonic():
+        if found is None or found[1] < _clock():
+            until = self._unknown.get(key)
+            if until is not None and until >= _clock():
+                return None
             found = self._look_up(key)
-        rate = found[0]
-        return rate.cost(usage) if rate is not None else None
+            if found is None:
+                return None
+        cost = found[0].cost(usage)
+        if cost is not None and not 0.0 <= cost <= MAX_CALL_COST:  # NaN too
+            report("price", ValueError(
+                f"failsight: refused a cost of {cost!r} US dollars for one call of "
+                f"{provider}/{model} (a price is wrong): not counted"
+            ))  # fmt: skip
+            return None
+        return cost
 
-    def _look_up(self, key: tuple[str, str]) -> tuple[Rate | None, float]:
+    def _look_up(self, key: tuple[str, str]) -> tuple[Rate, float] | None:
         provider, model = key
         try:
             rate = self._rate(provider, model)
         except Exception as exc:  # a user's callable, or a table that changed its API
             swallow("price", exc)
             rate = None
-        cache = self._cache
-        known = key in cache
-        entry = (rate, time.monotonic() + _TTL)
-        if not known and len(cache) >= _CACHE_LIMIT:
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread
-                del cache[next(iter(cache))]  # the oldest pair goes: memory stays bounded
-        cache[key] = entry
-        if rate is None and not known:
-            self._on_unknown(provider, model)
+        expires = _clock() + _TTL
+        if rate is None:
+            self._cache.pop(key, None)
+            _remember(self._unknown, key, expires, _UNKNOWN_LIMIT)
+            reported = self._reported
+            mark = hash(key)
+            if mark not in reported and len(reported) < _REPORTED_LIMIT:
+                reported.add(mark)
+                self._on_unknown(provider, model)
+            return None
+        self._unknown.pop(key, None)
+        entry = (rate, expires)
+        _remember(self._cache, key, entry, _CACHE_LIMIT)
         return entry
 
     def _rate(self, provider: str, model: str) -> Rate | None:
@@ -268,3 +322,11 @@ class PriceBook:
         if self._table is None or model in ("unknown", "other"):
             return None
         return self._table.rate(provider, model)
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """`cache[key] = value`, the oldest entry making room when `cache` is full."""
+    if key not in cache and len(cache) >= limit:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread
+            del cache[next(iter(cache))]
+    cache[key] = value
