@@ -320,7 +320,10 @@ def _start(
     labels = (op.name, provider, model, "unscoped")
     if op.is_poll:
         return Call(state, op, labels, None, False, span, stream)
-    account = Account(state, "unscoped", operation=op.name, model=model, provider=provider)
+    # The call is the logical request: its span gives the request's exemplar (trace_id).
+    account = Account(
+        state, "unscoped", operation=op.name, model=model, provider=provider, span=span
+    )
     return Call(state, op, labels, account, True, span, stream)
 
 
