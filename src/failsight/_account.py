@@ -29,7 +29,7 @@ from failsight._classify import (
 from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
-from failsight._waste import ANY, Spent, class_of_reason, waste
+from failsight._waste import SCOPE, Share, Spent, class_of_reason, waste
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -73,9 +73,7 @@ class Account:
         "_root",
         "_start",
         "_verdict",
-        "_wasted",
         "call_site",
-        "cost",
         "exemplar",
         "failure",
         "finish_reasons",
@@ -86,12 +84,11 @@ class Account:
         "provider",
         "retries",
         "retrying",
+        "share",
         "span",
         "state",
-        "usage",
         "video_keys",
         "waited",
-        "wasted_cost",
     )
 
     def __init__(
@@ -120,10 +117,9 @@ class Account:
         # (operation, class, reason, what it spent) of the last call, when it failed
         self.inner: tuple[str, str, str, Spent | None] | None = None
         self.finish_reasons: list[str] = []
-        self.usage: dict[str, int] = {}
-        self.cost: float | None = None  # priced usage, when a price was known
-        self.wasted_cost: float | None = None  # (the root's) part of it wasted
-        self._wasted: dict[str, int] | None = None  # (the root's) tokens wasted so far
+        # Usage and cost reported in the scope, and what of them was wasted; its lock is the
+        # request's, for what threads sharing the scope change.
+        self.share: Share = Share(parent.share if parent is not None else None)
         self.video_keys: list[Any] = []
         self.waited = 0.0
         self.handle: Any = None  # the user's `Generation`, made on first request
@@ -153,6 +149,20 @@ class Account:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens reported in the scope (nested scopes included), by type: a copy."""
+        return dict(self.share.usage)
+
+    @property
+    def cost(self) -> float | None:
+        """Priced usage reported in the scope, when a price was known."""
+        return self.share.cost
+
+    @property
+    def wasted_cost(self) -> float | None:
+        return self.share.wasted_cost
 
     # ------------------------------------------------------------------ labels
 
@@ -214,19 +224,15 @@ class Account:
                     account.finish_reasons.append(reason)
                 account = account._parent
 
-    def add_usage(self, usage: Usage) -> float | None:
+    def add_usage(self, usage: Usage) -> Spent:
         """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)
-        and its cost when priced; returns the cost."""
+        and its cost when priced; returns what it spent (wasted if its call is retried)."""
         children = self.children()
         otel = self.state.otel_tokens
         for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
             if count is None:
                 continue
             children.add("tokens", token_type, count)
-            account: Account | None = self
-            while account is not None:
-                account.usage[token_type] = account.usage.get(token_type, 0) + count
-                account = account._parent
             if otel is not None and token_type in ("input", "output"):
                 with _ACCOUNT:  # a broken meter loses this point, not the Prometheus counts
                     otel.record(count, {**_spans.otel_point(self.labels()),
@@ -239,11 +245,7 @@ class Account:
                 cost = prices.cost(root.provider, root.model, usage)
             if cost is not None:
                 children.add("cost", None, cost)
-                account = self
-                while account is not None:
-                    account.cost = cost if account.cost is None else account.cost + cost
-                    account = account._parent
-        return cost
+        return self.share.add(usage, cost)
 
     def count_filters(self, filters: Iterable[tuple[str, str, str]]) -> None:
         """Count content-filter categories a provider reported (normalised by `_filters`)."""
@@ -255,24 +257,11 @@ class Account:
             metric.child((*labels, category, stage, severity)).inc()
 
     def waste(self, spent: Spent | str, failure_class: str, reason: str) -> None:
-        """Count as wasted what one call `spent`, or (ANY) all the request's usage not wasted
-        already: the difference of what it reported and what was wasted (see `_waste`)."""
-        root = self._root
-        wasted = root._wasted
-        if wasted is None:
-            wasted = root._wasted = {}
-        if isinstance(spent, tuple):
-            counts = dict(spent[0].items())
-            cost = spent[1]
-        else:
-            counts = {t: n - wasted.get(t, 0) for t, n in root.usage.items()}
-            cost = None if root.cost is None else root.cost - (root.wasted_cost or 0.0)
-        waste(self.state.metrics, self.labels(), counts, cost, failure_class, reason)
-        for token_type, count in counts.items():
-            if count > 0:
-                wasted[token_type] = wasted.get(token_type, 0) + count
-        if cost is not None and cost > 0:
-            root.wasted_cost = cost + (root.wasted_cost or 0.0)
+        """Count as wasted what one call `spent` (unless wasted already), or (SCOPE) all the
+        scope has not wasted: what it reported since it began or since its previous retry."""
+        share = self.share
+        taken = share.take(spent) if isinstance(spent, Spent) else share.take_all()
+        waste(self.state.metrics, self.labels(), taken, failure_class, reason)
 
     def record_retry(
         self,
@@ -282,15 +271,21 @@ class Account:
         wait: float | None = None,
         span: Span | None = None,
         failure_class: str | None = None,
-        wasted: Spent | str | None = ANY,
+        wasted: Spent | str | None = SCOPE,
     ) -> None:
         """Count one retry, with the reason of the attempt that failed; a `retry` span event
         goes on `span` (an API call's) or else on the scope's span. `wasted` is what the
-        retried attempt spent (ANY: all not wasted yet; None: nothing), wasted with
-        `failure_class` (by default the reason's)."""
+        retried attempt spent, wasted with `failure_class` (by default the reason's): a
+        call's `Spent`, None (nothing), or SCOPE: the scope's attempt is retried, so all it
+        reported since its previous retry, and its failures are the failed attempt's."""
         reason = sanitize_reason(str(reason))
         root = self._root
-        root.retries += 1
+        with self.share.lock:
+            root.retries += 1
+            attempt = root.retries + 1
+            if wasted == SCOPE:  # the next call is this retry, the verdict the next attempt's
+                self.inner = None
+                self.failure = None
         self.state.metrics.retries.child((*self.labels(), reason)).inc()
         if wasted is not None:
             with _ACCOUNT:
@@ -299,7 +294,7 @@ class Account:
         if span is not None:
             with _RETRY:
                 if span.is_recording():
-                    event: dict[str, Any] = {"attempt": root.retries + 1, "reason": reason}
+                    event: dict[str, Any] = {"attempt": attempt, "reason": reason}
                     if status_code is not None:
                         event["status_code"] = status_code
                     if wait is not None:
@@ -327,24 +322,29 @@ class Account:
     def call_started(self, operation: str) -> None:
         """A call begins: after a failed call of the same operation it is a retry, except after
         a client error the retry policy never retries (docs/reference.md#what-counts-as-a-retry)."""
-        inner = self.inner
-        if inner is not None and inner[0] == operation:
+        with self.share.lock:  # threads sharing the scope: one of them retries the call
+            inner = self.inner
+            if inner is None or inner[0] != operation:
+                return
             self.inner = None
-            if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
-                self.record_retry(inner[2], failure_class=inner[1], wasted=inner[3])
+        if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
+            self.record_retry(inner[2], failure_class=inner[1], wasted=inner[3])
 
     def call_finished(self, operation: str, outcome: Outcome, spent: Spent | None = None) -> None:
         """A call inside the scope ended with `outcome` (its tokens were counted already,
         `spent` is what it reported: wasted if it is retried)."""
-        if outcome.failed and not outcome.transient:
-            self.inner = (operation, outcome.failure_class, outcome.reason or "exception", spent)
-        elif self.inner is not None and self.inner[0] == operation:
-            self.inner = None
+        with self.share.lock:
+            if outcome.failed and not outcome.transient:
+                reason = outcome.reason or "exception"
+                self.inner = (operation, outcome.failure_class, reason, spent)
+            elif self.inner is not None and self.inner[0] == operation:
+                self.inner = None
 
     def call_cancelled(self, operation: str) -> None:
         """A call cancelled by its caller (e.g. `asyncio.wait_for`): the scope decides."""
-        if self.inner is not None and self.inner[0] == operation:
-            self.inner = None
+        with self.share.lock:
+            if self.inner is not None and self.inner[0] == operation:
+                self.inner = None
 
     # ------------------------------------------------------------------ the end
 
@@ -368,12 +368,17 @@ class Account:
         finally:
             self._verdict = verdict
             if self._parent is None:
-                if verdict[0] != NONE and self.usage:
+                if verdict[0] != NONE:
                     with _ACCOUNT:
-                        self.waste(ANY, verdict[0], verdict[1] or "exception")
+                        self.waste(SCOPE, verdict[0], verdict[1] or "exception")
+                with _ACCOUNT:
+                    self.share.close()
                 self._count(verdict[0], verdict[1])
-            elif verdict[0] != NONE and verdict[1] is not None:
-                self._parent.failure = (verdict[0], verdict[1])
+            else:
+                with _ACCOUNT:
+                    self.share.close()
+                if verdict[0] != NONE and verdict[1] is not None:
+                    self._parent.failure = (verdict[0], verdict[1])
         return verdict
 
     def _resolve(

@@ -167,8 +167,8 @@ class Call:
             if outcome.finish_reasons:
                 account.count_finish_reasons(outcome.finish_reasons)
             if usage is not None:
-                cost = account.add_usage(usage)
-                self.spent = (usage, cost)
+                self.spent = spent = account.add_usage(usage)
+                cost = spent.cost
         if outcome.video_status and outcome.response_id:
             if account is not None:
                 account.track_video(outcome.response_id, outcome.video_status)

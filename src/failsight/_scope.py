@@ -191,8 +191,7 @@ def _retry_wait(
         wait = policy.wait_before_next(attempt, outcome, elapsed)
         if wait is not None:
             account.waited += wait
-            account.inner = None  # the re-run's calls are not retries of this attempt's calls
-            account.record_retry(
+            account.record_retry(  # the attempt's usage is wasted, its failures forgotten
                 outcome.reason or "exception", status_code=outcome.status_code, wait=wait,
                 failure_class=outcome.failure_class,
             )  # fmt: skip
