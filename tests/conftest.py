@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,60 @@ from failsight.testing import FaultServer
 
 # Telemetry bugs fail tests instead of hiding; fault-injection tests turn this off.
 os.environ["FAILSIGHT_RAISE_INTERNAL_ERRORS"] = "1"
+
+# --------------------------------------------------------------------------- markers
+# `make check` runs `-m "not (e2e or needs_prometheus or needs_node or needs_go or clientlibs)"`:
+# the unit tests, in this process, no sockets, no subprocesses. A test that uses one of these
+# fixtures talks to a real server over loopback, so it is `e2e`; whole modules that need a
+# binary carry `pytestmark` (needs_prometheus, needs_node, needs_go) themselves; `slow` marks
+# the few unit tests that take many seconds (100,000-series cardinality runs).
+E2E_FIXTURES = frozenset(
+    {"server", "fault_server", "shared_server", "conformance_server", "receiver", "busy_port"}
+)
+PROMETHEUS_FIXTURES = frozenset({"live_prometheus"})
+SLOW_MARKERS = ("e2e", "needs_prometheus", "needs_node", "needs_go", "clientlibs", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & E2E_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+        if fixtures & PROMETHEUS_FIXTURES:
+            item.add_marker(pytest.mark.needs_prometheus)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `make check` (FAILSIGHT_UNIT_ONLY=1), a test outside the slow markers that opens an
+    IP socket or starts a process fails, naming the marker it lacks: the fast loop stays fast
+    and offline by construction, not by a list of files."""
+    if not os.environ.get("FAILSIGHT_UNIT_ONLY"):
+        return
+    if any(request.node.get_closest_marker(name) for name in SLOW_MARKERS):
+        return
+    test = request.node.nodeid
+
+    def refuse(what: str) -> None:
+        raise AssertionError(f"{test}: {what} in a unit test; mark it e2e (or needs_*)")
+
+    def guarded(original: Any, what: str) -> Any:
+        def call(sock: socket.socket, *args: Any) -> Any:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                refuse(what)
+            return original(sock, *args)
+
+        return call
+
+    for name in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, name, guarded(getattr(socket.socket, name), name))
+
+    def no_process(*args: Any, **kwargs: Any) -> Any:
+        refuse(f"subprocess {args[1] if len(args) > 1 else kwargs.get('args')!r}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
 
 
 @dataclass

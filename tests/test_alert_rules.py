@@ -50,6 +50,7 @@ def one_line(expr: str) -> str:
 
 
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+@pytest.mark.needs_prometheus
 def test_promtool_check_rules_with_all_lints(path: Path) -> None:
     # promtool 2.42 knows --lint=all|duplicate-rules|none; --lint-fatal turns findings into exit 3.
     result = run_promtool("check", "rules", "--lint=all", "--lint-fatal", str(path))
@@ -57,6 +58,7 @@ def test_promtool_check_rules_with_all_lints(path: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.needs_prometheus
 def test_promtool_unit_tests_pass() -> None:
     assert UNIT_TESTS, "no promtool unit tests in dashboards/rules/tests/"
     require_binary("promtool")  # skip or fail here, not inside a worker thread

@@ -29,6 +29,8 @@ import pytest
 from failsight import _assets, cli
 from prom_harness import REPO, require_binary, run_promtool
 
+pytestmark = pytest.mark.e2e
+
 # The files the wheel must carry as failsight/assets/, by path relative to the checkout.
 SHIPPED = sorted(
     str(path.relative_to(REPO))

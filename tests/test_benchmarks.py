@@ -24,6 +24,8 @@ import failsight
 from conftest import Telemetry
 from failsight.testing import completion_body, mock_openai_client
 
+pytestmark = pytest.mark.e2e
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 NUMBER = r"-?\d+(\.\d+)?"
 FIGURE = r"-?[\d,]+(\.\d+)?"  # 1,234,000 or 12.5

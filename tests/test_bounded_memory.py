@@ -55,6 +55,7 @@ def capped() -> Iterator[CollectorRegistry]:
     _config._state = None
 
 
+@pytest.mark.slow
 def test_label_caps_hold_under_100k_models_and_call_sites(capped: CollectorRegistry) -> None:
     def work(i: int) -> None:
         if i % 10 == 0:

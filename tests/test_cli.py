@@ -24,6 +24,8 @@ from failsight.demo._plan import async_plan
 from failsight.testing import FaultServer
 from test_assets import build_distributions, clean_env, fresh_venv, pip_install
 
+pytestmark = pytest.mark.e2e
+
 
 def failsight(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

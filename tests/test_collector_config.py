@@ -279,6 +279,7 @@ def test_prometheus_scrapes_the_demo_and_the_collector() -> None:
     assert "host.docker.internal:host-gateway" in extra_hosts
 
 
+@pytest.mark.needs_prometheus
 def test_promtool_checks_the_prometheus_config_as_mounted(tmp_path: Path) -> None:
     """Rebuild the container's /etc/prometheus from the mounts, then `promtool check config`."""
     config_path = PurePosixPath(command_flag("prometheus", "config.file"))

@@ -52,6 +52,8 @@ from failsight.demo import expected_totals, run_workload
 from failsight.testing import FaultServer
 from prom_harness import REPO, PrometheusServer, _free_port, _in_ci, all_dashboard_queries
 
+pytestmark = [pytest.mark.needs_go, pytest.mark.needs_prometheus, pytest.mark.e2e]
+
 COLLECTOR_CONFIG = REPO / "otel-collector.yaml"
 COLLECTOR_SOURCES = REPO / "deploy" / "collector"
 COLLECTOR_BINARY = REPO / "bin" / "otelcol-failsight"

@@ -153,6 +153,7 @@ def test_a_clashing_metric_leaves_the_registry_as_it_was(telemetry: Telemetry) -
     ) == 1  # fmt: skip
 
 
+@pytest.mark.slow
 def test_metric_sets_of_dropped_registries_are_forgotten(telemetry: Telemetry) -> None:
     first = CollectorRegistry()
     failsight.configure(registry=first)

@@ -428,6 +428,7 @@ def all_expressions() -> list[tuple[str, str]]:
     return dashboard_exprs + rule_expressions()
 
 
+@pytest.mark.needs_prometheus
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
     """promtool parses each expression as the body of a recording rule."""
     expressions = all_expressions()
@@ -634,6 +635,7 @@ def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
         feeder.join(timeout=5)
 
 
+@pytest.mark.needs_prometheus
 def test_prometheus_harness_scrapes_a_registry(
     live_prometheus: tuple[PrometheusServer, str],
 ) -> None:
@@ -761,6 +763,7 @@ def code_block(doc: Path, first_line: str, language: str = "python") -> str:
     return str(matches[0])
 
 
+@pytest.mark.e2e
 def test_the_documented_gunicorn_setup_serves_the_app_and_metrics(tmp_path: Path) -> None:
     """docs/production.md's gunicorn.conf.py and app.py, run with its own command."""
     doc = REPO / "docs" / "production.md"

@@ -20,6 +20,8 @@ from failsight.demo import expected_totals, run_workload
 from failsight.testing import FaultServer
 from prom_harness import PrometheusServer, all_dashboard_queries
 
+pytestmark = [pytest.mark.needs_prometheus, pytest.mark.e2e]
+
 ROOT = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((ROOT / "dashboards" / "rules").glob("*.yml"))
 

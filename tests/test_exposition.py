@@ -23,6 +23,8 @@ from conftest import Telemetry, api_error
 from failsight.validators import json_output
 from prom_harness import require_binary
 
+pytestmark = pytest.mark.e2e
+
 
 def workload() -> None:
     """A few calls of every class, so the exposition has every metric with samples."""

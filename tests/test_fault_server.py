@@ -32,6 +32,8 @@ from failsight.testing import (
     parse_mix,
 )
 
+pytestmark = pytest.mark.e2e
+
 MESSAGES: Any = [{"role": "user", "content": "Summarize this article: failsight"}]
 TESTED: set[str] = set()  # scenario names exercised below; checked against SCENARIOS at the end
 

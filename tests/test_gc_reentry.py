@@ -21,6 +21,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ITERATIONS = 100_000  # two traced scopes each: 200 000 logical requests, plus the streams
 STREAM_EVERY = 25  # an abandoned SDK stream every 25th iteration: 4 000 of them
 TIMEOUT_SECONDS = 300  # a deadlock fails here; the soak itself takes about 20 s of CPU

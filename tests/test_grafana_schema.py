@@ -36,6 +36,8 @@ import pytest
 
 from prom_harness import iter_panels, load_dashboards
 
+pytestmark = pytest.mark.needs_node
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "grafana_schema"
 TSC = SCHEMA_DIR / "node_modules" / ".bin" / "tsc"
 INSTALLED = SCHEMA_DIR / "node_modules" / ".package-lock.json"  # written by npm ci

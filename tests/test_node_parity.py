@@ -24,6 +24,8 @@ from failsight import _config
 from failsight.testing import FaultServer
 from test_conformance import CASES, CONFORMANCE, run_case
 
+pytestmark = [pytest.mark.needs_node, pytest.mark.needs_prometheus, pytest.mark.e2e]
+
 JS = Path(__file__).resolve().parent.parent / "js"
 _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
           "genai_video_job_duration_seconds")  # fmt: skip

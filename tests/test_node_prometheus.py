@@ -21,6 +21,8 @@ from prom_harness import RULE_FILES, PrometheusServer, all_dashboard_queries
 from test_conformance import CASES, CONFORMANCE, expected_series
 from test_node_parity import JS, _need_node
 
+pytestmark = [pytest.mark.needs_node, pytest.mark.needs_prometheus, pytest.mark.e2e]
+
 # Counters whose totals the cases declare exactly.
 COUNTED = (
     "genai_requests_total", "genai_failures_total", "genai_retries_total", "genai_tokens_total",

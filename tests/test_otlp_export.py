@@ -45,6 +45,8 @@ from failsight import _config
 from failsight.testing import FaultServer, completion_body, mock_openai_client, stream_body
 from openai_calls import MESSAGES, headers, sync_client
 
+pytestmark = pytest.mark.e2e
+
 SEMCONV_DURATION_BUCKETS = [
     0.01,
     0.02,

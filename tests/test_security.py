@@ -402,6 +402,7 @@ def _label_workload(values: list[str]) -> None:
         call()
 
 
+@pytest.mark.needs_prometheus
 def test_hostile_label_values_keep_the_exposition_valid(telemetry: Telemetry) -> None:
     _label_workload(NASTY_LABELS)
     text = generate_latest(telemetry.registry).decode()
@@ -418,6 +419,7 @@ def test_hostile_label_values_keep_the_exposition_valid(telemetry: Telemetry) ->
 
 @given(values=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=25, unique=True))
 @settings(max_examples=8, deadline=None, database=None)
+@pytest.mark.needs_prometheus
 def test_generated_label_values_pass_promtool(values: list[str]) -> None:
     registry = CollectorRegistry()
     failsight.configure(registry=registry)
@@ -430,6 +432,7 @@ def test_generated_label_values_pass_promtool(values: list[str]) -> None:
         _config._state = None
 
 
+@pytest.mark.e2e
 def test_label_values_from_sdk_calls_stay_valid(instrumented: Telemetry) -> None:
     http = sdk_httpx()
     client = _mock_client(lambda request: http.Response(200, json=COMPLETION))
@@ -456,6 +459,7 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
+@pytest.mark.e2e
 def test_metrics_server_binds_loopback_by_default(telemetry: Telemetry) -> None:
     server, _thread = failsight.start_metrics_server(port=0)
     try:
@@ -551,6 +555,8 @@ def _tls_get(url: str, pki: Path, cert: str | None) -> bytes:
         return bytes(response.read())
 
 
+@pytest.mark.needs_prometheus
+@pytest.mark.e2e
 def test_mutual_tls_scraped_by_real_prometheus(telemetry: Telemetry, pki: Path) -> None:
     _label_workload(["tls-check"])
     server, _thread = failsight.start_metrics_server(
