@@ -7,9 +7,9 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +50,14 @@ def _port(value: str) -> int:
     return port
 
 
+def _addr(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "empty address; give a host, e.g. 127.0.0.1 (loopback) or 0.0.0.0 (every interface)"
+        )
+    return value
+
+
 def _positive(value: str) -> int:
     try:
         number = int(value)
@@ -57,6 +65,16 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {number}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not (math.isfinite(number) and number > 0):  # nan never ends a wait; 0 spins
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0: {value!r}")
     return number
 
 
@@ -69,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run a workload against the bundled fault-injection server"
     )
     demo.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
-    demo.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
+    demo.add_argument(
+        "--addr", type=_addr, default="127.0.0.1", help="/metrics address (default loopback)"
+    )
     demo.add_argument(
         "--rounds", type=_positive, default=4, help="rounds of the 43-request mix (default 4)"
     )
@@ -92,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="failsight run [--port N] [--addr A] -- program [args...]",
     )
     run.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
-    run.add_argument("--addr", default="127.0.0.1", help="/metrics address (default loopback)")
+    run.add_argument(
+        "--addr", type=_addr, default="127.0.0.1", help="/metrics address (default loopback)"
+    )
     run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
 
     assets = commands.add_parser(
@@ -125,8 +147,10 @@ def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="run the debugging checklist live against an OpenAI-compatible endpoint",
         description=(
             "Check the key, base URL, model list, a minimal chat call, rate-limit headers and "
-            "a length cut (and one image and one video job when their models are given). "
-            "Exit status 0 all ok, 1 any warn, 2 any fail."
+            "a length cut (and one image and one video job when their models are given), "
+            "within one deadline for the whole run. Exit status: 0 all ok; 1 warnings only; "
+            "2 any failure (a request past its deadline too) or bad usage; 3 the doctor itself "
+            "broke (a bug: treat it as a failure and report it); 130 interrupted."
         ),
     )
     doctor.add_argument("--base-url", help="default: $OPENAI_BASE_URL or api.openai.com/v1")
@@ -134,7 +158,17 @@ def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
     doctor.add_argument("--image-model", help="also generate one image with this model")
     doctor.add_argument("--video-model", help="also create one video job with this model")
     doctor.add_argument(
-        "--video-wait", type=float, default=120.0, help="seconds to poll a video job (default 120)"
+        "--video-wait",
+        type=_seconds,
+        default=120.0,
+        help="seconds to poll a video job (default 120)",
+    )
+    doctor.add_argument(
+        "--deadline",
+        type=_seconds,
+        metavar="SECONDS",
+        help="bound on the whole run, stated on the screen; a request still going then is a "
+        "failure (default 60, plus --video-wait when a video job is polled)",
     )
     doctor.add_argument(
         "--only", default="text,image,video", help="check groups: text,image,video (default all)"
@@ -168,14 +202,13 @@ def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _check_port_free(addr: str, port: int) -> None:
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as probe:
-        try:
-            probe.bind((addr, port))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise UsageError(f"cannot serve /metrics on {addr}:{port}: {reason.lower()}") from None
+    """Fail early, as the server would: the child program binds only after exec."""
+    from failsight.exposition import _check_bindable
+
+    try:
+        _check_bindable(port, addr)
+    except OSError as exc:
+        raise UsageError(str(exc.strerror if exc.errno is not None else exc)) from None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -188,7 +221,7 @@ def _demo(args: argparse.Namespace) -> int:
         ) from None
     from failsight.demo import run_demo
 
-    _check_port_free(args.addr, args.port)
+    # No probe: run_demo binds first and reports a taken port itself (exit status 2).
     return run_demo(
         rounds=args.rounds,
         async_count=args.async_requests,
@@ -249,6 +282,27 @@ def _assets(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    """The doctor, whose exit status a deploy gate reads: a bug in it is never a traceback
+    (which would exit 1, read as "warnings only") but one line and exit status 3."""
+    try:
+        return _doctor_checks(args)
+    except UsageError:
+        raise
+    except Exception as exc:
+        # Type and place only: the message could hold what the server sent.
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f" in {frame.tb_frame.f_code.co_name}" if frame is not None else ""
+        print(
+            f"failsight: error: the doctor broke ({type(exc).__name__}{where}): exit status 3; "
+            "please report it",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _doctor_checks(args: argparse.Namespace) -> int:
     try:
         import httpx  # noqa: F401
     except ImportError:
@@ -271,6 +325,7 @@ def _doctor(args: argparse.Namespace) -> int:
         video_model=args.video_model,
         only=only,
         video_wait_s=args.video_wait,
+        deadline_s=args.deadline,
         **_doctor_options(args),
     )
     doctor.protect(config.api_key)
@@ -311,7 +366,10 @@ def _doctor_report(config: doctor_types.DoctorConfig, as_json: bool) -> int:
 
     report = doctor.run_doctor(config)
     render = doctor.render_json if as_json else doctor.render_text
-    print(render(report.checks, config.base_url, report.classes, report.series))
+    text = render(report.checks, config.base_url, report.classes, report.series,
+                  deadline_s=report.deadline_s)  # fmt: skip
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding))  # any terminal's charset
     return doctor.exit_status(report.checks)
 
 
@@ -335,6 +393,7 @@ def _doctor_fault_server(args: argparse.Namespace, only: tuple[str, ...]) -> int
             only=only,
             video_wait_s=min(args.video_wait, 10.0),
             video_interval_s=0.05,
+            deadline_s=args.deadline,
             # The server ignores max_tokens; ask it for the cut a real endpoint makes.
             headers={"chat_tiny": {SCENARIO_HEADER: "length"}},
             **_doctor_options(args),
@@ -360,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `failsight demo | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own flush at exit is quiet
+        return 141  # 128 + SIGPIPE, as a shell reports a writer the pipe stopped
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import socketserver
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import make_asgi_app as _make_asgi_app
 from prometheus_client import make_wsgi_app as _make_wsgi_app
 from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from failsight import _deferred
 from failsight._config import get_state
@@ -48,17 +51,52 @@ def metrics_registry(registry: CollectorRegistry | None = None) -> CollectorRegi
 
 
 def _port_number(port: Any) -> int:
-    """`port` as an int: an int, or a string of digits (as read from the environment)."""
-    if isinstance(port, str) and port.strip().isdecimal():
-        port = int(port)
     if isinstance(port, bool) or not isinstance(port, int):
+        hint = ""
+        if isinstance(port, str):  # read from the environment and not converted
+            hint = f"; int({port!r}) if it is read from the environment"
         raise TypeError(
             f"start_metrics_server: port must be an int in 0..65535 (0 picks a free port), "
-            f"got {type(port).__name__} {port!r}"
+            f"got {type(port).__name__} {port!r}{hint}"
         )
     if not 0 <= port <= 65535:
         raise ValueError(f"start_metrics_server: port must be in 0..65535, got {port}")
     return port
+
+
+def _check_addr(addr: Any) -> str:
+    if not isinstance(addr, str):
+        raise TypeError(f"start_metrics_server: addr must be a str, got {addr!r}")
+    if not addr.strip():
+        # "" would bind every interface: that has to be asked for by name.
+        raise ValueError(
+            "start_metrics_server: addr is empty; give a host, e.g. 127.0.0.1 (loopback) or "
+            "0.0.0.0 (every interface)"
+        )
+    return addr
+
+
+# The protocols an SSLContext accepts, but a client-side one: it cannot serve.
+_SERVER_PROTOCOLS: Final = frozenset(
+    int(value) for name, value in vars(ssl).items() if name.startswith("PROTOCOL_")
+) - {int(ssl.PROTOCOL_TLS_CLIENT)}
+
+
+def _check_protocol(protocol: Any, tls: bool) -> None:
+    if isinstance(protocol, bool) or not isinstance(protocol, int):
+        raise TypeError(
+            f"start_metrics_server: protocol must be an ssl.PROTOCOL_* constant, got {protocol!r}"
+        )
+    if protocol not in _SERVER_PROTOCOLS:
+        raise ValueError(
+            f"start_metrics_server: protocol={protocol!r} is not a server protocol; use "
+            "ssl.PROTOCOL_TLS_SERVER (the default)"
+        )
+    if not tls and protocol != ssl.PROTOCOL_TLS_SERVER:
+        raise ValueError(
+            "start_metrics_server: protocol= needs TLS: pass certfile= and keyfile= too "
+            "(without them /metrics is served as plain HTTP)"
+        )
 
 
 def _check_tls(
@@ -128,18 +166,18 @@ def start_metrics_server(
 
     Binds to loopback unless `addr` says otherwise; `certfile`/`keyfile` turn on TLS and
     `client_cafile` + `client_auth_required` require client certificates (client options
-    without `certfile`/`keyfile` are a ValueError, never plain HTTP). `port` may be a string
-    of digits, as read from the environment. Returns the server (call `.shutdown()` to
-    stop) and its thread. A busy port raises OSError naming the address and port.
+    or `protocol` without `certfile`/`keyfile` are a ValueError, never plain HTTP). `port`
+    is an int (0 picks a free one). Returns the server (call `.shutdown()` to stop) and its
+    thread. A busy port raises OSError naming the address and port.
 
     >>> server, thread = start_metrics_server(port=0)  # doctest: +SKIP
     """
     port = _port_number(port)
-    if not isinstance(addr, str):
-        raise TypeError(f"start_metrics_server: addr must be a str, got {addr!r}")
+    addr = _check_addr(addr)
     _check_registry("start_metrics_server", registry)
     if not isinstance(client_auth_required, bool):
         raise TypeError("start_metrics_server: client_auth_required must be True or False")
+    _check_protocol(protocol, certfile is not None or keyfile is not None)
     _check_tls(certfile, keyfile, client_cafile, client_capath, protocol, client_auth_required)
     exposed = metrics_registry(registry)
     try:
@@ -155,14 +193,62 @@ def start_metrics_server(
             client_auth_required=client_auth_required,
         )
     except OSError as exc:  # busy port, address not on this host, unknown host name
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        reason = reason[:1].lower() + reason[1:]
-        where = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-        message = f"cannot serve /metrics on {where}: {reason}"
-        if exc.errno is None:
-            raise OSError(message) from None
-        raise OSError(exc.errno, message) from None  # keeps the errno and its subclass
+        raise _bind_error(exc, addr, port) from None
     return server, thread
+
+
+def _bind_error(exc: OSError, addr: str, port: int) -> OSError:
+    """One line naming the address and port, keeping the errno (and its OSError subclass)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    message = f"cannot serve /metrics on {_host_port(addr, port)}: {reason}"
+    return OSError(message) if exc.errno is None else OSError(exc.errno, message)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _metrics_url(server: Any) -> str:
+    """Where a server from `start_metrics_server` answers, as a URL.
+
+    >>> server, _ = start_metrics_server(port=0)  # doctest: +SKIP
+    >>> _metrics_url(server)  # doctest: +SKIP
+    'http://127.0.0.1:40123/metrics'
+    """
+    host, port = server.server_address[:2]
+    return f"http://{_host_port(str(host), int(port))}/metrics"
+
+
+def _check_bindable(port: int, addr: str = "127.0.0.1") -> None:
+    """Raise the OSError `start_metrics_server(port, addr)` would raise for a taken port.
+
+    The probe binds and listens as the server does (the same address family, the server
+    class's SO_REUSEADDR), so a port that the server could take is never refused: a port
+    whose last connections linger in TIME_WAIT after a scrape, say. Port 0 always binds.
+
+    >>> _check_bindable(0)
+    """
+    port = _port_number(port)
+    addr = _check_addr(addr)
+    if port == 0:
+        return
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        probe = type(
+            "_Probe",
+            (socketserver.TCPServer,),
+            {
+                "address_family": family,
+                "allow_reuse_address": ThreadingWSGIServer.allow_reuse_address,
+                "allow_reuse_port": getattr(ThreadingWSGIServer, "allow_reuse_port", False),
+            },
+        )
+        probe((sockaddr[0], port), socketserver.BaseRequestHandler).server_close()
+    except OSError as exc:
+        raise _bind_error(exc, addr, port) from None
 
 
 def make_wsgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:

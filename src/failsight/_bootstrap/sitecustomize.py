@@ -14,7 +14,7 @@ import sys
 
 def _bootstrap() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    port = int(os.environ.pop("FAILSIGHT_METRICS_PORT", "9464"))
+    port = os.environ.pop("FAILSIGHT_METRICS_PORT", "9464")
     addr = os.environ.pop("FAILSIGHT_METRICS_ADDR", "127.0.0.1")
     parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     rest = [part for part in parts if part and os.path.abspath(part) != here]
@@ -29,7 +29,11 @@ def _bootstrap() -> None:
             failsight.instrument_openai()
         except ImportError:
             print("failsight: warning: openai is not installed; nothing to patch", file=sys.stderr)
-        failsight.start_metrics_server(port=port, addr=addr)
+        from failsight.exposition import _metrics_url
+
+        server, _ = failsight.start_metrics_server(port=int(port), addr=addr)
+        # On stderr: the program's stdout stays its own.
+        print(f"failsight: /metrics on {_metrics_url(server)}", file=sys.stderr)
     except Exception as exc:  # the program runs, with or without telemetry
         print(f"failsight: warning: telemetry not started: {exc}", file=sys.stderr)
     # Hand over to the sitecustomize this one shadowed, if there is one. When there is none

@@ -32,12 +32,25 @@ def run_demo(
     progress: bool = True,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Start the fault server and /metrics, run the workload, print the table."""
+    """Start the fault server and /metrics, run the workload, print the table.
+
+    Returns the exit status: 2, with one line on stderr, when /metrics cannot be served.
+    """
     from opentelemetry.sdk.trace import TracerProvider
 
-    from failsight.exposition import start_metrics_server
+    from failsight.exposition import _metrics_url, start_metrics_server
     from failsight.testing import FaultServer
 
+    # Bound first, before anything is configured or started: a taken port (another demo
+    # started at the same moment, say) is the one line, never a traceback.
+    try:
+        server, _ = start_metrics_server(port=port, addr=addr)
+    except OSError as exc:
+        print(
+            f"failsight: error: {exc.strerror if exc.errno is not None else exc}", file=sys.stderr
+        )
+        return 2
+    metrics_url = _metrics_url(server)
     provider = TracerProvider()
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     summary: Callable[[], str] | None = None
@@ -51,13 +64,11 @@ def run_demo(
         provider.add_span_processor(processor)
     registry = _config.get_state().settings.registry
     _config.configure(registry=registry, tracer_provider=provider)
-    server, _ = start_metrics_server(port=port, addr=addr)
-    metrics_port = server.server_address[1]
     instrument_openai()
     fault = FaultServer(retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2).start()
     try:
         out.write(f"failsight demo: fault server {fault.base_url}\n")
-        out.write(f"failsight demo: /metrics on http://{addr}:{metrics_port}/metrics\n")
+        out.write(f"failsight demo: /metrics on {metrics_url}\n")
         started = time.perf_counter()
         # Only a terminal gets the redrawn bar: `\r` frames would litter a log or a pipe.
         bar = progress_bar(sys.stderr) if progress and _is_terminal(sys.stderr) else None
@@ -73,9 +84,7 @@ def run_demo(
             out.write(f"\nSpans exported over OTLP to {endpoint}\n")
         out.flush()
         if keep_serving:
-            out.write(
-                f"\nServing /metrics on http://{addr}:{metrics_port}/metrics; Ctrl-C stops.\n"
-            )
+            out.write(f"\nServing /metrics on {metrics_url}; Ctrl-C stops.\n")
             out.flush()
             while True:
                 time.sleep(3600)
@@ -86,4 +95,5 @@ def run_demo(
         uninstrument_openai()
         provider.shutdown()
         server.shutdown()
+        server.server_close()  # the port is free again when run_demo returns
     return 0
