@@ -11,17 +11,23 @@ counters with a reference model of the rule written here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 import failsight
-from conftest import Telemetry
+from conftest import Telemetry, api_error
 from failsight import RetryPolicy, current_generation, traced_generation
 from failsight.testing import USAGE, FaultServer, completion_body, mock_openai_client
 
@@ -33,8 +39,11 @@ Answer = Any  # what a mock handler returns: a body, or (status, body)
 
 def chat(tokens_in: int, tokens_out: int = 0, finish_reason: str = "stop") -> Answer:
     content = None if finish_reason == "content_filter" else "fine"
-    usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-             "total_tokens": tokens_in + tokens_out}  # fmt: skip
+    usage = {
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out,
+    }
     return completion_body(model="m", content=content, finish_reason=finish_reason, usage=usage)
 
 
@@ -359,18 +368,402 @@ async def test_threads_sharing_a_scope_lose_no_usage(telemetry: Telemetry) -> No
 @pytest.mark.usefixtures("busy_switching")
 def test_threads_retrying_one_failed_call_count_one_retry(instrumented: Telemetry) -> None:
     client = sdk(chat(10, finish_reason="content_filter"), *(chat(1) for _ in range(8)))
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
 
     @traced_generation(name="fan_out")
     def fan_out() -> None:
         ask(client)
         with ThreadPoolExecutor(8) as pool:
-            for future in [pool.submit(contextvars.copy_context().run, ask, client)
-                           for _ in range(8)]:  # fmt: skip
+            for future in [
+                pool.submit(contextvars.copy_context().run, ask, client) for _ in range(8)
+            ]:
                 future.result()
 
     fan_out()
     assert retries(instrumented) == {"content_filter": 1}
     assert wasted(instrumented) == {("input", "soft", "content_filter"): 10}
     assert instrumented.value("genai_requests_total", failure_class="none") == 1
+
+
+# ---------------------------------------------------------------------- the rule, at random
+#
+# A program is a list of logical requests: unscoped calls, and traced scopes whose steps are
+# calls (the answer each gets is chosen by the program), usage and retries recorded by hand,
+# marked failures, nested scopes re-run by a retry policy, and threads sharing the scope. It
+# runs through the public API while `Rule`, a reference model of README "Wasted tokens and
+# spend", follows it step by step; the counters must then be exactly the model's.
+
+NON_RETRYABLE = {"bad_request"}  # of the errors the programs meet: the next call is no retry
+PRICE = {"input": 1.0, "output": 2.0}  # US dollars per million tokens, for model "m"
+ERRORS = {
+    "e429": (429, "rate_limited"),
+    "e500": (500, "server_error"),
+    "e400": (400, "bad_request"),
+}
+SOFT_ANSWERS = {"content_filter", "length"}
+
+
+class Node:
+    """The model of one traced scope (or unscoped call)."""
+
+    def __init__(self, parent: Node | None) -> None:
+        self.parent = parent
+        self.inner: tuple[str, str, str, Piece | None] | None = None
+        self.failure: tuple[str, str] | None = None
+
+    def within(self, other: Node) -> bool:
+        node: Node | None = self
+        while node is not None:
+            if node is other:
+                return True
+            node = node.parent
+        return False
+
+
+class Piece:
+    """Usage one answer (or one `record_usage`) reported, and whether it was wasted."""
+
+    def __init__(self, owner: Node, tokens_in: int, tokens_out: int) -> None:
+        self.owner = owner
+        self.usage = {"input": tokens_in, "output": tokens_out}
+        self.cost = (tokens_in * PRICE["input"] + tokens_out * PRICE["output"]) / 1e6
+        self.wasted = False
+
+
+class Rule:
+    """README "Wasted tokens and spend", as a model: what each event wastes, and counts."""
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+        self.tokens: dict[str, int] = {}
+        self.cost = 0.0
+        self.wasted: dict[tuple[str, str, str], int] = {}
+        self.wasted_cost: dict[tuple[str, str], float] = {}
+        self.retries: dict[str, int] = {}
+        self.requests: dict[str, int] = {}
+
+    def report(self, node: Node, tokens_in: int, tokens_out: int) -> Piece:
+        piece = Piece(node, tokens_in, tokens_out)
+        self.pieces.append(piece)
+        for token_type, n in piece.usage.items():
+            self.tokens[token_type] = self.tokens.get(token_type, 0) + n
+        self.cost += piece.cost
+        return piece
+
+    def waste(self, pieces: list[Piece], failure_class: str, reason: str) -> None:
+        for piece in pieces:
+            if piece.wasted:
+                continue  # each token is wasted at most once
+            piece.wasted = True
+            for token_type, n in piece.usage.items():
+                if n:
+                    key = (token_type, failure_class, reason)
+                    self.wasted[key] = self.wasted.get(key, 0) + n
+            cost_key = (failure_class, reason)
+            self.wasted_cost[cost_key] = self.wasted_cost.get(cost_key, 0.0) + piece.cost
+
+    def retry(self, reason: str) -> None:
+        self.retries[reason] = self.retries.get(reason, 0) + 1
+
+    def scope_retry(self, node: Node, reason: str, failure_class: str) -> None:
+        """A policy re-run or `record_retry`: what the scope reported since its previous
+        retry (nested scopes included), and the failed attempt's failures are forgotten."""
+        self.retry(reason)
+        self.waste([p for p in self.pieces if p.owner.within(node)], failure_class, reason)
+        node.inner = None
+        node.failure = None
+
+    def call_started(self, node: Node, op: str) -> None:
+        inner = node.inner
+        if inner is None or inner[0] != op:
+            return
+        node.inner = None
+        if inner[2] not in NON_RETRYABLE:
+            self.retry(inner[2])
+            self.waste([inner[3]] if inner[3] is not None else [], inner[1], inner[2])
+
+    def call_finished(
+        self, node: Node, op: str, outcome: tuple[str, str] | None, piece: Piece | None
+    ) -> None:
+        if outcome is not None:
+            node.inner = (op, outcome[0], outcome[1], piece)
+        elif node.inner is not None and node.inner[0] == op:
+            node.inner = None
+
+    def close(self, node: Node, raised: tuple[str, str] | None) -> tuple[str, str] | None:
+        """The scope ends (`raised`: the class and reason of the exception that ended it)."""
+        verdict = None
+        if raised is not None and raised[1] != "exception":
+            verdict = raised
+        elif node.failure is not None:
+            verdict = node.failure
+        elif node.inner is not None:
+            verdict = node.inner[1], node.inner[2]
+        elif raised is not None:
+            verdict = raised
+        if node.parent is not None:
+            if verdict is not None:
+                node.parent.failure = verdict
+            return verdict
+        self.requests[verdict[0] if verdict else "none"] = (
+            self.requests.get(verdict[0] if verdict else "none", 0) + 1
+        )
+        if verdict is not None:
+            self.waste([p for p in self.pieces if p.owner.within(node)], *verdict)
+        return verdict
+
+
+def _answer(request: Any) -> Answer:
+    kind, tokens_in, tokens_out = request.headers["x-answer"].split(",")
+    if kind in ERRORS:
+        return error(ERRORS[kind][0])
+    if request.url.path.endswith("/embeddings"):
+        return embedding(int(tokens_in))
+    finish_reason = kind if kind in SOFT_ANSWERS else "stop"
+    return chat(int(tokens_in), int(tokens_out), finish_reason)
+
+
+class Program:
+    """Runs a program through the public API, keeping `rule` in step."""
+
+    def __init__(self, client: Any, rule: Rule) -> None:
+        self.client = client
+        self.rule = rule
+
+    def call(self, node: Node, op: str, kind: str, tokens_in: int, tokens_out: int) -> None:
+        rule = self.rule
+        rule.call_started(node, op)
+        headers = {"x-answer": f"{kind},{tokens_in},{tokens_out}"}
+        piece = outcome = None
+        try:
+            if op == "chat":
+                self.client.chat.completions.create(
+                    model="m", messages=MESSAGES, extra_headers=headers
+                )
+            else:
+                self.client.embeddings.create(model="m", input="hi", extra_headers=headers)
+        except openai.APIStatusError:
+            outcome = ("hard", ERRORS[kind][1])
+        else:
+            piece = rule.report(node, tokens_in, tokens_out if op == "chat" else 0)
+            if kind in SOFT_ANSWERS:
+                outcome = ("soft", kind)
+        rule.call_finished(node, op, outcome, piece)
+
+    def steps(self, node: Node, steps: list[Any]) -> None:
+        for step in steps:
+            # a nested scope that gave up raises: the enclosing code goes on
+            with contextlib.suppress(openai.APIStatusError):
+                self.step(node, step)
+
+    def step(self, node: Node, step: Any) -> None:
+        kind = step[0]
+        if kind == "call":
+            self.call(node, *step[1:])
+        elif kind == "usage":
+            handle().record_usage(input=step[1], output=step[2])
+            self.rule.report(node, step[1], step[2])
+        elif kind == "retry":
+            handle().record_retry(step[1])
+            failure_class = {"rate_limited": "hard", "mine": "silent"}.get(step[1], "soft")
+            self.rule.scope_retry(node, step[1], failure_class)
+        elif kind == "mark":
+            handle().mark_failure(step[1], step[2])
+            node.failure = (step[1], step[2])
+        elif kind == "threads":
+            self.threads(node, step[1])
+        else:
+            self.nested(node, step[1], step[2])
+
+    def threads(self, node: Node, work: list[tuple[list[int], bool]]) -> None:
+        own = handle()
+
+        def run(amounts: list[int], calls: bool) -> None:
+            for n in amounts:
+                own.record_usage(input=n, output=1)
+            if calls:
+                ask_ok = {"x-answer": "ok,1,1"}
+                self.client.chat.completions.create(
+                    model="m", messages=MESSAGES, extra_headers=ask_ok
+                )
+
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(run, *w)) for w in work
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for amounts, calls in work:  # in any order, the same sums: one of them retries
+            for n in amounts:
+                self.rule.report(node, n, 1)
+            if calls:
+                self.rule.call_started(node, "chat")
+                self.rule.call_finished(node, "chat", None, self.rule.report(node, 1, 1))
+
+    def nested(self, parent: Node, attempts: list[list[Any]], gives_up: bool) -> None:
+        node = Node(parent)
+        done = 0
+        policy = RetryPolicy(max_attempts=len(attempts), sleep=lambda s: None, jitter=lambda: 0)
+
+        @traced_generation(name="nested", retry=policy)
+        def body() -> None:
+            nonlocal done
+            if done:
+                self.rule.scope_retry(node, "rate_limited", "hard")
+            done += 1
+            self.steps(node, attempts[done - 1])
+            if done < len(attempts) or gives_up:
+                raise api_error(429)
+
+        try:
+            body()
+        except openai.APIStatusError:
+            self.rule.close(node, ("hard", "rate_limited"))
+            raise
+        self.rule.close(node, None)
+
+    def request(self, request: Any) -> None:
+        if request[0] == "unscoped":
+            node = Node(None)
+            self.call(node, *request[1:])
+            self.rule.close(node, None)
+            return
+        _, first, steps, end = request
+        node = Node(None)
+
+        @traced_generation(name="root", operation="chat", model="m")
+        def root() -> None:
+            self.call(node, *first[1:])  # the provider label is known from the first call on
+            self.steps(node, steps)
+            if end == "raise":
+                raise ValueError("the caller gives up")
+            if end is not None:
+                handle().mark_failure(*end)
+                node.failure = end
+
+        try:
+            root()
+        except ValueError:
+            self.rule.close(node, ("hard", "exception"))
+        else:
+            self.rule.close(node, None)
+
+
+def _programs() -> Any:
+    tokens = st.integers(0, 40)
+    calls = st.one_of(
+        st.tuples(
+            st.just("call"),
+            st.just("chat"),
+            st.sampled_from(["ok", "content_filter", "length", "e429", "e500", "e400"]),
+            tokens,
+            tokens,
+        ),
+        st.tuples(
+            st.just("call"),
+            st.just("embeddings"),
+            st.sampled_from(["ok", "e429", "e400"]),
+            tokens,
+            st.just(0),
+        ),
+    )
+    leaves = st.one_of(
+        calls,
+        calls,
+        st.tuples(st.just("usage"), tokens, tokens),
+        st.tuples(
+            st.just("retry"), st.sampled_from(["rate_limited", "length", "content_filter", "mine"])
+        ),
+        st.tuples(
+            st.just("mark"),
+            st.sampled_from(["hard", "soft", "silent"]),
+            st.sampled_from(["mine", "length"]),
+        ),
+        st.tuples(
+            st.just("threads"),
+            st.lists(
+                st.tuples(st.lists(tokens, max_size=30), st.booleans()), min_size=2, max_size=4
+            ),
+        ),
+    )
+
+    def nest(children: Any) -> Any:
+        attempts = st.lists(st.lists(children, max_size=4), min_size=1, max_size=3)
+        return st.tuples(st.just("nested"), attempts, st.booleans())
+
+    step = st.recursive(leaves, lambda children: st.one_of(children, nest(children)), max_leaves=10)
+    ends = st.one_of(
+        st.none(),
+        st.just("raise"),
+        st.tuples(st.sampled_from(["hard", "soft", "silent"]), st.just("mine")),
+    )
+    scope = st.tuples(st.just("scope"), calls, st.lists(step, max_size=6), ends)
+    return st.lists(
+        st.one_of(scope, scope, calls.map(lambda c: ("unscoped", *c[1:]))), min_size=1, max_size=3
+    )
+
+
+def _series(t: Telemetry, name: str, own: tuple[str, ...]) -> dict[tuple[Any, ...], float]:
+    """A counter's series summed over the labels `own`, keyed by the remaining labels."""
+    found: dict[tuple[Any, ...], float] = {}
+    for labels in t.series(name):
+        key = tuple(sorted((k, v) for k, v in labels.items() if k not in own))
+        found[key] = found.get(key, 0.0) + t.value(name, **labels)
+    return found
+
+
+def _check(t: Telemetry, rule: Rule) -> None:
+    assert {k: int(v) for k, v in wasted(t).items()} == rule.wasted
+    for token_type in ("input", "output"):
+        assert t.value("genai_tokens_total", token_type=token_type) == rule.tokens.get(
+            token_type, 0
+        )
+    assert retries(t) == {reason: float(n) for reason, n in rule.retries.items()}
+    for failure_class in ("none", "hard", "soft", "silent"):
+        assert t.value("genai_requests_total", failure_class=failure_class) == rule.requests.get(
+            failure_class, 0
+        )
+    requests = sum(rule.requests.values())
+    assert t.value("genai_request_attempts_sum") == requests + sum(rule.retries.values())
+    # wasted <= total, series by series (the labels did not change: each request's are known
+    # from its first call on)
+    tokens = _series(t, "genai_tokens_total", ())
+    for key, n in _series(t, "genai_wasted_tokens_total", ("failure_class", "reason")).items():
+        assert n <= tokens.get(key, 0), key
+    cost = _series(t, "genai_cost_usd_total", ())
+    wasted_cost = _series(t, "genai_wasted_cost_usd_total", ("failure_class", "reason"))
+    for key, dollars in wasted_cost.items():
+        assert dollars <= cost.get(key, 0.0) * (1 + 1e-9), key
+    assert t.value("genai_cost_usd_total") == pytest.approx(rule.cost, rel=1e-9, abs=1e-15)
+    for (failure_class, reason), dollars in rule.wasted_cost.items():
+        assert t.value(
+            "genai_wasted_cost_usd_total", failure_class=failure_class, reason=reason
+        ) == pytest.approx(dollars, rel=1e-9, abs=1e-15)
+
+
+def test_wasted_usage_follows_the_rule_exactly(telemetry: Telemetry) -> None:
+    client = mock_openai_client(_answer)
+    failsight.instrument_openai()
+
+    @given(_programs())
+    @settings(
+        max_examples=50,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    def check(program: list[Any]) -> None:
+        registry = CollectorRegistry()
+        failsight.configure(
+            registry=registry, tracer_provider=telemetry.provider, prices={"m": PRICE}
+        )
+        t = Telemetry(registry, telemetry.exporter, telemetry.provider)
+        rule = Rule()
+        runner = Program(client, rule)
+        for request in program:
+            runner.request(request)
+        _check(t, rule)
+
+    try:
+        check()
+    finally:
+        failsight.uninstrument_openai()
