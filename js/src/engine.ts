@@ -149,19 +149,22 @@ export function classOfReason(reason: string): FailureClass {
   return "silent";
 }
 
-/** Take every entry of the ledger (`wasted` of recordRetry). */
+/** Take every entry the scope (its nested scopes included) reported (`wasted` of recordRetry). */
 export const ANY = -1;
 const MAX_LEDGER = 32;
 
 /**
  * Usage of a logical request not yet known to be wasted, by the call that reported it (0: the
- * scope). The rule (README "Wasted tokens and spend"): a request that ends failed wastes all
- * its usage not wasted already; a call retried inside a scope wastes that call's usage; a scope
- * re-run by its retry policy, or a retry recorded by hand, wastes the usage since the scope
- * began or its previous retry; an SDK-internal retry re-sends an error answer: nothing wasted.
+ * scope) and the scope it was reported in. The rule (README "Wasted tokens and spend"): a
+ * request that ends failed wastes all its usage not wasted already; a call retried inside a
+ * scope wastes that call's usage; a scope re-run by its retry policy, or a retry recorded by
+ * hand, wastes the usage reported in that scope (nested scopes included) since it began or its
+ * previous retry, never an enclosing scope's; an SDK-internal retry re-sends an error answer:
+ * nothing wasted.
  */
 interface Entry {
   call: number;
+  owner: Account;
   labels: [string, string, string, string];
   counts: Partial<Record<(typeof TOKEN_TYPES)[number], number>>;
 }
@@ -254,10 +257,10 @@ export class Account {
     const root = this.root;
     const ledger = (root.ledger ??= []);
     let last = ledger[ledger.length - 1];
-    if (last === undefined || last.call !== call || last.labels.join("\u0000") !== labels.join("\u0000")) {
+    if (last === undefined || last.call !== call || last.owner !== this || last.labels.join("\u0000") !== labels.join("\u0000")) {
       if (ledger.length >= MAX_LEDGER) {
         const oldest = ledger[0]!;
-        const later = ledger.slice(1).find((e) => e.labels.join("\u0000") === oldest.labels.join("\u0000"));
+        const later = ledger.slice(1).find((e) => e.owner === oldest.owner && e.labels.join("\u0000") === oldest.labels.join("\u0000"));
         if (later !== undefined) {
           for (const tokenType of TOKEN_TYPES) {
             const n = oldest.counts[tokenType];
@@ -267,7 +270,7 @@ export class Account {
           ledger.shift();
         }
       }
-      last = { call, labels, counts: {} };
+      last = { call, owner: this, labels, counts: {} };
       ledger.push(last);
     }
     for (const tokenType of TOKEN_TYPES) {
@@ -276,13 +279,14 @@ export class Account {
     }
   }
 
-  /** Count the usage of `call` (ANY: all) not wasted yet as wasted, with (failureClass, reason). */
+  /** Count the usage of `call` (ANY: all this scope reported) not wasted yet as wasted, with (failureClass, reason). */
   waste(call: number, failureClass: FailureClass, reason: string): void {
     const root = this.root;
     const ledger = root.ledger;
     if (!ledger || ledger.length === 0) return;
-    const taken = call === ANY ? ledger : ledger.filter((e) => e.call === call);
-    root.ledger = call === ANY ? [] : ledger.filter((e) => e.call !== call);
+    const taking = call === ANY ? (e: Entry) => this.encloses(e.owner) : (e: Entry) => e.call === call;
+    const taken = ledger.filter(taking);
+    root.ledger = ledger.filter((e) => !taking(e));
     const m = this.state.metrics.wastedTokens;
     for (const entry of taken) {
       for (const tokenType of TOKEN_TYPES) {
@@ -290,6 +294,18 @@ export class Account {
         if (count) m.metric.inc(m.labels([...entry.labels, tokenType, failureClass, reason]), count);
       }
     }
+  }
+
+  // A nested scope that ended retries no more: what it reported is its parent's to waste.
+  private handOver(): void {
+    const parent = this.parent;
+    if (parent) for (const e of this.root.ledger ?? []) if (e.owner === this) e.owner = parent;
+  }
+
+  /** This scope is `account` or one it nests in. */
+  private encloses(account: Account): boolean {
+    for (let a: Account | undefined = account; a; a = a.parent) if (a === this) return true;
+    return false;
   }
 
   /** Count content-filter categories a provider reported. */
@@ -369,7 +385,10 @@ export class Account {
       this.verdict = verdict;
       if (!this.parent && verdict[0] !== "none") guard("account", () => this.waste(ANY, verdict[0], verdict[1] ?? "exception"));
       if (!this.parent) this.count(verdict[0], verdict[1]);
-      else if (verdict[0] !== "none" && verdict[1] !== undefined) this.parent.failure = [verdict[0], verdict[1]];
+      else {
+        guard("account", () => this.handOver());
+        if (verdict[0] !== "none" && verdict[1] !== undefined) this.parent.failure = [verdict[0], verdict[1]];
+      }
     }
     return verdict;
   }

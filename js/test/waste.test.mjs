@@ -1,0 +1,112 @@
+// Wasted tokens: a retry wastes what its own scope (and the scopes nested in it) reported since
+// the scope began or its previous retry, never what an enclosing scope kept (README "Wasted
+// tokens and spend"). Over a socket, against the Python fault server, whose answers report
+// 11 input (3 cached) and 9 output (4 reasoning) tokens.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, test } from "node:test";
+import OpenAI from "openai";
+import { instrumentOpenAI, RetryPolicy, tracedGeneration, uninstrumentOpenAI } from "../dist/index.js";
+import { freshTelemetry, parseExposition, startFaultServer } from "./helpers.mjs";
+
+const messages = [{ role: "user", content: "hi" }];
+const USAGE = { input: 11, output: 9, reasoning: 4, cached_input: 3 };
+const noSleep = () => new RetryPolicy({ maxAttempts: 2, sleep: async () => {} });
+
+let server;
+before(async () => {
+  server = await startFaultServer({});
+});
+after(async () => {
+  await server?.stop();
+});
+
+/** Non-zero genai_wasted_tokens_total series as { "token_type|failure_class|reason": n }. */
+async function wasted(registry) {
+  const found = {};
+  for (const s of parseExposition(await registry.metrics())) {
+    if (s.name !== "genai_wasted_tokens_total" || !s.value) continue;
+    const key = `${s.labels.token_type}|${s.labels.failure_class}|${s.labels.reason}`;
+    found[key] = (found[key] ?? 0) + s.value;
+  }
+  return found;
+}
+
+async function value(registry, name, labels = {}) {
+  let total = 0;
+  for (const s of parseExposition(await registry.metrics())) {
+    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}
+
+function withClient(body) {
+  return async () => {
+    const t = freshTelemetry();
+    const client = new OpenAI({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
+    instrumentOpenAI(client);
+    try {
+      await body(t, client, { headers: { "X-Failsight-Key": randomUUID() } });
+    } finally {
+      uninstrumentOpenAI(client);
+    }
+  };
+}
+
+test(
+  "an inner scope's policy retry wastes nothing of what the outer scope kept",
+  withClient(async (t, client, keyed) => {
+    const inner = tracedGeneration({ name: "inner", retry: noSleep() }, () =>
+      client.chat.completions.create({ model: "gpt-4o-mini@http_429,ok", messages }, keyed),
+    );
+    const outer = tracedGeneration({ name: "outer" }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages });
+      return inner();
+    });
+    await outer();
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await value(t.registry, "genai_retries_total", { reason: "rate_limited" }), 1);
+    assert.equal(await value(t.registry, "genai_tokens_total", { token_type: "input" }), 2 * USAGE.input);
+    assert.deepEqual(await wasted(t.registry), {});
+  }),
+);
+
+test(
+  "an inner scope's policy retry wastes its own attempt's usage only",
+  withClient(async (t, client, keyed) => {
+    const inner = tracedGeneration({ name: "inner", retry: noSleep() }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages });
+      return client.chat.completions.create({ model: "gpt-4o-mini@http_503,ok", messages }, keyed);
+    });
+    const outer = tracedGeneration({ name: "outer" }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages });
+      return inner();
+    });
+    await outer();
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await value(t.registry, "genai_tokens_total", { token_type: "input" }), 4 * USAGE.input);
+    const expected = {};
+    for (const [tokenType, n] of Object.entries(USAGE)) expected[`${tokenType}|hard|unavailable`] = n;
+    assert.deepEqual(await wasted(t.registry), expected);
+  }),
+);
+
+test(
+  "a retry recorded in a nested scope keeps the outer scope's share, and the outer's own retry takes it",
+  withClient(async (t) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const inner = tracedGeneration({ name: "inner" }, () => {
+      const handle = currentGeneration();
+      handle.recordUsage({ input: 4 });
+      handle.recordRetry("length");
+      handle.recordUsage({ input: 6 });
+    });
+    const outer = tracedGeneration({ name: "outer" }, async () => {
+      currentGeneration().recordUsage({ input: 5 });
+      await inner();
+      currentGeneration().recordRetry("content_filter");
+    });
+    await outer();
+    assert.deepEqual(await wasted(t.registry), { "input|soft|length": 4, "input|soft|content_filter": 11 });
+  }),
+);
