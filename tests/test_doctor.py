@@ -294,7 +294,7 @@ def test_the_json_document_follows_its_schema(server: FaultServer) -> None:
     document = json.loads(doctor.render_json(checks, server.base_url))
     assert document["schema"] == doctor.SCHEMA
     assert set(document) == {
-        "schema", "base_url", "exit_status", "summary", "checks", "classes", "series"
+        "schema", "base_url", "deadline_s", "exit_status", "summary", "checks", "classes", "series"
     }  # fmt: skip
     assert document["exit_status"] == 2
     assert set(document["summary"]) == {"ok", "warn", "fail", "skip"}
@@ -356,13 +356,13 @@ def test_the_requests_are_counted_in_failsights_own_taxonomy(server: FaultServer
         only=("text", "image"),
     )
     report = doctor.run_doctor(config)
-    # /models, the chat call, the tiny call, the image
-    assert report.classes == {"none": 2, "soft/content_filter": 1, "soft/image_filtered": 1}
+    # The chat call, the tiny call, the image (GET /models is no AI route: not recorded)
+    assert report.classes == {"none": 1, "soft/content_filter": 1, "soft/image_filtered": 1}
     document = json.loads(doctor.render_json(report.checks, server.base_url, report.classes))
     assert document["classes"] == report.classes
     text = doctor.render_text(report.checks, server.base_url, report.classes)
     assert text.endswith(
-        "4 requests as failsight classifies them: none 2, "
+        "3 requests as failsight classifies them: none 1, "
         "soft/content_filter 1, soft/image_filtered 1"
     )
 
@@ -374,7 +374,7 @@ def test_a_401_is_counted_as_hard_unauthorized(server: FaultServer) -> None:
         headers={"models": {SCENARIO_HEADER: "http_401"}, "chat": {SCENARIO_HEADER: "http_401"}},
         only=("text",),
     )
-    assert doctor.run_doctor(config).classes == {"hard/unauthorized": 2}
+    assert doctor.run_doctor(config).classes == {"hard/unauthorized": 1}  # the chat call
 
 
 def test_the_requests_go_through_failsights_instrumentation(server: FaultServer) -> None:
@@ -592,6 +592,10 @@ NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 14:13:20 UTC
         ("se=2026-09-21T13:00:00Z", "already passed"),
         ("", None),
         ("se=not-a-time", None),
+        ("Expires=nan", None),  # what a server may sign: never a crash
+        ("Expires=inf", None),
+        ("Expires=1e300", None),
+        ("X-Amz-Date=20260921T141320Z&X-Amz-Expires=99999999999999999999", None),
     ],
 )
 def test_image_url_expiry_is_read_from_the_signature(query: str, said: str | None) -> None:
@@ -607,3 +611,118 @@ def test_the_image_check_says_when_the_url_expires(server: FaultServer) -> None:
     assert check.verdict == "ok"
     assert re.search(r"1 image as a URL \(expires at .* UTC, in (59|60) min\)", check.finding)
     assert "download the image at once" in check.fix
+
+
+# ---------------------------------------------------------------------- one verdict, every problem
+
+
+def test_the_classes_line_and_the_series_give_each_request_one_verdict(
+    server: FaultServer,
+) -> None:
+    """The --validate call that fails is `silent` in both, not `none` in one of them."""
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(
+            base_url=server.base_url,
+            api_key=KEY,
+            only=("text",),
+            validate="json",
+            headers={"chat_tiny": {SCENARIO_HEADER: "length"}},
+        )
+    )
+    assert report.classes == {"none": 1, "silent/invalid_json": 1, "soft/length": 1}
+    recorded = {
+        row["labels"]["failure_class"]: row["value"]
+        for row in report.series
+        if row["name"] == "genai_requests_total"
+    }
+    assert recorded == {"none": 1, "silent": 1, "soft": 1}
+    text = doctor.render_text(report.checks, server.base_url, report.classes, report.series)
+    assert (
+        "3 requests as failsight classifies them: none 1, silent/invalid_json 1, soft/length 1"
+        in text
+    )
+
+
+def test_the_doctors_own_advice_is_never_masked() -> None:
+    report = doctor.run_doctor(doctor.DoctorConfig("http://127.0.0.1:9/v1", None))
+    text = doctor.render_text(report.checks, "http://127.0.0.1:9/v1", report.classes)
+    assert "fix: export OPENAI_API_KEY=<your key> (or --api-key-env NAME" in text
+    assert "skip  key.accepted     no key: nothing was sent" in text
+    document = json.loads(doctor.render_json(report.checks, "http://127.0.0.1:9/v1"))
+    assert document["checks"][0]["fix"].startswith("export OPENAI_API_KEY=<your key> ")
+
+
+def test_every_key_shape_problem_is_reported(server: FaultServer) -> None:
+    checks = run(server, api_key=f'"Bearer {KEY}"\n', only=("text",))
+    shape = checks["key.shape"]
+    assert shape.verdict == "fail"
+    assert len(shape.details["problems"]) == 3
+    for said in ("a newline at its end", "quotes around it", "a leading 'Bearer '"):
+        assert said in shape.finding
+    assert "the newline, the quotes and 'Bearer ' removed" in shape.finding
+    for fix in ("tr -d", "drop the quotes", "keep only the key"):
+        assert fix in shape.fix
+    assert checks["text.chat"].verdict == "ok"  # sent with all three peeled off
+    inner = run(server, api_key=KEY[:10] + "\t" + KEY[10:], only=("text",))["key.shape"]
+    assert inner.verdict == "fail" and "a tab inside it" in inner.finding
+
+
+def test_a_failed_validate_call_fails_the_check(server: FaultServer) -> None:
+    """An answered chat call, then a 500 on the --validate call: a failure, not a skip."""
+    checks = run(
+        server, scenarios={"chat_validate": "http_500"}, only=("text",), validate="nonempty"
+    )
+    check = checks["text.validation"]
+    assert check.verdict == "fail" and "HTTP 500" in check.finding
+    assert doctor.exit_status(checks.values()) == 2
+
+
+# ---------------------------------------------------------------------- durations and exit status
+
+
+@pytest.mark.parametrize("field", ["video_wait_s", "video_interval_s", "timeout_s", "deadline_s"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_duration_that_never_ends_is_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be a finite number of seconds above 0"):
+        doctor.DoctorConfig("http://127.0.0.1:9/v1", KEY, **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("hint", "pause"),
+    [("0", 0.5), ("1", 0.5), ("900", 0.9), ("5000", 2.0), ("²", 2.0), (None, 2.0)],
+)
+def test_the_servers_poll_hint_is_floored(hint: str | None, pause: float) -> None:
+    assert doctor._media._pause(hint, 2.0) == pause
+
+
+def test_the_default_deadline_covers_the_video_wait() -> None:
+    config = doctor.DoctorConfig("http://127.0.0.1:9/v1", KEY, video_model="sora-2")
+    assert config.run_deadline_s == doctor.DEADLINE_S + config.video_wait_s
+    assert doctor.DoctorConfig("http://x/v1", KEY).run_deadline_s == doctor.DEADLINE_S
+
+
+def test_the_screen_states_the_deadline(server: FaultServer) -> None:
+    report = doctor.run_doctor(
+        doctor.DoctorConfig(server.base_url, KEY, only=("text",), deadline_s=45)
+    )
+    assert report.deadline_s == 45
+    text = doctor.render_text(report.checks, server.base_url, deadline_s=report.deadline_s)
+    assert text.startswith(f"failsight doctor: {server.base_url} (at most 45 s)\n")
+
+
+def test_a_bug_in_the_doctor_is_exit_status_3_never_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 1 means "warnings only" to a deploy gate: a crash must not look like it."""
+
+    def broken(config: doctor.DoctorConfig) -> doctor.Report:
+        raise ValueError(f"server said {KEY}")
+
+    monkeypatch.setattr(doctor, "run_doctor", broken)
+    assert cli.main(["doctor", "--against-fault-server"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the doctor broke (ValueError in broken)" in err
+    assert KEY not in err  # the message could hold what a server sent: not printed
+    parser = cli.build_parser()
+    helped = parser._subparsers._group_actions[0].choices["doctor"].format_help()  # type: ignore[union-attr]
+    assert "3 the doctor itself broke" in " ".join(helped.split())

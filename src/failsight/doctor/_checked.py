@@ -14,6 +14,8 @@ from failsight import validators
 
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Reply, error_fields
+from ._secret import shown
+from ._text import no_answer, status_fix
 
 __all__ = [
     "VALIDATE_MAX_TOKENS",
@@ -96,19 +98,25 @@ def judge_validation(reply: Reply | None, spec: str | None) -> Check:
             _GROUP,
             f"not run: give --validate ({VALIDATORS}) and --prompt to check your own output",
         )
-    if reply is None or not reply.ok:
+    if reply is None:
         return skip(cid, _GROUP, "no answered call to validate (see text.chat)")
+    if reply.error_kind is not None:
+        return no_answer(cid, _GROUP, "POST /chat/completions (--validate)", reply)
+    if not reply.ok:
+        code, message = error_fields(reply)
+        finding = f"HTTP {reply.status} {code}: {message}"
+        return fail(cid, _GROUP, finding, status_fix(reply), status=reply.status)
     content = output_of(reply)
     found = validators.run(validators.prepare([parse_validator(spec)]), content)
-    shown = repr(content)[:60] if isinstance(content, str) else repr(content)
+    said = shown(repr(content), 60)
     if found is None:
-        return ok(cid, _GROUP, f"the output passed --validate {spec}: {shown}")
+        return ok(cid, _GROUP, f"the output passed --validate {spec}: {said}")
     failure_class, reason = found
     return fail(
         cid,
         _GROUP,
         f"HTTP 200 with an output, but it fails --validate {spec} ({failure_class}/{reason}):"
-        f" {shown}",
+        f" {said}",
         "count these: @traced_generation(validate=[...]) records them as silent failures; "
         "tighten the prompt (or ask for response_format json_object)",
         reason=reason,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Prober, Reply, error_fields
-from ._text import status_fix
+from ._secret import shown
+from ._text import no_answer, status_fix
 
 __all__ = [
     "IMAGE_PROMPT",
@@ -29,6 +31,8 @@ IMAGE_PROMPT = "A red apple on a white table, simple illustration"
 VIDEO_PROMPT = "A red apple rolling slowly across a white table"
 SUCCESS = ("completed", "succeeded", "succeed")
 FAILED = ("failed", "cancelled", "canceled", "error")
+MIN_POLL_S: Final = 0.5  # a server's `openai-poll-after-ms` cannot make the doctor poll faster
+_MAX_ID: Final = 200  # characters of a job id the doctor puts in a URL
 
 # Documented parameter pitfalls per model family: (prefix, what to know).
 _IMAGE_PITFALLS: tuple[tuple[str, str], ...] = (
@@ -59,8 +63,8 @@ def judge_image(reply: Reply | None, why_not: str = "not run (give --image-model
     group = "image"
     if reply is None:
         return skip(cid, group, why_not)
-    if reply.status is None:
-        return fail(cid, group, f"no answer: {reply.error}", "see text.base_url")
+    if reply.error_kind is not None:
+        return no_answer(cid, group, "POST /images/generations", reply)
     if not reply.ok:
         code, message = error_fields(reply)
         hint = status_fix(reply)
@@ -115,12 +119,12 @@ def url_expiry(url: str, now: float | None = None) -> str | None:
                 at = signed + int(query[f"{prefix}expires"])
         if at is None and "expires" in query:
             at = float(query["expires"])
-    except (ValueError, OverflowError):
+        if at is None or not math.isfinite(at):  # "Expires=nan" is the server's to send
+            return None
+        minutes = round((at - now) / 60)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    except (ValueError, OverflowError, OSError):  # past what the platform's time_t holds
         return None
-    if at is None:
-        return None
-    minutes = round((at - now) / 60)
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
     return f"at {when}, in {minutes} min" if minutes >= 0 else f"at {when}, already passed"
 
 
@@ -151,6 +155,15 @@ class VideoRun:
     last_body: dict[str, Any] = field(default_factory=dict)
     waited_s: float = 0.0
     timed_out: bool = False
+    cut_by_deadline: bool = False  # the run's deadline, not --video-wait, ended the wait
+    no_id: bool = False  # the create answer had no job id the doctor could poll
+
+
+def _pause(hint: str | None, interval_s: float) -> float:
+    """`interval_s`, or the server's shorter hint (in ms), but never below `MIN_POLL_S`."""
+    if hint is None or not hint.strip().isascii() or not hint.strip().isdigit():
+        return interval_s
+    return min(interval_s, max(MIN_POLL_S, int(hint.strip()[:9]) / 1000))
 
 
 def run_video(
@@ -161,26 +174,38 @@ def run_video(
     interval_s: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> VideoRun:
-    """Create one job and poll it until it ends or `wait_s` passes."""
+    """Create one job and poll it until it ends, `wait_s` passes or the run's deadline does.
+
+    A server's `openai-poll-after-ms` may shorten `interval_s`, to `MIN_POLL_S` at least."""
+    for name, value in (("wait_s", wait_s), ("interval_s", interval_s)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"run_video: {name} must be a positive number of seconds: {value}")
     create = prober.request(
         "video_create", "POST", "/videos", {"model": model, "prompt": VIDEO_PROMPT, "seconds": "4"}
     )
     run = VideoRun(create)
     body = create.json_dict()
     video_id = body.get("id") or body.get("task_id")
-    if not create.ok or not video_id:
+    if not create.ok:
+        return run
+    if not isinstance(video_id, str) or not 0 < len(video_id) <= _MAX_ID:
+        run.no_id = True
         return run
     run.last_body = body
     _note(run, body)
     started = time.monotonic()
+    requested = wait_s
+    # The wait ends at --video-wait or shortly before the run's deadline, whichever is first.
+    wait_s = min(wait_s, max(0.0, prober.left() - MIN_POLL_S))
+    run.cut_by_deadline = wait_s < requested
+    pause = _pause(create.headers.get("openai-poll-after-ms"), interval_s)
+    path = f"/videos/{quote(video_id, safe='')}"  # the server's id, kept to one path segment
     while not _ended(run):
         if time.monotonic() - started >= wait_s:
             run.timed_out = True
             break
-        hint = create.headers.get("openai-poll-after-ms")
-        pause = min(interval_s, int(hint) / 1000) if hint and hint.isdigit() else interval_s
         sleep(max(0.0, min(pause, wait_s - (time.monotonic() - started))))
-        reply = prober.request("video_poll", "GET", f"/videos/{video_id}")
+        reply = prober.request("video_poll", "GET", path)
         run.polls.append(reply)
         if reply.status == 404 and len(run.polls) == 1 and "task_not_exist" in reply.text:
             run.first_poll_missing = True
@@ -194,12 +219,12 @@ def run_video(
 
 
 def _status(body: dict[str, Any]) -> str:
-    return str(body.get("status") or body.get("task_status") or "").lower()
+    return shown(body.get("status") or body.get("task_status") or "", 40).lower()
 
 
 def _note(run: VideoRun, body: dict[str, Any]) -> None:
     status = _status(body)
-    if status and (not run.statuses or run.statuses[-1] != status):
+    if status and (not run.statuses or run.statuses[-1] != status) and len(run.statuses) < 20:
         run.statuses.append(status)
 
 
@@ -215,14 +240,24 @@ def judge_video_job(run: VideoRun | None, why_not: str = "not run (give --video-
     if run is None:
         return skip(cid, group, why_not)
     create = run.create
-    if create.status is None:
-        return fail(cid, group, f"no answer: {create.error}", "see text.base_url")
+    if create.error_kind is not None:
+        return no_answer(cid, group, "POST /videos", create)
     if not create.ok:
         code, message = error_fields(create)
         return fail(
             cid, group, f"create: HTTP {create.status} {code}: {message}", status_fix(create)
         )
+    if run.no_id:
+        return fail(
+            cid,
+            group,
+            f"create: HTTP {create.status} without a job id to poll (id or task_id, a string "
+            f"of at most {_MAX_ID} characters)",
+            "log the create answer: this provider names its job id differently",
+        )
     last_poll = run.polls[-1] if run.polls else None
+    if last_poll is not None and last_poll.error_kind is not None:
+        return no_answer(cid, group, "GET /videos/{id}", last_poll)
     if last_poll is not None and not last_poll.ok and not run.first_poll_missing:
         code, message = error_fields(last_poll)
         return fail(
@@ -263,6 +298,15 @@ def judge_video_job(run: VideoRun | None, why_not: str = "not run (give --video-
             "check the provider's queue",
             **details,
         )
+    if run.timed_out and run.cut_by_deadline:
+        return fail(
+            cid,
+            group,
+            f"job still '{status}' when the doctor's deadline ended the wait after "
+            f"{run.waited_s:.0f} s",
+            "raise --deadline (the whole run's bound), or --video-wait with it",
+            **details,
+        )
     if run.timed_out:
         return warn(
             cid,
@@ -284,7 +328,7 @@ def judge_video_statuses(
         return skip(cid, group, why_not)
     if not run.statuses:
         return skip(cid, group, "no status seen")
-    seen = " -> ".join(run.statuses)
+    seen = shown(" -> ".join(run.statuses), 300)
     accept = "accept completed, succeeded (Veo, Runway) and succeed (Kling)"
     if run.first_poll_missing:
         return warn(

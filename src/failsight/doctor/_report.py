@@ -1,10 +1,15 @@
-"""The screen and the `--json` document. Every line passes through the key mask.
+"""The screen and the `--json` document.
+
+What the server sent was masked as it arrived (`_probe`); here every line and every string is
+made printable (a lone surrogate or an escape sequence is spelled out, never sent to the
+terminal), and the doctor's own words are left as written.
 
 JSON schema (``"schema": "failsight.doctor/1"``)::
 
     {
       "schema": "failsight.doctor/1",
       "base_url": str,
+      "deadline_s": float | null,        # the whole run's bound (--deadline)
       "exit_status": 0 | 1 | 2,          # 0 all ok, 1 any warn, 2 any fail
       "summary": {"ok": int, "warn": int, "fail": int, "skip": int},
       "checks": [
@@ -15,7 +20,7 @@ JSON schema (``"schema": "failsight.doctor/1"``)::
          "fix": str,                     # one line, "" when nothing to do
          "details": {str: any}}          # measured values: status, finish_reason, ...
       ],
-      "classes": {str: int},             # requests sent, by failsight's failure class/reason
+      "classes": {str: int},             # the recorded requests, by failure class/reason
       "series": [                        # what failsight's instrumentation recorded of them
         {"name": str,                    # genai_requests_total, genai_failures_total, ...
          "labels": {str: str},
@@ -30,10 +35,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from failsight._redact import mask_secrets, remember_secret
+from failsight._redact import remember_secret
 
 from ._model import VERDICTS, Check, exit_status
 from ._recorded import render_series
+from ._secret import printable
 from ._taxonomy_view import render_classes
 
 __all__ = ["SCHEMA", "render_json", "render_text", "to_document"]
@@ -43,15 +49,26 @@ _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
 def protect(key: str | None) -> None:
-    """Remember the key (raw and stripped) so that no output line shows it."""
+    """Remember the key (raw and stripped) so that failsight's own log lines never show it
+    (the doctor's output masks it where the server's words arrive, whatever its length).
+
+    >>> protect("sk-doctor-example-0000")
+    """
     if key:
         bare = key.replace("\r", "").replace("\n", "")  # as the checks send a pasted key
         for form in {key, key.strip(), key.strip().strip("\"'").strip(), bare.strip()}:
             remember_secret(form)
 
 
-def _mask(text: str) -> str:
-    return mask_secrets(text, limit=len(text) + 1)
+def _printable(value: Any) -> Any:
+    """Every string in a JSON-ready value (keys too) made printable."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(item) for item in value]
+    return value
 
 
 def to_document(
@@ -59,10 +76,18 @@ def to_document(
     base_url: str,
     classes: Mapping[str, int] | None = None,
     series: Sequence[Mapping[str, Any]] = (),
+    *,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The `--json` document (see the module's schema), every string printable.
+
+    >>> to_document([], "http://127.0.0.1:9/v1")["exit_status"]
+    0
+    """
+    document: dict[str, Any] = _printable({
         "schema": SCHEMA,
         "base_url": base_url,
+        "deadline_s": deadline_s,
         "exit_status": exit_status(checks),
         "summary": {v: sum(1 for c in checks if c.verdict == v) for v in VERDICTS},
         "checks": [
@@ -78,7 +103,8 @@ def to_document(
         ],
         "classes": dict(classes or {}),
         "series": [dict(row) for row in series],
-    }
+    })  # fmt: skip
+    return document
 
 
 def render_json(
@@ -86,9 +112,12 @@ def render_json(
     base_url: str,
     classes: Mapping[str, int] | None = None,
     series: Sequence[Mapping[str, Any]] = (),
+    *,
+    deadline_s: float | None = None,
 ) -> str:
-    document = to_document(checks, base_url, classes, series)
-    return _mask(json.dumps(document, indent=2, default=str))
+    """`to_document` as JSON text, ASCII only (any terminal or pipe can take it)."""
+    document = to_document(checks, base_url, classes, series, deadline_s=deadline_s)
+    return json.dumps(document, indent=2, default=lambda value: printable(str(value)))
 
 
 def render_text(
@@ -96,8 +125,16 @@ def render_text(
     base_url: str,
     classes: Mapping[str, int] | None = None,
     series: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    deadline_s: float | None = None,
 ) -> str:
-    lines = [f"failsight doctor: {base_url}", ""]
+    """The screen: one line per check (and its fix), the summary, the recorded series.
+
+    >>> render_text([], "http://127.0.0.1:9/v1", deadline_s=60).splitlines()[0]
+    'failsight doctor: http://127.0.0.1:9/v1 (at most 60 s)'
+    """
+    bound = f" (at most {deadline_s:g} s)" if deadline_s is not None else ""
+    lines = [f"failsight doctor: {base_url}{bound}", ""]
     for check in checks:
         lines.append(f"{_MARK[check.verdict]}  {check.id:<16} {check.finding}")
         if check.fix and check.verdict in ("warn", "fail"):
@@ -112,4 +149,4 @@ def render_text(
         *render_classes(dict(classes or {})),
         *(render_series([dict(row) for row in series]) if series is not None else []),
     ]
-    return "\n".join(_mask(line) for line in lines)
+    return "\n".join(printable(line) for line in lines)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from failsight import traced_generation
 
@@ -27,9 +28,10 @@ from ._media import (
     run_video,
 )
 from ._model import Check, skip
-from ._probe import Prober, Reply
+from ._probe import MAX_BODY, Deadline, Prober, Reply
 from ._recorded import recorded, series
-from ._taxonomy_view import classify_replies
+from ._secret import KeyMask
+from ._taxonomy_view import classes_of
 from ._text import (
     CHAT_MAX_TOKENS,
     CHAT_PROMPT,
@@ -42,9 +44,10 @@ from ._text import (
     judge_truncation,
 )
 
-__all__ = ["DoctorConfig", "Report", "cost_estimate", "run_checks", "run_doctor"]
+__all__ = ["DEADLINE_S", "DoctorConfig", "Report", "cost_estimate", "run_checks", "run_doctor"]
 
 GROUPS = ("text", "image", "video")
+DEADLINE_S: Final = 60.0  # the whole run, unless a video job is polled (then plus its wait)
 
 
 @dataclass
@@ -54,7 +57,13 @@ class DoctorConfig:
     ``headers`` adds headers per probe (``models``, ``chat``, ``chat_tiny``,
     ``chat_validate``, ``image``, ``video_create``, ``video_poll``; a chat call re-sent with
     ``max_completion_tokens`` is its probe's name with ``_mct``); ``transport`` replaces
-    httpx's network transport.
+    httpx's network transport. ``deadline_s`` bounds the whole run (None: `DEADLINE_S`, plus
+    ``video_wait_s`` when a video job is polled), ``timeout_s`` each request and
+    ``max_body_bytes`` each answer's body. Durations must be finite and positive (ValueError).
+
+    >>> DoctorConfig("http://127.0.0.1:9/v1", None, video_wait_s=float("nan"))
+    Traceback (most recent call last):
+    ValueError: video_wait_s must be a finite number of seconds above 0, not nan
     """
 
     base_url: str
@@ -72,6 +81,29 @@ class DoctorConfig:
     api_key_header: str | None = None  # None: `api-key` for Azure OpenAI hosts, else Bearer
     validate: str | None = None  # `parse_validator`'s spelling: the app's own output check
     prompt: str = CHAT_PROMPT  # the prompt whose output `validate` checks
+    deadline_s: float | None = None
+    max_body_bytes: int = MAX_BODY
+
+    def __post_init__(self) -> None:
+        # A NaN wait never ends and a zero one spins: refused before anything is sent.
+        for name in ("timeout_s", "video_wait_s", "video_interval_s", "deadline_s"):
+            value = getattr(self, name)
+            if value is None and name == "deadline_s":
+                continue
+            if not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"{name} must be a finite number of seconds above 0, not {value!r}"
+                )
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be at least 1, not {self.max_body_bytes}")
+
+    @property
+    def run_deadline_s(self) -> float:
+        """The whole run's bound: `deadline_s`, or `DEADLINE_S` plus the video wait."""
+        if self.deadline_s is not None:
+            return float(self.deadline_s)
+        polls = "video" in self.only and self.video_model is not None
+        return DEADLINE_S + (self.video_wait_s if polls else 0.0)
 
 
 def cost_estimate(config: DoctorConfig) -> str:
@@ -96,12 +128,14 @@ def cost_estimate(config: DoctorConfig) -> str:
 
 @dataclass(frozen=True)
 class Report:
-    """The checks in screen order, the failure classes of the requests they sent, and the
-    series failsight's instrumentation recorded of them (`_recorded.series`)."""
+    """The checks in screen order, the failure classes of the requests they sent (read from
+    the series, so that the two agree), the series failsight's instrumentation recorded of
+    them (`_recorded.series`), and the run's deadline."""
 
     checks: list[Check]
     classes: dict[str, int]
     series: list[dict[str, Any]] = field(default_factory=list)
+    deadline_s: float | None = None
 
 
 def run_checks(config: DoctorConfig) -> list[Check]:
@@ -110,13 +144,20 @@ def run_checks(config: DoctorConfig) -> list[Check]:
 
 
 def run_doctor(config: DoctorConfig) -> Report:
-    """Run every check; sends nothing without a key."""
+    """Run every check, within `config.run_deadline_s`; sends nothing without a key.
+
+    >>> run_doctor(DoctorConfig("http://127.0.0.1:9/v1", None)).checks[0].verdict
+    'fail'
+    """
+    deadline = Deadline(config.run_deadline_s)  # started first: the bound is the whole run's
     header = key_header_for(config.base_url, config.api_key_header)
     key_check = judge_key(config.api_key, config.api_key_env, config.base_url, header)
     checks = [key_check]
     key = usable_key(config.api_key)
     if key is None:
-        return Report([*checks, skip("key.accepted", "key", "no key: nothing was sent")], {})
+        skipped = skip("key.accepted", "key", "no key: nothing was sent")
+        return Report([*checks, skipped], {}, deadline_s=deadline.seconds)
+    mask = KeyMask([config.api_key, key])
     prober = Prober(
         config.base_url,
         key,
@@ -124,6 +165,9 @@ def run_doctor(config: DoctorConfig) -> Report:
         headers=config.headers,
         transport=config.transport,
         key_header=header,
+        deadline=deadline,
+        max_body=config.max_body_bytes,
+        mask=mask,
     )
     try:
         with recorded() as registry:
@@ -131,7 +175,9 @@ def run_doctor(config: DoctorConfig) -> Report:
     finally:
         prober.close()
     checks.insert(1, judge_auth(prober.sent, config.api_key_env, header))
-    return Report(checks, classify_replies(prober.sent), series(registry))
+    # A label may hold what the server sent (a model name, a finish reason).
+    rows = [{**row, "labels": mask.value(row["labels"])} for row in series(registry)]
+    return Report(checks, classes_of(rows), rows, deadline.seconds)
 
 
 class _Tokens:

@@ -1,47 +1,48 @@
-"""The failure classes the doctor's own requests produced, as failsight classifies them."""
+"""The failure classes of the doctor's requests, as failsight's instrumentation recorded them.
+
+Read from the series the screen shows below them, not judged a second time: one verdict per
+request, the same on both (a `--validate` call that fails is `silent` in each). Requests to
+routes failsight does not record (`GET /models`) are in neither.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from failsight._classify import classify_result, classify_status
-
-from ._probe import Reply
-
-__all__ = ["classify_replies", "render_classes"]
-
-_KIND = {
-    "chat": "chat",
-    "chat_tiny": "chat",
-    "image": "image",
-    "video_create": "video",
-    "video_poll": "video",
-}
-_NO_ANSWER = {"timeout": "timeout", "connect": "connection", "tls": "connection"}
+__all__ = ["classes_of", "render_classes"]
 
 
-def _one(reply: Reply) -> tuple[str, str]:
-    if reply.status is None:
-        return "hard", _NO_ANSWER.get(reply.error_kind or "", "invalid_response")
-    if reply.status >= 400:
-        outcome = classify_status(reply.status, reply.headers, reply.body)
-        return outcome.failure_class, outcome.reason or ""
-    kind = _KIND.get(reply.probe)
-    if kind is None:
-        return "none", ""
-    if reply.body is None:
-        return "hard", "invalid_response"
-    outcome = classify_result(reply.body, kind=kind)
-    return outcome.failure_class, outcome.reason or ""
+def classes_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """``{"none": 5, "soft/length": 1}``: `genai_requests_total` by failure class, a failed
+    class split by the reasons `genai_failures_total` gives it.
 
-
-def classify_replies(replies: Sequence[Reply]) -> dict[str, int]:
-    """``{"none": 5, "soft/length": 1, "hard/unauthorized": 2}`` over every request sent."""
+    >>> classes_of([
+    ...     {"name": "genai_requests_total", "labels": {"failure_class": "none"}, "value": 2.0},
+    ...     {"name": "genai_requests_total", "labels": {"failure_class": "soft"}, "value": 1.0},
+    ...     {"name": "genai_failures_total",
+    ...      "labels": {"failure_class": "soft", "reason": "length"}, "value": 1.0},
+    ... ])
+    {'none': 2, 'soft/length': 1}
+    """
+    requests: Counter[str] = Counter()
+    failures: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        labels = row["labels"]
+        if row["name"] == "genai_requests_total":
+            requests[labels.get("failure_class", "")] += int(row["value"])
+        elif row["name"] == "genai_failures_total":
+            failures[(labels.get("failure_class", ""), labels.get("reason", ""))] += int(
+                row["value"]
+            )
     counts: Counter[str] = Counter()
-    for reply in replies:
-        failure_class, reason = _one(reply)
-        counts[f"{failure_class}/{reason}" if reason else failure_class] += 1
+    for failure_class, total in requests.items():
+        split = {r: n for (c, r), n in failures.items() if c == failure_class and r}
+        for reason, count in split.items():
+            counts[f"{failure_class}/{reason}"] += count
+        if total > sum(split.values()):
+            counts[failure_class] += total - sum(split.values())
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

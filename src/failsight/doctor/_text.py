@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Reply, error_fields
+from ._secret import shown
 
 __all__ = [
     "CHAT_PROMPT",
@@ -17,6 +18,7 @@ __all__ = [
     "judge_models",
     "judge_rate_limits",
     "judge_truncation",
+    "no_answer",
     "status_fix",
 ]
 
@@ -30,10 +32,15 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def status_fix(reply: Reply) -> str:
-    """4xx: fix the request; 429 and 5xx: retry with backoff."""
+    """3xx: use where it points; 4xx: fix the request; 429 and 5xx: retry with backoff."""
     status = reply.status or 0
+    if 300 <= status < 400:
+        return (
+            "set --base-url to where the redirect points; the doctor (like the OpenAI SDK) "
+            "does not follow it, so the key was sent nowhere else"
+        )
     if status == 429:
-        after = reply.headers.get("retry-after")
+        after = shown(reply.headers.get("retry-after", ""), 20)
         wait = f" after the {after} s the Retry-After header asks" if after else " with backoff"
         return f"429 is transient: retry{wait} (failsight's RetryPolicy honours Retry-After)"
     if status >= 500:
@@ -43,30 +50,37 @@ def status_fix(reply: Reply) -> str:
     return f"{status} is the request's fault: fix it, retrying will not help"
 
 
-def _no_answer(cid: str, what: str, reply: Reply, base_url: str) -> Check:
-    host = urlsplit(base_url).netloc
-    if reply.error_kind == "tls":
-        return fail(
-            cid,
-            _GROUP,
-            f"TLS failed on {host}: {reply.error}",
-            "fix the certificate, or point SSL_CERT_FILE at your proxy's CA bundle",
-        )
-    if reply.error_kind == "timeout":
-        return fail(
-            cid,
-            _GROUP,
-            f"{what} got no answer from {host} within the timeout",
-            "check the host and any proxy; raise the client timeout only if it is just slow",
-        )
-    if reply.error_kind == "connect":
-        return fail(
-            cid,
-            _GROUP,
-            f"cannot connect to {host}: {reply.error}",
-            "check the host and port of --base-url/OPENAI_BASE_URL; is the gateway running?",
-        )
-    return fail(cid, _GROUP, f"{what}: {reply.error}", "check --base-url: it may not speak HTTP")
+_FIXES = {
+    "tls": "fix the certificate, or point SSL_CERT_FILE at your proxy's CA bundle",
+    "connect": "check the host and port of --base-url/OPENAI_BASE_URL; is the gateway running?",
+    "timeout": "check the host and any proxy; raise the client timeout only if it is just slow",
+    "deadline": "raise --deadline, or find what is slow (each check above says how long it took)",
+    "not_sent": "raise --deadline; the checks above say where the time went",
+    "slow_body": "a proxy or gateway holds the answer open: fix it, and give your client an "
+    "overall deadline (a read timeout never fires on a slow drip)",
+    "too_large": "no API answers with that much: check --base-url and any proxy in front of it",
+    "protocol": "check --base-url: it may not speak HTTP (or a proxy cuts the answer)",
+}
+
+
+def no_answer(cid: str, group: str, what: str, reply: Reply) -> Check:
+    """A failed check for a request that got no answer, or no whole one (`reply.error_kind`)."""
+    host = urlsplit(reply.url).netloc
+    kind = reply.error_kind or "protocol"
+    if kind == "tls":
+        finding = f"TLS failed on {host}: {reply.error}"
+    elif kind == "connect":
+        finding = f"cannot connect to {host}: {reply.error}"
+    elif kind == "timeout":
+        finding = f"{what} got no answer from {host} within the timeout ({reply.error})"
+    elif kind == "deadline":
+        finding = f"{what} got no answer from {host} before the doctor's deadline"
+    else:
+        finding = f"{what}: {reply.error}"
+    details: dict[str, Any] = {"error_kind": kind, "latency_s": round(reply.seconds, 3)}
+    if reply.status is not None:
+        details["status"] = reply.status
+    return fail(cid, group, finding, _FIXES.get(kind, _FIXES["protocol"]), **details)
 
 
 def judge_base_url(base_url: str, models: Reply | None, chat: Reply | None) -> Check:
@@ -77,7 +91,7 @@ def judge_base_url(base_url: str, models: Reply | None, chat: Reply | None) -> C
     if first is None:
         return skip(cid, _GROUP, "no request sent")
     if first.status is None:
-        return _no_answer(cid, f"{first.method} {parts.path}/…", first, base_url)
+        return no_answer(cid, _GROUP, f"{first.method} {parts.path}/…", first)
     path = parts.path.rstrip("/")
     # A 404 that is not about the model is about the URL ("Invalid URL", "no route").
     chat_404 = chat is not None and chat.status == 404 and error_fields(chat)[0] not in _MODEL_404
@@ -116,6 +130,8 @@ def judge_models(reply: Reply | None, model: str) -> Check:
         return skip(cid, _GROUP, "not run")
     if reply.status is None:
         return skip(cid, _GROUP, "no answer (see text.base_url)")
+    if reply.error_kind is not None:
+        return no_answer(cid, _GROUP, "GET /models", reply)
     if reply.status == 404:
         return warn(
             cid,
@@ -143,7 +159,8 @@ def judge_models(reply: Reply | None, model: str) -> Check:
     return warn(
         cid,
         _GROUP,
-        f"{model} is not among the {len(ids)} models listed (e.g. {', '.join(near)})",
+        f"{model} is not among the {len(ids)} models listed "
+        f"(e.g. {', '.join(shown(name, 40) for name in near)})",
         f"check the spelling of --model {model}; some gateways list only part of what they "
         "serve, so a 404 on the chat call below settles it",
         listed=len(ids),
@@ -165,17 +182,19 @@ def judge_chat(reply: Reply | None, model: str) -> Check:
     cid = "text.chat"
     if reply is None:
         return skip(cid, _GROUP, "not run")
-    if reply.status is None:
-        return skip(cid, _GROUP, "no answer (see text.base_url)")
+    if reply.error_kind is not None:  # sent only after /models answered: a failure of its own
+        return no_answer(cid, _GROUP, "POST /chat/completions", reply)
     latency = f"{reply.seconds * 1000:.0f} ms"
     if not reply.ok:
         code, message = error_fields(reply)
-        kind = "retry" if reply.status == 429 or reply.status >= 500 else "fix the request"
+        status = reply.status or 0
+        kind = "retry" if status == 429 or status >= 500 else "fix the request"
         finding = f"HTTP {reply.status} {code} ({kind}): {message}".replace("  ", " ")
         if reply.status == 404 and code == "model_not_found":
             return fail(cid, _GROUP, finding, f"use a model this key can reach, not {model}")
         return fail(cid, _GROUP, finding, status_fix(reply), status=reply.status, code=code)
     finish, said, usage = _choice(reply)
+    finish = shown(finish, 40) if finish is not None else None
     content = said.get("content")
     details: dict[str, Any] = {
         "status": reply.status,
@@ -228,7 +247,7 @@ def judge_chat(reply: Reply | None, model: str) -> Check:
             "token counts and costs will be missing: ask the gateway to pass usage through",
             **details,
         )
-    tokens = usage.get("completion_tokens")
+    tokens = shown(usage.get("completion_tokens"), 20)
     return ok(
         cid,
         _GROUP,
@@ -245,7 +264,9 @@ def judge_rate_limits(replies: list[Reply]) -> Check:
         return skip(cid, _GROUP, "no answer")
     limited = next((r for r in answered if r.status == 429), None)
     if limited is not None:
-        after = limited.headers.get("retry-after") or limited.headers.get("retry-after-ms")
+        after = shown(
+            limited.headers.get("retry-after") or limited.headers.get("retry-after-ms") or "", 20
+        )
         if after:
             unit = (
                 "ms"
@@ -276,19 +297,22 @@ def judge_rate_limits(replies: list[Reply]) -> Check:
         )
     remaining = {k: v for k, v in found.items() if k.startswith("x-ratelimit-remaining")}
     low = [k for k, v in remaining.items() if v.strip() in ("0", "0.0")]
-    shown = ", ".join(f"{k.removeprefix('x-ratelimit-')}={v}" for k, v in sorted(remaining.items()))
+    said = shown(
+        ", ".join(f"{k.removeprefix('x-ratelimit-')}={v}" for k, v in sorted(remaining.items())),
+        200,
+    )
     if low:
         return warn(
             cid,
             _GROUP,
-            f"quota exhausted: {shown}",
+            f"quota exhausted: {said}",
             "the next calls will 429 until x-ratelimit-reset-*; slow down",
             headers=found,
         )
     return ok(
         cid,
         _GROUP,
-        f"rate-limit headers present: {shown or 'limits only'}",
+        f"rate-limit headers present: {said or 'limits only'}",
         "throttle before x-ratelimit-remaining-* reaches 0",
         headers=found,
     )
@@ -299,8 +323,8 @@ def judge_truncation(reply: Reply | None) -> Check:
     cid = "text.truncation"
     if reply is None:
         return skip(cid, _GROUP, "not run")
-    if reply.status is None:
-        return skip(cid, _GROUP, "no answer (see text.base_url)")
+    if reply.error_kind is not None:
+        return no_answer(cid, _GROUP, "POST /chat/completions (tiny)", reply)
     if not reply.ok:
         code, message = error_fields(reply)
         if "max_tokens" in message or "max_completion_tokens" in message:
@@ -313,15 +337,17 @@ def judge_truncation(reply: Reply | None) -> Check:
             )
         return fail(cid, _GROUP, f"HTTP {reply.status} {code}: {message}", status_fix(reply))
     finish, said, usage = _choice(reply)
+    finish = shown(finish, 40) if finish is not None else None
     tokens = (usage or {}).get("completion_tokens")
     content = said.get("content")
-    shown = f"{content[:16]!r}" if isinstance(content, str) else "null"
-    details = {"finish_reason": finish, "completion_tokens": tokens, "content": shown}
+    excerpt = shown(repr(content[:16]), 40) if isinstance(content, str) else "null"
+    details = {"finish_reason": finish, "completion_tokens": tokens, "content": excerpt}
     if finish == "length":
         return ok(
             cid,
             _GROUP,
-            f"a cut here: HTTP 200, finish_reason=length, {tokens} completion tokens, {shown}",
+            f"a cut here: HTTP 200, finish_reason=length, {shown(tokens, 20)} completion tokens, "
+            f"{excerpt}",
             "treat length as a failure (soft/length): raise max_tokens or shorten the input",
             **details,
         )
