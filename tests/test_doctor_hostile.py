@@ -403,3 +403,19 @@ def test_a_duration_that_never_ends_is_refused_before_sending(
     assert f"argument {option[0]}: must be a finite number of seconds above 0" in run.err
     assert run.seconds < MARGIN
     assert not server.hits
+
+
+def test_a_reader_that_leaves_is_no_internal_error(hostile: Callable[..., Hostile]) -> None:
+    """`failsight doctor | head -1`: the closed pipe is the shell's 141, not "the doctor broke"."""
+    server = hostile()
+    environment = {**os.environ, "DOCTOR_TEST_KEY": KEY}
+    command = [sys.executable, "-m", "failsight.cli", "doctor", "--base-url", server.base_url,
+               "--api-key-env", "DOCTOR_TEST_KEY", "--yes", "--only", "text"]  # fmt: skip
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader is gone before the doctor prints
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=DEADLINE + MARGIN) == 141, err
+    assert "Traceback" not in err and "broke" not in err

@@ -286,7 +286,7 @@ def _doctor(args: argparse.Namespace) -> int:
     (which would exit 1, read as "warnings only") but one line and exit status 3."""
     try:
         return _doctor_checks(args)
-    except UsageError:
+    except (UsageError, BrokenPipeError):  # main() says these in its own way
         raise
     except Exception as exc:
         # Type and place only: the message could hold what the server sent.
