@@ -2,6 +2,7 @@
 import { trace, type Tracer, type TracerProvider } from "@opentelemetry/api";
 import { register as globalRegistry, type Registry } from "prom-client";
 import { MetricSet } from "./metrics.js";
+import { checkOptions, repr } from "./repr.js";
 import { VideoJobs } from "./video.js";
 
 export const VERSION = "0.1.0";
@@ -29,15 +30,29 @@ let state: State | undefined;
 // Metric sets already registered, per registry and namespace: configure() twice reuses them.
 const sets = new WeakMap<Registry, Map<string, MetricSet>>();
 
+// Large enough for any real service, small enough that a typo (an extra zero) fails here.
+export const MAX_LABEL_VALUES_LIMIT = 100_000;
+const OPTIONS = ["registry", "tracerProvider", "namespace", "maxLabelValues"] as const;
+
 function build(options: ConfigureOptions): State {
+  checkOptions("configure()", options, OPTIONS);
   const registry = options.registry ?? globalRegistry;
+  if (typeof registry?.registerMetric !== "function" || typeof registry.getSingleMetric !== "function") {
+    throw new TypeError(`failsight: configure({ registry }) takes a prom-client Registry, got ${repr(registry)}`);
+  }
+  if (options.tracerProvider !== undefined && typeof options.tracerProvider?.getTracer !== "function") {
+    throw new TypeError(`failsight: configure({ tracerProvider }) takes a TracerProvider (with getTracer()), got ${repr(options.tracerProvider)}`);
+  }
   const namespace = options.namespace ?? "genai";
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(namespace)) {
-    throw new TypeError(`failsight: configure({ namespace }) must be a Prometheus name prefix, got ${JSON.stringify(namespace)}`);
+  if (typeof namespace !== "string" || !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(namespace)) {
+    throw new TypeError(`failsight: configure({ namespace }) must match [a-zA-Z_][a-zA-Z0-9_]*, got ${repr(namespace)}`);
   }
   const cap = options.maxLabelValues ?? 100;
-  if (!Number.isInteger(cap) || cap < 1) {
-    throw new TypeError(`failsight: configure({ maxLabelValues }) takes an integer >= 1, got ${String(cap)}`);
+  if (typeof cap !== "number" || !Number.isInteger(cap)) {
+    throw new TypeError(`failsight: configure({ maxLabelValues }) must be an integer in 1..${MAX_LABEL_VALUES_LIMIT}, got ${repr(cap)}`);
+  }
+  if (cap < 1 || cap > MAX_LABEL_VALUES_LIMIT) {
+    throw new RangeError(`failsight: configure({ maxLabelValues }) must be in 1..${MAX_LABEL_VALUES_LIMIT}, got ${repr(cap)}`);
   }
   let byNamespace = sets.get(registry);
   if (!byNamespace) sets.set(registry, (byNamespace = new Map()));
@@ -60,6 +75,8 @@ function build(options: ConfigureOptions): State {
 
 /**
  * Where failsight records: optional, with sane defaults. Calling it again replaces the settings.
+ * A wrong option (an unknown name, a value of the wrong type or out of range) throws a
+ * TypeError or RangeError that names it, before anything changes.
  *
  * @example
  * configure({ registry: new Registry(), namespace: "genai" });

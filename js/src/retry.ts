@@ -1,4 +1,5 @@
 // The `retry` option of tracedGeneration: the same policy as the Python package.
+import { checkOptions, repr } from "./repr.js";
 import { RETRYABLE_REASONS, type Outcome } from "./taxonomy.js";
 
 const MAX_ATTEMPTS_LIMIT = 100;
@@ -31,18 +32,40 @@ export class RetryPolicy {
   readonly jitter: () => number;
 
   constructor(options: RetryOptions = {}) {
+    checkOptions("new RetryPolicy()", options, ["maxAttempts", "deadline", "retryOn", "sleep", "jitter"]);
     const attempts = options.maxAttempts ?? 3;
-    if (!Number.isInteger(attempts) || attempts < 1 || attempts > MAX_ATTEMPTS_LIMIT) {
-      throw new RangeError(`RetryPolicy.maxAttempts must be an integer in 1..${MAX_ATTEMPTS_LIMIT}, got ${String(attempts)}`);
+    if (typeof attempts !== "number" || !Number.isInteger(attempts)) {
+      throw new TypeError(`failsight: RetryPolicy maxAttempts must be an integer in 1..${MAX_ATTEMPTS_LIMIT}, got ${repr(attempts)}`);
+    }
+    if (attempts < 1 || attempts > MAX_ATTEMPTS_LIMIT) {
+      throw new RangeError(`failsight: RetryPolicy maxAttempts must be in 1..${MAX_ATTEMPTS_LIMIT}, got ${repr(attempts)}`);
     }
     const deadline = options.deadline === undefined ? 60 : options.deadline;
-    if (deadline !== null && !(Number.isFinite(deadline) && deadline > 0 && deadline <= DEADLINE_LIMIT)) {
-      throw new RangeError(`RetryPolicy.deadline must be seconds in (0, ${DEADLINE_LIMIT}] or null, got ${String(deadline)}`);
+    if (deadline !== null && typeof deadline !== "number") {
+      throw new TypeError(`failsight: RetryPolicy deadline must be seconds in (0, ${DEADLINE_LIMIT}] or null, got ${repr(deadline)}`);
     }
-    if (typeof options.retryOn === "string") throw new TypeError("RetryPolicy.retryOn takes a set of reasons, not a string");
-    const retryOn = new Set(options.retryOn ?? RETRYABLE_REASONS);
+    if (deadline !== null && !(Number.isFinite(deadline) && deadline > 0 && deadline <= DEADLINE_LIMIT)) {
+      throw new RangeError(`failsight: RetryPolicy deadline must be seconds in (0, ${DEADLINE_LIMIT}] or null, got ${repr(deadline)}`);
+    }
+    const given = options.retryOn as unknown;
+    if (typeof given === "string") {
+      throw new TypeError(`failsight: RetryPolicy retryOn takes a set of reasons, not a string: retryOn: [${repr(given)}]`);
+    }
+    if (given !== undefined && (given === null || typeof (given as Iterable<unknown>)[Symbol.iterator] !== "function")) {
+      throw new TypeError(`failsight: RetryPolicy retryOn takes a set of reasons, got ${repr(given)}`);
+    }
+    const retryOn = new Set<string>(options.retryOn ?? RETRYABLE_REASONS);
     const unknown = [...retryOn].filter((r) => !RETRYABLE_REASONS.has(r));
-    if (unknown.length) throw new RangeError(`RetryPolicy.retryOn: ${unknown.join(", ")} are not retryable reasons`);
+    if (unknown.length) {
+      throw new RangeError(
+        `failsight: RetryPolicy retryOn: ${unknown.map((r) => repr(r)).join(", ")} are not retryable reasons; choose from ${[...RETRYABLE_REASONS].join(", ")}`,
+      );
+    }
+    for (const key of ["sleep", "jitter"] as const) {
+      if (options[key] !== undefined && typeof options[key] !== "function") {
+        throw new TypeError(`failsight: RetryPolicy ${key} must be a function, got ${repr(options[key])}`);
+      }
+    }
     this.maxAttempts = attempts;
     this.deadline = deadline;
     this.retryOn = retryOn;
@@ -50,10 +73,18 @@ export class RetryPolicy {
     this.jitter = options.jitter ?? Math.random;
   }
 
-  static coerce(retry: number | RetryPolicy | RetryOptions | undefined): RetryPolicy | undefined {
-    if (retry === undefined || retry instanceof RetryPolicy) return retry;
+  /** `retry` as given to tracedGeneration: nothing, an attempt count, a policy or its options. */
+  static coerce(retry: unknown): RetryPolicy | undefined {
+    if (retry === undefined || retry === null) return undefined;
+    if (retry instanceof RetryPolicy) return retry;
     if (typeof retry === "number") return new RetryPolicy({ maxAttempts: retry });
-    return new RetryPolicy(retry);
+    if (typeof retry === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(retry))) {
+      return new RetryPolicy(retry as RetryOptions);
+    }
+    const hint = typeof retry === "string" && /^\s*\d+\s*$/.test(retry) ? `; Number(${repr(retry)}) if it is read from the environment` : "";
+    throw new TypeError(
+      `failsight: tracedGeneration({ retry }) takes an attempt count, a RetryPolicy or its options, got ${repr(retry)}${hint}`,
+    );
   }
 
   /** Seconds to wait before re-attempting after failed attempt `attempt` (0-based), or undefined. */

@@ -4,6 +4,7 @@ import { getState, guard, swallow } from "./config.js";
 import { Account, current, endSpan, sanitizeReason, startSpan, UNKNOWN, type Verdict } from "./engine.js";
 import { RetryPolicy, type RetryOptions } from "./retry.js";
 import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass } from "./taxonomy.js";
+import { checkOptions, repr } from "./repr.js";
 import type { Validator } from "./validators.js";
 
 export interface TracedGenerationOptions {
@@ -21,11 +22,54 @@ export interface TracedGenerationOptions {
 
 type Prepared = [string, Validator][];
 
-function prepare(validate: TracedGenerationOptions["validate"]): Prepared {
-  if (validate === undefined) return [];
-  const items = typeof validate === "function" ? [validate] : [...validate];
+// Set on the validator factories (validators.ts) to the call that was meant.
+const FACTORY = Symbol.for("failsight.validatorFactory");
+
+/**
+ * TypeError unless `item` can be a validator: a function taking one argument, the result, that
+ * answers at once (an async function's promise would pass every result).
+ *
+ * @example checkValidator(jsonOutput()) // passes; checkValidator(jsonOutput) throws
+ */
+function checkValidator(item: unknown): asserts item is Validator {
+  const meant = typeof item === "function" ? (item as unknown as Record<symbol, unknown>)[FACTORY] : undefined;
+  if (typeof meant === "string") {
+    throw new TypeError(`failsight: validate: ${(item as () => unknown).name} is the factory, not a validator; did you mean ${meant}?`);
+  }
+  if (typeof item !== "function") {
+    throw new TypeError(
+      `failsight: validate: ${repr(item)} is not a validator (a validator is a function (result) => boolean, e.g. jsonOutput())`,
+    );
+  }
+  if (item.length > 1) {
+    throw new TypeError(
+      `failsight: validate: ${item.name || "an anonymous function"} takes ${item.length} arguments and cannot be a validator: ` +
+        "a validator takes one argument, the result (e.g. (result) => Boolean(result))",
+    );
+  }
+  if (item.constructor?.name === "AsyncFunction") {
+    throw new TypeError(
+      `failsight: validate: ${item.name || "an anonymous function"} is async, and a promise would pass every result: ` +
+        "a validator answers at once (check asynchronously inside the traced function instead)",
+    );
+  }
+}
+
+/** [reason, validator] pairs, checked when the traced function is made. */
+function prepare(validate: unknown): Prepared {
+  if (validate === undefined || validate === null) return [];
+  if (typeof validate === "string") {
+    throw new TypeError(
+      `failsight: tracedGeneration({ validate }) takes a validator or an array of validators, not a string (${repr(validate)}); ` +
+        "e.g. validate: jsonOutput() or validate: [nonEmpty(), minWords(5)]",
+    );
+  }
+  let items: unknown[];
+  if (typeof validate === "function") items = [validate];
+  else if (typeof (validate as Iterable<unknown>)[Symbol.iterator] === "function") items = [...(validate as Iterable<unknown>)];
+  else throw new TypeError(`failsight: tracedGeneration({ validate }) takes a validator or an array of validators, got ${repr(validate)}`);
   return items.map((item) => {
-    if (typeof item !== "function") throw new TypeError("tracedGeneration({ validate }) takes validator functions, e.g. jsonOutput()");
+    checkValidator(item);
     return [sanitizeReason(item.name || "validator"), item];
   });
 }
@@ -92,11 +136,12 @@ export function tracedGeneration<A extends unknown[], R>(
   options: TracedGenerationOptions,
   fn: (...args: A) => R | Promise<R>,
 ): (...args: A) => Promise<R> {
-  if (typeof fn !== "function") throw new TypeError("tracedGeneration(options, fn) takes a function");
+  checkOptions("tracedGeneration(options, fn)", options, ["name", "operation", "model", "validate", "retry"]);
+  if (typeof fn !== "function") throw new TypeError(`failsight: tracedGeneration(options, fn) takes a function, got ${repr(fn)}`);
   for (const key of ["name", "operation", "model"] as const) {
     const value = options[key];
     if (value !== undefined && (typeof value !== "string" || value === "")) {
-      throw new TypeError(`tracedGeneration({ ${key} }) takes a non-empty string`);
+      throw new TypeError(`failsight: tracedGeneration({ ${key} }) takes a non-empty string, got ${repr(value)}`);
     }
   }
   const validators = prepare(options.validate);

@@ -66,3 +66,16 @@ export function minWords(n: number): Validator {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`minWords(n) takes an integer >= 1, got ${String(n)}`);
   return named("too_short", (result) => (outputText(result) ?? "").split(/\s+/).filter(Boolean).length >= n);
 }
+
+// The factories, marked with the call a user most likely meant when passing one uncalled
+// (tracedGeneration refuses them). A symbol of the global registry, so that a factory of another
+// copy of this package is recognised too.
+const FACTORY = Symbol.for("failsight.validatorFactory");
+for (const [factory, meant] of [
+  [jsonOutput, "jsonOutput()"],
+  [nonEmpty, "nonEmpty()"],
+  [oneOf, 'oneOf(["label", ...])'],
+  [minWords, "minWords(n)"],
+] as const) {
+  Object.defineProperty(factory, FACTORY, { value: meant });
+}
