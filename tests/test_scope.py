@@ -719,7 +719,8 @@ def test_handle_records(telemetry: Telemetry) -> None:
         assert handle is not None
         handle.set_model("dall-e-3")
         handle.record_usage(input=10, output=5, reasoning=2, cached_input=3)
-        handle.record_usage(input=-1, output=True)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="record_usage"):  # warned and ignored outside tests
+            handle.record_usage(input=-1, output=True)  # type: ignore[arg-type]
         handle.record_retry("rate_limited", status_code=429, wait=1.0)
         handle.record_finish_reason("stop")
         return "ok"

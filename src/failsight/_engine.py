@@ -296,7 +296,9 @@ def start_call(
 def _start(
     op: Operation, model: str, provider: str, address: str | None, port: int | None, stream: bool
 ) -> Call:
-    state = get_state()
+    parent = current_account.get()
+    # A call inside a request runs under the settings the request started with.
+    state = parent.state if parent is not None else get_state()
     # Only the sampling-relevant attributes at start.
     start_values: dict[str, Any] = {
         _spans.GEN_AI_OPERATION: op.name,
@@ -308,7 +310,6 @@ def _start(
     if port is not None:
         start_values[_spans.SERVER_PORT] = port
     span = _spans.start_span(state.tracer, f"{op.name} {model}", SpanKind.CLIENT, start_values)
-    parent = current_account.get()
     if parent is not None:
         try:  # a failure here loses a label or a retry, never the call
             parent.note_call(op.name, provider, model)

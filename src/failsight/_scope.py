@@ -23,6 +23,7 @@ from failsight import _deferred, _spans
 from failsight._account import UNKNOWN, Account
 from failsight._classify import NONE, classify_exception
 from failsight._config import get_state
+from failsight._decoration import check_decorated, check_options
 from failsight._engine import current_account
 from failsight._guard import guarded, swallow
 from failsight._retry import RetryPolicy
@@ -129,8 +130,9 @@ def _open(
     if _deferred.pending():
         _deferred.drain()  # a safe point: abandoned streams and generators finish here
     try:
-        state = get_state()
         parent = current_account.get()
+        # A request runs under the settings it started with, whatever configure() does meanwhile.
+        state = parent.state if parent is not None else get_state()
         span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
         account = Account(state, site, operation=operation, model=model, parent=parent, span=span)
         account.retrying = retrying
@@ -193,7 +195,7 @@ def _retry_wait(
             account.waited += wait
             account.record_retry(  # the attempt's usage is wasted, its failures forgotten
                 outcome.reason or "exception", status_code=outcome.status_code, wait=wait,
-                failure_class=outcome.failure_class,
+                failure_class=outcome.failure_class, rerun=True,
             )  # fmt: skip
         return wait
     return None
@@ -411,15 +413,12 @@ def traced_generation(
     >>> extract("hello")
     '{"ok": true}'
     """
-    for option, value in (("name", name), ("operation", operation), ("model", model)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise TypeError(f"traced_generation({option}=...) takes a non-empty str, got {value!r}")
+    check_options(name, operation, model)
     validators = prepare(validate)
     policy = RetryPolicy.coerce(retry)
 
     def decorate(fn: F) -> F:
-        if not callable(fn):
-            raise TypeError(f"traced_generation decorates functions, got {fn!r}")
+        check_decorated(fn)
         site = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             if policy is not None:

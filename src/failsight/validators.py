@@ -104,8 +104,12 @@ def json_output(*, strip_fences: bool = False) -> Validator:
 
 def one_of(*labels: str, case_sensitive: bool = False) -> Validator:
     """Fails (`unexpected_label`) when the stripped output is not one of `labels`."""
+    if len(labels) == 1 and isinstance(labels[0], (list, tuple, set, frozenset)):
+        raise TypeError("one_of() takes the labels as arguments: one_of(*labels)")
     if not labels or not all(isinstance(label, str) for label in labels):
         raise TypeError("one_of() takes one or more str labels")
+    if not isinstance(case_sensitive, bool):
+        raise TypeError(f"one_of(case_sensitive=...) takes True or False, got {case_sensitive!r}")
     allowed = frozenset(labels if case_sensitive else (label.lower() for label in labels))
 
     def check(result: Any) -> bool:
