@@ -84,15 +84,17 @@ lock: $(VENV)/.uv
 	$(UV_COMPILE) requirements/uv.in -c $(LOCKS)/test.txt -o $(LOCKS)/uv.txt
 	rm $(LOCKS)/bench-constraints.txt
 
-# Real Prometheus and promtool come from the Debian package, as does valgrind (the benchmarks'
-# instruction counts); installed when missing and root.
+# Real Prometheus, promtool, Alertmanager and amtool come from Debian's packages, as does
+# valgrind (the benchmarks' instruction counts); installed when missing and root.
+PROM_TOOLS := prometheus promtool prometheus-alertmanager amtool valgrind
 prometheus:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
-	    || ! command -v valgrind >/dev/null 2>&1; then \
+	@missing=""; for t in $(PROM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus valgrind </dev/null; \
+	    apt-get update </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	      prometheus prometheus-alertmanager valgrind </dev/null; \
 	  else \
-	    echo "prometheus/promtool/valgrind not found: install the 'prometheus' and 'valgrind' packages (tests needing them fail)"; \
+	    echo "missing:$$missing: install Debian's prometheus, prometheus-alertmanager and valgrind (tests needing them fail)"; \
 	  fi; \
 	fi
 
