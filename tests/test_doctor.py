@@ -726,3 +726,36 @@ def test_a_bug_in_the_doctor_is_exit_status_3_never_a_traceback(
     parser = cli.build_parser()
     helped = parser._subparsers._group_actions[0].choices["doctor"].format_help()  # type: ignore[union-attr]
     assert "3 the doctor itself broke" in " ".join(helped.split())
+
+
+def test_credentials_in_the_base_url_are_not_printed() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base_url = f"http://gateway-user:s3cretpw0rd@127.0.0.1:{port}/v1"
+    report = doctor.run_doctor(doctor.DoctorConfig(base_url, KEY, only=("text",)))
+    text = doctor.render_text(report.checks, base_url)
+    document = doctor.render_json(report.checks, base_url)
+    assert f"cannot connect to 127.0.0.1:{port}" in text
+    assert text.startswith(f"failsight doctor: http://***@127.0.0.1:{port}/v1\n")
+    assert "s3cretpw0rd" not in text + document and "gateway-user" not in text + document
+
+
+def test_what_a_server_puts_in_usage_stays_a_few_lines_of_json() -> None:
+    usage = {f"field_{n}": "x" * 1000 for n in range(5000)}
+    usage["completion_tokens"] = ["y" * 100_000]  # type: ignore[assignment]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "gpt-4o-mini"}]})
+        choice = {"finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
+
+    config = doctor.DoctorConfig(
+        "https://gw.example/v1", KEY, only=("text",), transport=httpx.MockTransport(answer)
+    )
+    report = doctor.run_doctor(config)
+    chat = {c.id: c for c in report.checks}["text.chat"]
+    assert chat.verdict == "ok" and len(chat.finding) < 200
+    assert len(doctor.render_json(report.checks, config.base_url)) < 200_000
+    assert len(doctor.render_text(report.checks, config.base_url)) < 5_000

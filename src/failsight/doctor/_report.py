@@ -39,7 +39,7 @@ from failsight._redact import remember_secret
 
 from ._model import VERDICTS, Check, exit_status
 from ._recorded import render_series
-from ._secret import printable
+from ._secret import printable, public_url, shown
 from ._taxonomy_view import render_classes
 
 __all__ = ["SCHEMA", "render_json", "render_text", "to_document"]
@@ -58,6 +58,22 @@ def protect(key: str | None) -> None:
         bare = key.replace("\r", "").replace("\n", "")  # as the checks send a pasted key
         for form in {key, key.strip(), key.strip().strip("\"'").strip(), bare.strip()}:
             remember_secret(form)
+
+
+_ITEMS = 50  # of a list or object in a check's details (a server's `usage` may hold anything)
+_CHARACTERS = 1000  # of a string there
+
+
+def _bounded(value: Any) -> Any:
+    """A check's measured values, bounded: what a server sent stays a few lines of JSON."""
+    if isinstance(value, str):
+        return shown(value, _CHARACTERS)
+    if isinstance(value, Mapping):
+        items = list(value.items())[:_ITEMS]
+        return {shown(k, 100): _bounded(v) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_bounded(item) for item in value[:_ITEMS]]
+    return value
 
 
 def _printable(value: Any) -> Any:
@@ -86,7 +102,7 @@ def to_document(
     """
     document: dict[str, Any] = _printable({
         "schema": SCHEMA,
-        "base_url": base_url,
+        "base_url": public_url(base_url),
         "deadline_s": deadline_s,
         "exit_status": exit_status(checks),
         "summary": {v: sum(1 for c in checks if c.verdict == v) for v in VERDICTS},
@@ -97,7 +113,7 @@ def to_document(
                 "verdict": c.verdict,
                 "finding": c.finding,
                 "fix": c.fix,
-                "details": dict(c.details),
+                "details": _bounded(c.details),
             }
             for c in checks
         ],
@@ -134,7 +150,7 @@ def render_text(
     'failsight doctor: http://127.0.0.1:9/v1 (at most 60 s)'
     """
     bound = f" (at most {deadline_s:g} s)" if deadline_s is not None else ""
-    lines = [f"failsight doctor: {base_url}{bound}", ""]
+    lines = [f"failsight doctor: {public_url(base_url)}{bound}", ""]
     for check in checks:
         lines.append(f"{_MARK[check.verdict]}  {check.id:<16} {check.finding}")
         if check.fix and check.verdict in ("warn", "fail"):

@@ -30,7 +30,7 @@ from ._media import (
 from ._model import Check, skip
 from ._probe import MAX_BODY, Deadline, Prober, Reply
 from ._recorded import recorded, series
-from ._secret import KeyMask
+from ._secret import KeyMask, url_secrets
 from ._taxonomy_view import classes_of
 from ._text import (
     CHAT_MAX_TOKENS,
@@ -157,7 +157,7 @@ def run_doctor(config: DoctorConfig) -> Report:
     if key is None:
         skipped = skip("key.accepted", "key", "no key: nothing was sent")
         return Report([*checks, skipped], {}, deadline_s=deadline.seconds)
-    mask = KeyMask([config.api_key, key])
+    mask = KeyMask([config.api_key, key, *url_secrets(config.base_url)])
     prober = Prober(
         config.base_url,
         key,

@@ -12,11 +12,11 @@ import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from failsight._redact import MASK, mask_secrets
 
-__all__ = ["KeyMask", "printable", "shown"]
+__all__ = ["KeyMask", "host_of", "printable", "public_url", "shown", "url_secrets"]
 
 _QUOTES: Final = "\"'"
 _LOOKAHEAD: Final = 256  # read past a cut, so that a credential across it is masked whole
@@ -117,3 +117,30 @@ def shown(value: Any, limit: int = 80) -> str:
     """
     text = printable(value if isinstance(value, str) else str(value))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def url_secrets(url: str) -> list[str]:
+    """What a URL carries in its userinfo (``https://user:key@host``): masked like the key."""
+    parts = urlsplit(url)
+    return [part for part in (parts.username, parts.password) if part]
+
+
+def public_url(url: str) -> str:
+    """`url` as the screen shows it: no userinfo, query credentials masked, printable.
+
+    >>> public_url("https://user:s3cret@gw.example/v1?api-key=abcd1234")
+    'https://***@gw.example/v1?api-key=***'
+    """
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return printable(mask_secrets(urlunsplit(parts), limit=2000))
+
+
+def host_of(url: str) -> str:
+    """`host:port` of `url`, without the userinfo a netloc may carry.
+
+    >>> host_of("https://user:s3cret@gw.example:8443/v1")
+    'gw.example:8443'
+    """
+    return printable(urlsplit(url).netloc.rpartition("@")[2])

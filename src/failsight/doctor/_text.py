@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Reply, error_fields
-from ._secret import shown
+from ._secret import host_of, public_url, shown
 
 __all__ = [
     "CHAT_PROMPT",
@@ -65,7 +65,7 @@ _FIXES = {
 
 def no_answer(cid: str, group: str, what: str, reply: Reply) -> Check:
     """A failed check for a request that got no answer, or no whole one (`reply.error_kind`)."""
-    host = urlsplit(reply.url).netloc
+    host = host_of(reply.url)
     kind = reply.error_kind or "protocol"
     if kind == "tls":
         finding = f"TLS failed on {host}: {reply.error}"
@@ -100,7 +100,7 @@ def judge_base_url(base_url: str, models: Reply | None, chat: Reply | None) -> C
             cid,
             _GROUP,
             f"POST {path}/chat/completions answered 404: the base URL lacks /v1",
-            f"use --base-url {base_url.rstrip('/')}/v1",
+            f"use --base-url {public_url(base_url).rstrip('/')}/v1",
             status=404,
         )
     if chat_404:
@@ -115,12 +115,13 @@ def judge_base_url(base_url: str, models: Reply | None, chat: Reply | None) -> C
         return warn(
             cid,
             _GROUP,
-            f"{parts.netloc} is plain http: the key travels unencrypted",
+            f"{host_of(base_url)} is plain http: the key travels unencrypted",
             "use https",
         )
     suffix = "" if path.endswith("/v1") else " (no /v1: fine only if the provider says so)"
     tls = "TLS valid" if parts.scheme == "https" else "loopback http"
-    return ok(cid, _GROUP, f"{parts.netloc} answered, {tls}{suffix}", latency_s=first.seconds)
+    where = host_of(base_url)
+    return ok(cid, _GROUP, f"{where} answered, {tls}{suffix}", latency_s=first.seconds)
 
 
 def judge_models(reply: Reply | None, model: str) -> Check:
