@@ -306,6 +306,40 @@ def test_an_inner_scope_that_ended_failed_is_retried_by_hand(instrumented: Telem
     assert wasted(instrumented) == {("input", "soft", "content_filter"): 4}
 
 
+def test_a_retry_recorded_and_never_made_leaves_the_failure(instrumented: Telemetry) -> None:
+    """A loop that records a retry after every failure, the last one included, then gives
+    up: the request is named by the failure that was to be retried."""
+    client = sdk(chat(10, finish_reason="content_filter"))
+
+    @traced_generation(name="give_up")
+    def give_up() -> None:
+        ask(client)
+        handle().record_retry("content_filter")
+        raise ValueError("still filtered")
+
+    with pytest.raises(ValueError):
+        give_up()
+    assert instrumented.value("genai_failures_total", reason="content_filter") == 1
+    assert wasted(instrumented) == {("input", "soft", "content_filter"): 10}
+
+
+def test_a_policy_rerun_that_returns_is_a_success(telemetry: Telemetry) -> None:
+    attempts = []
+
+    @traced_generation(name="cached", retry=NO_SLEEP)
+    def cached() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            handle().record_usage(input=7)
+            handle().record_finish_reason("length")
+            raise api_error(503)
+        return "from the cache"  # nothing called, nothing failed
+
+    assert cached() == "from the cache"
+    assert telemetry.value("genai_requests_total", failure_class="none") == 1
+    assert wasted(telemetry) == {("input", "hard", "unavailable"): 7}
+
+
 def test_over_a_socket_a_recorded_retry_wastes_once(
     instrumented: Telemetry, server: FaultServer
 ) -> None:
@@ -409,6 +443,7 @@ class Node:
         self.parent = parent
         self.inner: tuple[str, str, str, Piece | None] | None = None
         self.failure: tuple[str, str] | None = None
+        self.retried: tuple[str, str] | None = None  # a recorded retry's, until more happens
 
     def within(self, other: Node) -> bool:
         node: Node | None = self
@@ -442,6 +477,7 @@ class Rule:
         self.requests: dict[str, int] = {}
 
     def report(self, node: Node, tokens_in: int, tokens_out: int) -> Piece:
+        node.retried = None
         piece = Piece(node, tokens_in, tokens_out)
         self.pieces.append(piece)
         for token_type, n in piece.usage.items():
@@ -464,15 +500,23 @@ class Rule:
     def retry(self, reason: str) -> None:
         self.retries[reason] = self.retries.get(reason, 0) + 1
 
-    def scope_retry(self, node: Node, reason: str, failure_class: str) -> None:
+    def scope_retry(self, node: Node, reason: str, failure_class: str, rerun: bool) -> None:
         """A policy re-run or `record_retry`: what the scope reported since its previous
-        retry (nested scopes included), and the failed attempt's failures are forgotten."""
+        retry (nested scopes included); the failed attempt's failure names the request only
+        if the retry is recorded and nothing follows it."""
         self.retry(reason)
         self.waste([p for p in self.pieces if p.owner.within(node)], failure_class, reason)
+        failed = node.failure or (node.inner[1:3] if node.inner else None)
+        node.retried = None if rerun else failed or node.retried
         node.inner = None
         node.failure = None
 
+    def activity(self, node: Node) -> None:
+        """A call or a nested scope starts in `node`: a retry recorded there is being made."""
+        node.retried = None
+
     def call_started(self, node: Node, op: str) -> None:
+        self.activity(node)
         inner = node.inner
         if inner is None or inner[0] != op:
             return
@@ -498,6 +542,8 @@ class Rule:
             verdict = node.failure
         elif node.inner is not None:
             verdict = node.inner[1], node.inner[2]
+        elif node.retried is not None:
+            verdict = node.retried
         elif raised is not None:
             verdict = raised
         if node.parent is not None:
@@ -565,7 +611,7 @@ class Program:
         elif kind == "retry":
             handle().record_retry(step[1])
             failure_class = {"rate_limited": "hard", "mine": "silent"}.get(step[1], "soft")
-            self.rule.scope_retry(node, step[1], failure_class)
+            self.rule.scope_retry(node, step[1], failure_class, rerun=False)
         elif kind == "mark":
             handle().mark_failure(step[1], step[2])
             node.failure = (step[1], step[2])
@@ -601,6 +647,7 @@ class Program:
                 self.rule.call_finished(node, "chat", None, self.rule.report(node, 1, 1))
 
     def nested(self, parent: Node, attempts: list[list[Any]], gives_up: bool) -> None:
+        self.rule.activity(parent)
         node = Node(parent)
         done = 0
         policy = RetryPolicy(max_attempts=len(attempts), sleep=lambda s: None, jitter=lambda: 0)
@@ -609,7 +656,7 @@ class Program:
         def body() -> None:
             nonlocal done
             if done:
-                self.rule.scope_retry(node, "rate_limited", "hard")
+                self.rule.scope_retry(node, "rate_limited", "hard", rerun=True)
             done += 1
             self.steps(node, attempts[done - 1])
             if done < len(attempts) or gives_up:

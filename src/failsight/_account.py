@@ -82,6 +82,7 @@ class Account:
         "model",
         "operation",
         "provider",
+        "retried",
         "retries",
         "retrying",
         "share",
@@ -116,6 +117,7 @@ class Account:
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
         # (operation, class, reason, what it spent) of the last call, when it failed
         self.inner: tuple[str, str, str, Spent | None] | None = None
+        self.retried: tuple[str, str] | None = None  # a retried attempt's, until more happens
         self.finish_reasons: list[str] = []
         # Usage and cost reported in the scope, and what of them was wasted; its lock is the
         # request's, for what threads sharing the scope change.
@@ -193,6 +195,7 @@ class Account:
     def note_call(self, operation: str, provider: str, model: str) -> None:
         """Fill unknown labels from a call made inside the scope (the first call wins)."""
         root = self._root
+        self.retried = None  # the retry is being made
         filled = UNKNOWN in (root.operation, root.provider, root.model)
         for account in (self, root):
             if account.operation == UNKNOWN:
@@ -216,6 +219,7 @@ class Account:
     def count_finish_reasons(self, reasons: tuple[str, ...] | list[str]) -> None:
         """Count normalised finish reasons (judging them is the caller's business)."""
         children = self.children()
+        self.retried = None
         for reason in reasons:
             children.add("finish_reasons", reason)
             account: Account | None = self
@@ -228,6 +232,7 @@ class Account:
         """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)
         and its cost when priced; returns what it spent (wasted if its call is retried)."""
         children = self.children()
+        self.retried = None
         otel = self.state.otel_tokens
         for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
             if count is None:
@@ -272,20 +277,24 @@ class Account:
         span: Span | None = None,
         failure_class: str | None = None,
         wasted: Spent | str | None = SCOPE,
+        rerun: bool = False,
     ) -> None:
         """Count one retry, with the reason of the attempt that failed; a `retry` span event
         goes on `span` (an API call's) or else on the scope's span. `wasted` is what the
         retried attempt spent, wasted with `failure_class` (by default the reason's): a
         call's `Spent`, None (nothing), or SCOPE: the scope's attempt is retried, so all it
-        reported since its previous retry, and its failures are the failed attempt's."""
+        reported since its previous retry, and its failures are the failed attempt's: they
+        name the request only if nothing follows (unless it is a `rerun` by the policy)."""
         reason = sanitize_reason(str(reason))
         root = self._root
         with self.share.lock:
             root.retries += 1
             attempt = root.retries + 1
-            if wasted == SCOPE:  # the next call is this retry, the verdict the next attempt's
-                self.inner = None
-                self.failure = None
+            if wasted == SCOPE:  # a new attempt: the next call is this retry, not another
+                inner = self.inner
+                failed = None if rerun else self.failure or (inner[1:3] if inner else None)
+                self.retried = failed or (None if rerun else self.retried)
+                self.inner = self.failure = None
         self.state.metrics.retries.child((*self.labels(), reason)).inc()
         if wasted is not None:
             with _ACCOUNT:
@@ -395,6 +404,8 @@ class Account:
             return self.failure[0], self.failure[1], outcome
         if self.inner is not None:
             return self.inner[1], self.inner[2], outcome
+        if self.retried is not None:  # a retry recorded, and nothing after it
+            return self.retried[0], self.retried[1], outcome
         if outcome is not None:
             return outcome.failure_class, outcome.reason, outcome
         if validation is not None:
