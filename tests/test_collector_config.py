@@ -33,7 +33,7 @@ GENAI_DIMENSIONS = {
     "failsight.failure_class",
     "failsight.failure_reason",
 }
-SERVICES = {"otel-collector", "prometheus", "grafana", "tempo"}
+SERVICES = {"otel-collector", "prometheus", "alertmanager", "grafana", "tempo"}
 
 
 def load(path: Path) -> Any:
@@ -212,7 +212,7 @@ def published_ports(service: str) -> set[int]:
     return {int(str(p).rsplit(":", 1)[1]) for p in COMPOSE_CONFIG["services"][service]["ports"]}
 
 
-def test_compose_has_the_four_services() -> None:
+def test_compose_has_the_five_services() -> None:
     assert set(COMPOSE_CONFIG["services"]) == SERVICES
     for name, service in COMPOSE_CONFIG["services"].items():
         assert re.fullmatch(r"[\w./-]+:[\w.-]+", service["image"]), f"{name}: pin the image tag"
