@@ -120,7 +120,11 @@ def shown(value: Any, limit: int = 80) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """What a URL carries in its userinfo (``https://user:key@host``): masked like the key."""
+    """What a URL carries in its userinfo (``https://user:key@host``): masked like the key.
+
+    >>> url_secrets("https://gw-user:s3cret@gw.example/v1")
+    ['gw-user', 's3cret']
+    """
     parts = urlsplit(url)
     return [part for part in (parts.username, parts.password) if part]
 
