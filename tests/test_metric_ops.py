@@ -100,3 +100,34 @@ def test_gauge_goes_back_to_zero() -> None:
     op(-1)
     op(-1)
     assert gauge._value.get() == 0
+
+
+def exemplars(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], Any]]:
+    return [
+        (s.name, s.labels, s.exemplar[:2])  # its labels and value, not its time
+        for m in registry.collect()
+        for s in m.samples
+        if s.exemplar is not None
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_exemplar_increments_agree_with_the_public_methods(
+    monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    monkeypatch.setattr(_metric_ops, "_fast", fast)
+    trace = {"trace_id": "0af7651916cd43dd8448eb211c80319c"}
+    found = []
+    for direct in (True, False):
+        registry = CollectorRegistry()
+        children = MetricSet(registry).children(("chat", "openai", "gpt-4o", "site"))
+        for amount in (0.004, 0.3, 0.3, 99.0, 1e6):
+            if direct:
+                children.add_exemplar("requests", "none", trace)
+                children.observe_exemplar("duration", amount, "hard", trace)
+            else:
+                children.of("requests", "none").inc(exemplar=trace)
+                children.of("duration", "hard").observe(amount, exemplar=trace)
+        found.append((samples(registry), exemplars(registry)))
+    assert found[0] == found[1]
+    assert len(found[0][1]) == 1 + 4  # the counter's, and one per bucket observed

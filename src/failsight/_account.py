@@ -422,7 +422,7 @@ class Account:
                 if exemplar is None:
                     children.add("requests", failure_class)
                 else:
-                    children.of("requests", failure_class).inc(exemplar=exemplar)
+                    children.add_exemplar("requests", failure_class, exemplar)
             except Exception as exc:
                 swallow("account", exc)
             if failure_class != NONE:
@@ -439,7 +439,7 @@ class Account:
                 if exemplar is None:
                     children.observe("duration", duration, failure_class)
                 else:
-                    children.of("duration", failure_class).observe(duration, exemplar=exemplar)
+                    children.observe_exemplar("duration", duration, failure_class, exemplar)
             except Exception as exc:
                 swallow("account", exc)
             otel = self.state.otel_duration

@@ -20,7 +20,14 @@ from failsight._capped import (
     CappedMetric,
 )
 from failsight._guard import STAGES
-from failsight._metric_ops import Add, adder, observer
+from failsight._metric_ops import (
+    Add,
+    AddWithExemplar,
+    adder,
+    exemplar_adder,
+    exemplar_observer,
+    observer,
+)
 
 __all__ = [
     "ATTEMPT_BUCKETS",
@@ -57,13 +64,14 @@ class LabelChildren:
     through `CappedMetric.child`, so caps hold.
     """
 
-    __slots__ = ("_by", "_labels", "_metrics", "_ops", "epoch")
+    __slots__ = ("_by", "_labels", "_marked", "_metrics", "_ops", "epoch")
 
     def __init__(self, metrics: MetricSet, labels: tuple[str, ...]) -> None:
         self._metrics = metrics
         self._labels = labels
         self._by: dict[tuple[str, str | None], Any] = {}
         self._ops: dict[tuple[str, str | None], Add] = {}
+        self._marked: dict[tuple[str, str | None], AddWithExemplar] = {}  # with an exemplar
         self.epoch = metrics.children_epoch  # of the cap its children were made under
 
     @property
@@ -100,6 +108,26 @@ class LabelChildren:
 
     def observe(self, metric: str, amount: float, value: str | None = None) -> None:
         (self._ops.get((metric, value)) or self._op((metric, value), observer))(amount)
+
+    def _marked_op(
+        self, key: tuple[str, str | None], make: Callable[[Any], AddWithExemplar]
+    ) -> AddWithExemplar:
+        op = make(self.of(*key))
+        if len(self._marked) < _OWN_VALUES_LIMIT:
+            self._marked[key] = op
+        return op
+
+    def add_exemplar(self, metric: str, value: str | None, exemplar: dict[str, str]) -> None:
+        """`add(metric, value)` of a counter, with an exemplar (`{"trace_id": ...}`)."""
+        key = (metric, value)
+        (self._marked.get(key) or self._marked_op(key, exemplar_adder))(1, exemplar)
+
+    def observe_exemplar(
+        self, metric: str, amount: float, value: str | None, exemplar: dict[str, str]
+    ) -> None:
+        """`observe(metric, amount, value)` of a histogram, with an exemplar."""
+        key = (metric, value)
+        (self._marked.get(key) or self._marked_op(key, exemplar_observer))(amount, exemplar)
 
 
 class MetricSet:
