@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import email
+import errno
 import json
 import os
 import re
@@ -351,3 +352,93 @@ def test_rewrite_touches_metric_names_only() -> None:
 
 def test_assets_is_in_the_help() -> None:
     assert "assets" in cli.build_parser().format_help()
+
+
+# --------------------------------------------------------------------------------------
+# Links inside DIR: nothing is ever written outside it
+
+
+def _outside(tmp_path: Path) -> tuple[Path, Path]:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    return out, elsewhere
+
+
+def _one_line_refusal(status: int, err: str, *texts: str) -> None:
+    assert status == 1 and err.startswith("failsight: error: "), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert all(text in err for text in texts), err
+
+
+def test_assets_refuses_a_dangling_link_inside_dir(tmp_path: Path) -> None:
+    out, elsewhere = _outside(tmp_path)
+    link = out / "otel-collector.yaml"
+    link.symlink_to(elsewhere / "created-through-the-link.yaml")  # points at nothing yet
+    status, _, err = assets(str(out))
+    _one_line_refusal(status, err, f"{link} is a symbolic link", "--force replaces the link")
+    assert list(elsewhere.iterdir()) == []  # nothing created outside DIR
+    assert [p.name for p in out.iterdir()] == ["otel-collector.yaml"]  # nothing written at all
+
+
+def test_assets_force_replaces_a_link_never_its_target(tmp_path: Path) -> None:
+    out, elsewhere = _outside(tmp_path)
+    target = elsewhere / "precious.yaml"
+    target.write_text("# someone else's file\n")
+    dangling = elsewhere / "nothing-here.json"
+    (out / "otel-collector.yaml").symlink_to(target)
+    (out / "dashboards").mkdir()
+    (out / "dashboards" / "failsight-overview.json").symlink_to(dangling)
+    status, _, err = assets(str(out), "--force")
+    assert status == 0, err
+    assert target.read_text() == "# someone else's file\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.yaml"]
+    for relative in ("otel-collector.yaml", "dashboards/failsight-overview.json"):
+        written = out / relative
+        assert not written.is_symlink() and written.read_bytes() == (REPO / relative).read_bytes()
+
+
+def test_assets_force_replaces_a_hard_link_never_the_other_name(tmp_path: Path) -> None:
+    out, elsewhere = _outside(tmp_path)
+    target = elsewhere / "precious.yaml"
+    target.write_text("# someone else's file\n")
+    os.link(target, out / "otel-collector.yaml")
+    assert assets(str(out), "--force")[0] == 0
+    assert target.read_text() == "# someone else's file\n"
+    assert (out / "otel-collector.yaml").read_bytes() == (REPO / "otel-collector.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_assets_refuses_a_linked_directory_inside_dir(tmp_path: Path, force: list[str]) -> None:
+    out, elsewhere = _outside(tmp_path)
+    (out / "deploy").symlink_to(elsewhere, target_is_directory=True)
+    status, _, err = assets(str(out), *force)
+    _one_line_refusal(status, err, f"{out / 'deploy'} is a symbolic link", "follows no link")
+    assert list(elsewhere.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["deploy"]
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    """The write itself follows no link: a directory or file replaced by a link between the
+    check and the write is refused (a directory) or replaced (a file), never written through."""
+    out, elsewhere = _outside(tmp_path)
+    (out / "dashboards").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OSError) as caught:
+        _assets._write_inside(out, "dashboards/failsight-overview.json", b"{}")
+    assert caught.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    target = elsewhere / "precious.yaml"
+    target.write_text("# someone else's file\n")
+    (out / "otel-collector.yaml").symlink_to(target)
+    _assets._write_inside(out, "otel-collector.yaml", b"receivers: {}\n")
+    assert target.read_text() == "# someone else's file\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.yaml"]
+    assert (out / "otel-collector.yaml").read_bytes() == b"receivers: {}\n"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_dir_itself_may_be_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "named").symlink_to(real, target_is_directory=True)
+    assert assets(str(tmp_path / "named"))[0] == 0
+    assert (real / "otel-collector.yaml").is_file()

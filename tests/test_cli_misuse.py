@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -76,6 +77,9 @@ def test_run_says_where_metrics_are_served_with_the_port_it_got() -> None:
     )  # fmt: skip
     assert process.stderr is not None
     try:
+        # Bounded: a command that says nothing must fail this test, not hang it.
+        ready, _, _ = select.select([process.stderr], [], [], 60)
+        assert ready, "nothing on stderr: where /metrics is served was not said"
         line = process.stderr.readline()
         assert METRICS_LINE.fullmatch(line.rstrip("\n")), line
         with urllib.request.urlopen(line.split(" on ", 1)[1].strip(), timeout=30) as scraped:
