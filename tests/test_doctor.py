@@ -759,3 +759,21 @@ def test_what_a_server_puts_in_usage_stays_a_few_lines_of_json() -> None:
     assert chat.verdict == "ok" and len(chat.finding) < 200
     assert len(doctor.render_json(report.checks, config.base_url)) < 200_000
     assert len(doctor.render_text(report.checks, config.base_url)) < 5_000
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html><body>Sign in to the proxy</body></html>", b'["a list", "not an object"]']
+)
+def test_a_200_that_is_no_json_object_is_named_as_such(body: bytes) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "gpt-4o-mini"}]})
+        return httpx.Response(200, content=body)
+
+    config = doctor.DoctorConfig(
+        "https://gw.example/v1", KEY, only=("text",), transport=httpx.MockTransport(answer)
+    )
+    chat = {c.id: c for c in doctor.run_doctor(config).checks}["text.chat"]
+    assert chat.verdict == "fail"
+    assert "answered HTTP 200 without a JSON object: " + body[:20].decode() in chat.finding
+    assert "a web page or a proxy" in chat.fix

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from ._model import Check, fail, ok, skip, warn
 from ._probe import Prober, Reply, error_fields
 from ._secret import shown
-from ._text import no_answer, status_fix
+from ._text import no_answer, not_json, status_fix
 
 __all__ = [
     "IMAGE_PROMPT",
@@ -73,6 +73,8 @@ def judge_image(reply: Reply | None, why_not: str = "not run (give --image-model
         elif "'n'" in message or " n " in f" {message} ":
             hint = "send n=1 and loop for more images"
         return fail(cid, group, f"HTTP {reply.status} {code}: {message}", hint)
+    if (odd := not_json(cid, group, "POST /images/generations", reply)) is not None:
+        return odd
     data = reply.json_dict().get("data")
     if not isinstance(data, list) or not data:
         return fail(
@@ -247,6 +249,8 @@ def judge_video_job(run: VideoRun | None, why_not: str = "not run (give --video-
         return fail(
             cid, group, f"create: HTTP {create.status} {code}: {message}", status_fix(create)
         )
+    if (odd := not_json(cid, group, "POST /videos", create)) is not None:
+        return odd
     if run.no_id:
         return fail(
             cid,

@@ -19,6 +19,7 @@ __all__ = [
     "judge_rate_limits",
     "judge_truncation",
     "no_answer",
+    "not_json",
     "status_fix",
 ]
 
@@ -61,6 +62,21 @@ _FIXES = {
     "too_large": "no API answers with that much: check --base-url and any proxy in front of it",
     "protocol": "check --base-url: it may not speak HTTP (or a proxy cuts the answer)",
 }
+
+
+def not_json(cid: str, group: str, what: str, reply: Reply) -> Check | None:
+    """A failed check for a 2xx whose body is no JSON object (an HTML page, a proxy's text,
+    JSON nested past reading); None for a JSON answer."""
+    if isinstance(reply.body, dict):
+        return None
+    excerpt = shown(" ".join(reply.text.split()), 60) or "(empty)"
+    return fail(
+        cid,
+        group,
+        f"{what} answered HTTP {reply.status} without a JSON object: {excerpt}",
+        "check --base-url: a web page or a proxy answers here, not the API",
+        status=reply.status,
+    )
 
 
 def no_answer(cid: str, group: str, what: str, reply: Reply) -> Check:
@@ -150,6 +166,8 @@ def judge_models(reply: Reply | None, model: str) -> Check:
             status_fix(reply),
             status=reply.status,
         )
+    if (odd := not_json(cid, _GROUP, "GET /models", reply)) is not None:
+        return odd
     data = reply.json_dict().get("data")
     if not isinstance(data, list):
         return warn(cid, _GROUP, "GET /models answered without a `data` list", "", status=200)
@@ -194,6 +212,8 @@ def judge_chat(reply: Reply | None, model: str) -> Check:
         if reply.status == 404 and code == "model_not_found":
             return fail(cid, _GROUP, finding, f"use a model this key can reach, not {model}")
         return fail(cid, _GROUP, finding, status_fix(reply), status=reply.status, code=code)
+    if (odd := not_json(cid, _GROUP, "POST /chat/completions", reply)) is not None:
+        return odd
     finish, said, usage = _choice(reply)
     finish = shown(finish, 40) if finish is not None else None
     content = said.get("content")
@@ -337,6 +357,8 @@ def judge_truncation(reply: Reply | None) -> Check:
                 status=reply.status,
             )
         return fail(cid, _GROUP, f"HTTP {reply.status} {code}: {message}", status_fix(reply))
+    if (odd := not_json(cid, _GROUP, "POST /chat/completions (tiny)", reply)) is not None:
+        return odd
     finish, said, usage = _choice(reply)
     finish = shown(finish, 40) if finish is not None else None
     tokens = (usage or {}).get("completion_tokens")
