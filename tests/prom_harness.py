@@ -3,8 +3,9 @@
 - `require_binary(name)`: the path of `promtool` / `prometheus`; skips the test when it
   is missing, fails it when the environment variable ``CI`` is set.
 - `PrometheusServer`: a throwaway Prometheus on a free loopback port that scrapes the
-  given targets every second and loads the given rule files; `serve_registry` serves a
-  `prometheus_client` registry on loopback for it to scrape.
+  given targets every second and loads the given rule files (optionally alerting to
+  Alertmanagers, over history backfilled from an OpenMetrics file); `serve_registry`
+  serves a `prometheus_client` registry on loopback for it to scrape.
 - `dashboard_expressions()` / `all_dashboard_queries()`: every PromQL expression of
   ``dashboards/*.json``, raw or with Grafana's variables substituted, ready to run.
 """
@@ -45,16 +46,18 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def require_binary(name: str) -> str:
-    """Return the path of the executable `name`, or skip (fail under CI) the calling test.
+def require_binary(name: str, *aliases: str, package: str = "prometheus") -> str:
+    """Return the path of the executable `name` (or of the first of `aliases` found), or skip
+    (fail under CI) the calling test; `package` is the Debian package that installs it.
 
     >>> promtool = require_binary("promtool")  # doctest: +SKIP
     """
-    path = shutil.which(name)
-    if path:
-        return path
+    for candidate in (name, *aliases):
+        path = shutil.which(candidate)
+        if path:
+            return path
     reason = (
-        f"`{name}` is not on PATH: install the Debian/Ubuntu package 'prometheus' "
+        f"`{name}` is not on PATH: install the Debian/Ubuntu package '{package}' "
         "(`make prometheus` does it as root)"
     )
     if _in_ci():
@@ -100,8 +103,12 @@ class PrometheusServer:
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         startup_timeout: float = 30.0,
+        alertmanagers: Sequence[str] = (),
+        history: Path | None = None,
     ) -> None:
         self.targets = list(targets)
+        self.alertmanagers = list(alertmanagers)  # "host:port" of each Alertmanager
+        self.history = history  # OpenMetrics with timestamps, stored before the server starts
         self.rule_files = [str(Path(path).resolve()) for path in rule_files]
         self.job = job
         self.scrape_interval = scrape_interval
@@ -117,7 +124,7 @@ class PrometheusServer:
 
     def config(self) -> dict[str, Any]:
         """The prometheus.yml this server runs with."""
-        return {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
@@ -128,6 +135,11 @@ class PrometheusServer:
                 {"job_name": self.job, "static_configs": [{"targets": self.targets}]}
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]
+            }
+        return config
 
     def __enter__(self) -> PrometheusServer:
         binary = require_binary("prometheus")
@@ -135,6 +147,14 @@ class PrometheusServer:
         config_path = self._dir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         try:
+            if self.history is not None:
+                # promtool's backfill writes blocks that the server loads when it starts.
+                backfill = run_promtool(
+                    "tsdb", "create-blocks-from", "openmetrics",
+                    str(self.history), str(self._dir / "data"),
+                )  # fmt: skip
+                if backfill.returncode != 0:
+                    raise RuntimeError(f"promtool backfill failed:\n{backfill.stderr}")
             # The free port can be taken between probing and binding: try a few.
             for _ in range(3):
                 self.port = _free_port()
