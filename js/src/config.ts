@@ -2,6 +2,7 @@
 import { trace, type Tracer, type TracerProvider } from "@opentelemetry/api";
 import { register as globalRegistry, type Registry } from "prom-client";
 import { MetricSet } from "./metrics.js";
+import { maskSecrets } from "./redact.js";
 import { checkOptions, repr } from "./repr.js";
 import { VideoJobs } from "./video.js";
 
@@ -106,7 +107,7 @@ export function swallow(stage: string, error: unknown): void {
     if ((lastWarned.get(stage) ?? 0) + 60_000 < now) {
       lastWarned.set(stage, now);
       const message = error instanceof Error ? error.message : String(error);
-      process.emitWarning(`failsight: telemetry step '${stage}' failed: ${mask(message)}`, "FailsightWarning");
+      process.emitWarning(`failsight: telemetry step '${stage}' failed: ${maskSecrets(message, 512)}`, "FailsightWarning");
     }
   } catch {
     // nothing left to report to
@@ -120,9 +121,4 @@ export function guard(stage: string, step: () => void): void {
   } catch (error) {
     swallow(stage, error);
   }
-}
-
-/** Anything that looks like a key, masked. */
-export function mask(text: string): string {
-  return text.replace(/sk-[A-Za-z0-9_*\-]{3,}/g, "sk-***").replace(/Bearer\s+\S+/gi, "Bearer ***");
 }

@@ -7,8 +7,9 @@
 // `finally`, so a broken step can lose detail but never a count or leave the gauge up.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
-import { getState, guard, mask, swallow, type State } from "./config.js";
+import { getState, guard, swallow, type State } from "./config.js";
 import type { Filter } from "./filters.js";
+import { maskSecrets } from "./redact.js";
 import {
   classifyError,
   NON_RETRYABLE_CLIENT_ERRORS,
@@ -93,7 +94,7 @@ export function endSpan(span: Span, values: Attributes, failureReason?: string, 
         guard("span", () => {
           const type = error instanceof Error ? error.constructor.name : typeof error;
           const message = error instanceof Error ? error.message : String(error);
-          span.addEvent("exception", { "exception.type": type, "exception.message": mask(message) });
+          span.addEvent("exception", { "exception.type": type, "exception.message": maskSecrets(message) });
         });
       }
     }
@@ -104,9 +105,9 @@ export function endSpan(span: Span, values: Attributes, failureReason?: string, 
 
 function errorAttributes(values: Attributes, o: Outcome): void {
   if (o.statusCode !== undefined) values[ATTR.httpStatus] = o.statusCode;
-  if (o.errorParam !== undefined) values[ATTR.errorParam] = mask(o.errorParam);
-  if (o.errorCode !== undefined) values[ATTR.errorCode] = mask(o.errorCode);
-  if (o.requestId !== undefined) values[ATTR.requestId] = mask(o.requestId);
+  if (o.errorParam !== undefined) values[ATTR.errorParam] = maskSecrets(o.errorParam);
+  if (o.errorCode !== undefined) values[ATTR.errorCode] = maskSecrets(o.errorCode);
+  if (o.requestId !== undefined) values[ATTR.requestId] = maskSecrets(o.requestId);
 }
 
 /** A label-safe reason from a validator's name: lower snake case, bounded (as in Python). */

@@ -8,6 +8,7 @@
 import OpenAI, { AzureOpenAI, APIUserAbortError } from "openai";
 import { swallow } from "./config.js";
 import { Call, current, fail, startCall, UNKNOWN, type Operation } from "./engine.js";
+import { rememberSecret } from "./redact.js";
 import { classifyError, classifyResult, classifyStatus, field, outcome, providerForHost, StreamJudge } from "./taxonomy.js";
 
 interface Patched {
@@ -69,6 +70,14 @@ function headerValue(headers: unknown, name: string): string | undefined {
   return undefined;
 }
 
+/** The exact key sent (a client's key can change: a function that refreshes it), masked wherever it shows up. */
+function rememberSent(headers: unknown): void {
+  const auth = headerValue(headers, "authorization");
+  if (auth !== undefined && auth.slice(0, 7).toLowerCase() === "bearer ") rememberSecret(auth.slice(7).trim());
+  const key = headerValue(headers, "api-key");
+  if (key !== undefined) rememberSecret(key.trim());
+}
+
 function patchFetch(client: Obj): void {
   if (fetchPatched.has(client)) return;
   const original = client.fetch;
@@ -79,6 +88,7 @@ function patchFetch(client: Obj): void {
     // The SDK probes its fetch with a `data:` URL (FormData support): not an attempt.
     if (!call || call.done || !/^https?:/i.test(String(url instanceof Request ? url.url : url))) return (original as (u: unknown, i: unknown) => Promise<Response>).call(undefined, url, init);
     try {
+      rememberSent(init?.headers);
       const raw = headerValue(init?.headers, "x-stainless-retry-count");
       call.attemptStarted(raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined);
     } catch (error) {
@@ -133,6 +143,7 @@ function serverOf(client: Obj | undefined): [string, string | undefined, number 
   } catch {
     // no base URL: unknown
   }
+  rememberSecret(client.apiKey); // masked wherever it shows up, pattern or not
   servers.set(client, result);
   return result;
 }
