@@ -11,7 +11,9 @@ from typing import TextIO
 from failsight import _config
 from failsight._sdk_patch import instrument_openai, uninstrument_openai
 
+from ._continuous import describe_schedule, run_continuous
 from ._report import progress_bar, render_table, span_summary
+from ._schedule import Schedule
 from ._workload import run_workload
 
 
@@ -31,10 +33,20 @@ def run_demo(
     keep_serving: bool = False,
     progress: bool = True,
     out: TextIO = sys.stdout,
+    continuous: bool = False,
+    duration: float | None = None,
+    rate: float = 4.0,
+    schedule: Schedule | None = None,
 ) -> int:
     """Start the fault server and /metrics, run the workload, print the table.
 
-    Returns the exit status: 2, with one line on stderr, when /metrics cannot be served.
+    The finite run is the plan (`rounds`, then `async_count` concurrent requests); with
+    `continuous`, the steady mix at `rate` requests per second with `schedule`'s incidents,
+    for `duration` seconds (None: until Ctrl-C). Returns the exit status: 2, with one line
+    on stderr, when /metrics cannot be served.
+
+    >>> run_demo(port=0, continuous=True, duration=60, schedule=Schedule(30, 20))  # doctest: +SKIP
+    0
     """
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -70,12 +82,23 @@ def run_demo(
         out.write(f"failsight demo: fault server {fault.base_url}\n")
         out.write(f"failsight demo: /metrics on {metrics_url}\n")
         started = time.perf_counter()
-        # Only a terminal gets the redrawn bar: `\r` frames would litter a log or a pipe.
-        bar = progress_bar(sys.stderr) if progress and _is_terminal(sys.stderr) else None
-        plan = run_workload(fault.base_url, rounds, async_count, bar)
+        if continuous:
+            until = "until Ctrl-C" if duration is None else f"for {duration:g} s"
+            out.write(f"failsight demo: about {rate:g} requests/s {until}; Ctrl-C ends the run\n")
+            out.write(f"failsight demo: {describe_schedule(schedule)}\n")
+            out.flush()
+            ran = run_continuous(
+                fault.base_url, rate=rate, duration=duration, schedule=schedule, out=out,
+                status_every=60.0 if progress else None, forget=fault.requests.clear,
+            )  # fmt: skip
+            count = ran.total()
+        else:
+            # Only a terminal gets the redrawn bar: `\r` frames would litter a log or a pipe.
+            bar = progress_bar(sys.stderr) if progress and _is_terminal(sys.stderr) else None
+            count = len(run_workload(fault.base_url, rounds, async_count, bar))
         elapsed = time.perf_counter() - started
         provider.force_flush()
-        out.write(f"\nRan {len(plan)} logical requests in {elapsed:.1f} s.\n\n")
+        out.write(f"\nRan {count} logical requests in {elapsed:.1f} s.\n\n")
         out.write(render_table(registry))
         if summary is not None:
             out.write("\nSpans (set OTEL_EXPORTER_OTLP_ENDPOINT to export them):\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,13 @@ from ._plan import Step, async_plan, build_plan
 SCENARIO_HEADER = "X-Failsight-Scenario"
 KEY_HEADER = "X-Failsight-Key"
 MESSAGES: Any = [{"role": "user", "content": "Summarize: failures are data."}]
+# Prompts that each validator accepts, for the fault server's `echo` scenario to answer with.
+PASSING_PROMPTS = {
+    "classify": "positive",
+    "extract": '{"sentiment": "positive", "confidence": 0.92}',
+    "summarize": "Failures are data: count them by class and reason, then fix the biggest one "
+    "first.",
+}
 
 
 class Workload:
@@ -37,24 +45,24 @@ class Workload:
             base_url=base_url, api_key="sk-demo", max_retries=0, timeout=timeout
         )
         self.http = httpx.Client(timeout=5.0)
-        self._counter = 0
+        self._keys = itertools.count(1)  # next() is atomic: the continuous demo uses threads
         no_sleep = RetryPolicy(max_attempts=3, sleep=lambda seconds: None)
 
         @traced_generation(name="classify_review", validate=[one_of("positive", "negative")])
-        def classify(scenario: str) -> str:
-            return str(self._chat(scenario).choices[0].message.content or "")
+        def classify(scenario: str, prompt: str | None = None) -> str:
+            return str(self._chat(scenario, prompt=prompt).choices[0].message.content or "")
 
         # Retries live in the decorator here, so its client makes none of its own (two places
         # would multiply them); one key per call keeps the server's sequence across attempts.
         @traced_generation(name="extract_json", validate=[json_output()], retry=no_sleep)
-        def extract(scenario: str, key: str) -> str:
-            answer = self._chat(scenario, key=key, client=self.no_retry)
+        def extract(scenario: str, key: str, prompt: str | None = None) -> str:
+            answer = self._chat(scenario, key=key, client=self.no_retry, prompt=prompt)
             return str(answer.choices[0].message.content or "")
 
         @traced_generation(name="summarize", validate=[min_words(12)])
-        def summarize(scenario: str) -> str:
+        def summarize(scenario: str, prompt: str | None = None) -> str:
             stream = self.sync.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                model="gpt-4o-mini", messages=_messages(prompt), stream=True,
                 extra_headers={SCENARIO_HEADER: scenario},
             )  # fmt: skip
             parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
@@ -120,17 +128,22 @@ class Workload:
         self.generate_image = generate_image
         self.submit_and_poll = submit_and_poll
 
-    def _chat(self, scenario: str, *, key: str | None = None, client: Any = None) -> Any:
+    def _chat(
+        self, scenario: str, *, key: str | None = None, client: Any = None,
+        prompt: str | None = None,
+    ) -> Any:  # fmt: skip
         headers = {SCENARIO_HEADER: scenario}
         if key is not None:
             headers[KEY_HEADER] = key
         return (client or self.sync).chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers
+            model="gpt-4o-mini", messages=_messages(prompt), extra_headers=headers
         )
 
     # Each runner takes the step's scenario; errors are the plan's, not the demo's.
     def run(self, step: Step, scenario: str) -> None:
         kind = step.name.split(":", 1)[0]
+        echo = "echo" in scenario.split(",")
+        prompt = PASSING_PROMPTS.get(kind) if echo else None
         try:
             if kind == "chat":
                 self._chat(scenario)
@@ -161,8 +174,9 @@ class Workload:
                     model="sora-2", prompt="a cat", extra_headers={SCENARIO_HEADER: scenario}
                 )
             elif kind == "extract":
-                self._counter += 1
-                self.extract(scenario, f"demo-{os.getpid()}-{self._counter}")
+                self.extract(scenario, f"demo-{os.getpid()}-{next(self._keys)}", prompt)
+            elif kind in PASSING_PROMPTS:
+                getattr(self, kind)(scenario, prompt)
             else:
                 getattr(self, kind)(scenario)
         except Exception:
@@ -178,6 +192,10 @@ class Workload:
         self.http.close()
         self.sync.close()
         self.no_retry.close()
+
+
+def _messages(prompt: str | None) -> Any:
+    return MESSAGES if prompt is None else [{"role": "user", "content": prompt}]
 
 
 def run_workload(

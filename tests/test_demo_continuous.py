@@ -1,0 +1,259 @@
+"""`failsight demo --forever / --duration`: the steady mix, the incident schedule, the pace.
+
+The mix is checked against the alert thresholds of dashboards/rules/failsight-alerts.yml
+from what each step declares it records; a live run against the fault server checks that
+failsight recorded exactly what the steps declare.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from conftest import Telemetry
+from failsight.demo import (
+    INCIDENTS,
+    STEADY_MIX,
+    Incident,
+    Schedule,
+    Step,
+    expected_totals,
+    run_continuous,
+)
+from failsight.testing import FaultServer
+
+# The thresholds of the alerts the incidents stand for (failsight-alerts.yml).
+HARD, SILENT, CONTENT_FILTER, LENGTH, RATE_LIMITED, RETRIES, VIDEO = (
+    0.1, 0.05, 0.05, 0.05, 0.1, 0.5, 0.25,
+)  # fmt: skip
+
+Series = tuple[str, str, str]  # call_site, model, operation, as the alerts group them
+
+
+def ratios(mix: Iterable[tuple[float, Step]]) -> dict[Series, dict[str, float]]:
+    """Per series, what the alerts compute, from the weight and declaration of each step."""
+    totals: dict[Series, Counter[str]] = defaultdict(Counter)
+    for weight, step in mix:
+        counts = totals[(step.call_site, step.model, step.operation)]
+        counts["requests"] += weight
+        counts[step.failure_class] += weight
+        counts[f"reason:{step.reason}"] += weight
+        counts["retries"] += weight * len(step.retries)
+        counts["rate_limited"] += weight * (
+            step.retries.count("rate_limited") + (step.reason == "rate_limited")
+        )
+        if step.video_status:
+            counts["videos"] += weight
+            counts["videos_failed"] += weight * (step.video_status != "succeeded")
+    return {
+        series: {
+            "hard": c["hard"] / c["requests"],
+            "silent": c["silent"] / c["requests"],
+            "content_filter": c["reason:content_filter"] / c["requests"],
+            "length": c["reason:length"] / c["requests"],
+            "rate_limited": c["rate_limited"] / c["requests"],
+            "retries": c["retries"] / c["requests"],
+            "video_failed": c["videos_failed"] / c["videos"] if c["videos"] else 0.0,
+        }
+        for series, c in totals.items()
+    }
+
+
+def steady() -> list[tuple[float, Step]]:
+    return [(weight, step) for weight, step, _ in STEADY_MIX]
+
+
+def during(incident: Incident) -> list[tuple[float, Step]]:
+    """The mix while `incident` runs: its share of its call site's weight fails its way."""
+    mix: list[tuple[float, Step]] = []
+    for weight, step in steady():
+        if not incident.hits(step):
+            mix.append((weight, step))
+            continue
+        mix.append((weight * (1 - incident.share), step))
+        for failing, _ in incident.steps:
+            mix.append((weight * incident.share / len(incident.steps), failing))
+    return mix
+
+
+def test_the_steady_mix_stays_below_every_alert_threshold() -> None:
+    limits = {"hard": HARD, "silent": SILENT, "content_filter": CONTENT_FILTER,
+              "length": LENGTH, "rate_limited": RATE_LIMITED, "retries": RETRIES,
+              "video_failed": VIDEO}  # fmt: skip
+    for series, values in ratios(steady()).items():
+        for name, value in values.items():
+            assert value < limits[name] * 0.8, f"{series}: {name} {value:.3f} at steady state"
+
+
+# Each incident's ratio, its alert threshold, and whether the alert compares it with the
+# last day's value (then it must be more than twice the steady one).
+INCIDENT_RATIOS = {
+    "GenAISilentFailures": ("silent", SILENT, False),
+    "GenAIContentFilterSpike": ("content_filter", CONTENT_FILTER, True),
+    "GenAIRateLimitSurge": ("rate_limited", RATE_LIMITED, True),
+    "GenAITruncationSpike": ("length", LENGTH, True),
+}
+
+
+@pytest.mark.parametrize("incident", INCIDENTS, ids=lambda incident: incident.alert)
+def test_each_incident_crosses_its_alert_threshold(incident: Incident) -> None:
+    name, threshold, baseline = INCIDENT_RATIOS[incident.alert]
+    (series,) = {(s.call_site, s.model, s.operation) for s, _ in incident.steps}
+    value = ratios(during(incident))[series][name]
+    assert value > 3 * threshold, f"{incident.title}: {name} {value:.3f}"
+    if baseline:
+        assert value > 4 * ratios(steady())[series][name]
+    # The call site has the traffic the alerts' minimum-traffic guard asks for (10 requests
+    # in 5 minutes) at the default rate of 4 requests per second.
+    share = sum(w for w, s in steady() if incident.hits(s)) / sum(w for w, _ in steady())
+    assert 4 * 300 * share >= 30
+
+
+def test_the_mix_covers_every_failure_class_and_operation() -> None:
+    steps = [step for _, step in steady()]
+    assert {step.failure_class for step in steps} == {"none", "hard", "soft", "silent"}
+    assert {step.operation for step in steps} >= {
+        "chat", "embeddings", "image_generation", "video_generation",
+    }  # fmt: skip
+    assert len({step.call_site for step in steps}) >= 6
+    assert len({step.model for step in steps}) >= 5
+    kinds = {step.name.split(":")[0] for step in steps}
+    assert {"stream", "image", "video", "async", "submit_and_poll", "extract"} <= kinds
+    assert any(step.retries for step in steps)
+
+
+def test_the_schedule_gives_each_slot_normal_traffic_then_one_incident() -> None:
+    schedule = Schedule(every=1380, length=1080)
+    assert schedule.active(0) is None and schedule.active(299.9) is None
+    seen = []
+    for minute in range(0, 4 * 23 * 60, 30):
+        incident = schedule.active(minute)
+        if incident is not None and (not seen or seen[-1] is not incident):
+            seen.append(incident)
+    assert seen == list(INCIDENTS)
+    assert schedule.active(300).alert == "GenAISilentFailures"
+    assert schedule.active(1379.9) is INCIDENTS[0] and schedule.active(1380) is None
+    assert schedule.active(4 * 1380 + 300) is INCIDENTS[0]  # the cycle repeats
+    # The spike alerts compare with the last day: each call site was quiet for longer than
+    # its incident lasts (silent failures, first, have no baseline).
+    for index, incident in enumerate(INCIDENTS[1:], 1):
+        quiet = index * schedule.every + schedule.every - schedule.length
+        assert quiet > schedule.length, incident.title
+    for every, length in ((10, 10), (10, 0), (10, 12)):
+        with pytest.raises(ValueError, match="shorter than its slot"):
+            Schedule(every, length)
+
+
+def test_an_incident_turns_its_share_of_its_call_site() -> None:
+    incident = INCIDENTS[1]
+    rng = random.Random(7)
+    picks = [pick for pick in (_pick(rng, incident) for _ in range(20000)) if incident.hits(pick)]
+    failing = sum(1 for step in picks if step.reason == "content_filter")
+    steady_share = 0.15 / 8.15
+    expected = incident.share + (1 - incident.share) * steady_share
+    assert failing / len(picks) == pytest.approx(expected, abs=0.03)
+
+
+def _pick(rng: random.Random, incident: Incident | None) -> Step:
+    from failsight.demo._schedule import pick
+
+    return pick(rng, incident)[0]
+
+
+# --------------------------------------------------------------------------------------
+# Live: the real SDK against the fault server
+
+
+def samples(registry: CollectorRegistry, name: str, *labels: str) -> dict[Any, float]:
+    out: dict[Any, float] = defaultdict(float)
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                key = tuple(sample.labels[label] for label in labels)
+                out[key if len(key) > 1 else key[0]] += sample.value
+    return {key: value for key, value in out.items() if value}
+
+
+@pytest.mark.e2e
+def test_a_continuous_run_records_what_its_steps_declare(instrumented: Telemetry) -> None:
+    out = io.StringIO()
+    with FaultServer(retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2) as fault:
+        ran = run_continuous(
+            fault.base_url, rate=40, duration=5, schedule=Schedule(2.5, 1.5), out=out,
+            status_every=2, forget=fault.requests.clear, rng=random.Random(3),
+        )  # fmt: skip
+    # 40 a second for 5 s, jittered; fewer when a loaded machine falls behind.
+    assert 100 <= ran.total() <= 230, ran.total()
+    registry = instrumented.registry
+    expected = expected_totals(ran.elements())
+    requests = samples(registry, "genai_requests_total", "failure_class")
+    assert requests == {cls: float(n) for cls, n in expected["requests"].items()}
+    failures = samples(registry, "genai_failures_total", "failure_class", "reason")
+    assert failures == {key: float(n) for key, n in expected["failures"].items()}
+    retries = samples(registry, "genai_retries_total", "reason")
+    assert retries == {reason: float(n) for reason, n in expected["retries"].items()}
+    videos = samples(registry, "genai_video_jobs_total", "status")
+    assert videos == {status: float(n) for status, n in expected["videos"].items()}
+    # The first two incidents, announced as they start and end, then the status lines.
+    lines = out.getvalue().splitlines()
+    starts = [line for line in lines if "incident starts" in line]
+    assert [re.search(r"starts: (.*?) at", line)[1] for line in starts] == [  # type: ignore[index]
+        INCIDENTS[0].title, INCIDENTS[1].title,
+    ]  # fmt: skip
+    assert starts[0].startswith("[00:00:01]") and starts[1].startswith("[00:00:03]")
+    assert sum("incident over" in line for line in lines) == 2
+    assert any(re.fullmatch(r"\[00:00:0[24]\] \d+ requests so far", line) for line in lines)
+
+
+def failsight_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "failsight", *args],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("--forever", "--rounds", "2"), "--rounds is for the finite run"),
+        (("--duration", "5", "--async-requests", "3"), "--async-requests is for the finite run"),
+        (("--forever", "--duration", "5"), "not allowed with argument"),
+        (("--duration", "0"), "above 0"),
+        (("--duration", "5", "--rate", "nan"), "above 0"),
+        (("--forever", "--incident-every", "60", "--incident-length", "60"), "shorter than"),
+    ],
+)
+def test_the_continuous_options_refuse_what_cannot_run(args: tuple[str, ...], text: str) -> None:
+    result = failsight_cli("demo", "--port", "0", *args)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("failsight: error: ") and text in line, line
+    assert result.stdout == ""
+
+
+@pytest.mark.e2e
+def test_demo_duration_runs_then_prints_the_table() -> None:
+    result = failsight_cli(
+        "demo", "--port", "0", "--duration", "4", "--rate", "20",
+        "--incident-every", "2", "--incident-length", "1", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "about 20 requests/s for 4 s" in out
+    assert "incidents every 2 s, each lasting 1 s, the first at 1 s" in out
+    assert "] incident starts: silent-failure burst at call site extract_json" in out
+    ran = re.search(r"Ran (\d+) logical requests in ([\d.]+) s\.", out)
+    assert ran, out
+    assert 50 <= int(ran[1]) <= 110 and 4 <= float(ran[2]) < 20
+    assert f"Logical requests: {ran[1]}" in out
+    assert "Failures by class and reason" in out and "requests so far" not in out
