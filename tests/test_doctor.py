@@ -115,6 +115,7 @@ def test_a_base_url_without_v1_fails_with_the_fix(server: FaultServer) -> None:
     assert checks["video.job"].finding == "not run: see text.base_url"
 
 
+@pytest.mark.e2e
 def test_a_refused_connection_fails_and_sends_nothing_else() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -306,6 +307,7 @@ def test_the_json_document_follows_its_schema(server: FaultServer) -> None:
         assert "\n" not in check["finding"]
 
 
+@pytest.mark.e2e
 def test_cli_against_the_fault_server(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["doctor", "--against-fault-server"]) == 0
     out = capsys.readouterr().out
@@ -475,6 +477,7 @@ def test_without_validate_the_check_says_how() -> None:
     assert check.verdict == "skip" and "--validate" in check.finding
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("spec", ["xml", "oneof:", "minwords:0", "minwords:x", "json:1"])
 def test_a_bad_validate_is_refused_before_anything_is_sent(
     spec: str, capsys: pytest.CaptureFixture[str]
@@ -483,6 +486,7 @@ def test_a_bad_validate_is_refused_before_anything_is_sent(
     assert "use nonempty, json, oneof:A,B,... or minwords:N" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_prompt_without_validate_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["doctor", "--against-fault-server", "--prompt", "hi"]) == 2
     assert "--prompt goes with --validate" in capsys.readouterr().err
@@ -710,6 +714,7 @@ def test_the_screen_states_the_deadline(server: FaultServer) -> None:
     assert text.startswith(f"failsight doctor: {server.base_url} (at most 45 s)\n")
 
 
+@pytest.mark.e2e
 def test_a_bug_in_the_doctor_is_exit_status_3_never_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -728,6 +733,7 @@ def test_a_bug_in_the_doctor_is_exit_status_3_never_a_traceback(
     assert "3 the doctor itself broke" in " ".join(helped.split())
 
 
+@pytest.mark.e2e
 def test_credentials_in_the_base_url_are_not_printed() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
