@@ -391,3 +391,36 @@ def test_stream_recorder_takes_any_object(
     recorder.end(exc=Boom("late"))
     assert _requests(telemetry) == before + 1
     assert telemetry.value("genai_in_flight_requests") == 0
+
+
+@pytest.mark.parametrize("route", ["/chat/completions", "/videos/video_1"])
+def test_json_nested_past_pythons_limit_is_an_invalid_response(
+    telemetry: Telemetry, route: str
+) -> None:
+    """Valid JSON that Python's parser cannot read (nested past the recursion limit) is an
+    answer the application cannot use either: hard/invalid_response, the body passed on."""
+    import httpx
+
+    import failsight
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    failsight.instrument_http()
+    try:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, content=deep))
+        with httpx.Client(transport=transport, base_url="http://gateway.test/v1") as client:
+            if route.startswith("/videos"):
+                response = client.get(route)
+            else:
+                response = client.post(route, json={"model": "m", "messages": []})
+    finally:
+        failsight.uninstrument_http()
+    assert response.content == deep
+    assert telemetry.value("genai_telemetry_errors_total") == 0
+    if not route.startswith("/videos"):
+        assert telemetry.value("genai_failures_total", reason="invalid_response") == 1
+
+
+def test_json_output_calls_unreadably_deep_json_invalid() -> None:
+    from failsight.validators import json_output
+
+    assert json_output()("[" * 100_000 + "]" * 100_000) is False

@@ -159,7 +159,7 @@ class BodyWatcher(Watcher):
             return
         try:
             item = json.loads(payload, object_hook=_namespace)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if self.invalid is None:
                 self.invalid = exc.with_traceback(None)
             return
@@ -209,7 +209,7 @@ def judge_content(call: Call, job_id: str | None, status: int, content: bytes) -
     """Judge a whole JSON body; a poll that finds its job past the deadline is `video_timeout`."""
     try:
         parsed = json.loads(content)
-    except ValueError:  # undecodable body (UnicodeDecodeError is a ValueError too)
+    except (ValueError, RecursionError):  # undecodable, or nested past what Python can read
         call.finish(Outcome(HARD, "invalid_response", status_code=status))
         return
     outcome = classify_result(parsed, kind=call.op.kind)

@@ -103,7 +103,7 @@ def _start_httpx(routes: tuple[Route, ...], request: Any) -> tuple[Call, str | N
 def _json_or_none(content: Any) -> Any:
     try:
         return json.loads(content) if content else None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past what Python can read
         return None
 
 

@@ -158,7 +158,7 @@ def request_fields(body: Any, content_type: Any) -> tuple[str, bool]:
         return UNKNOWN, False
     try:
         fields = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return UNKNOWN, False
     if not isinstance(fields, dict):
         return UNKNOWN, False

@@ -95,7 +95,7 @@ def json_output(*, strip_fences: bool = False) -> Validator:
             text = text.strip("`").removeprefix("json").strip()
         try:
             json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past what Python can read
             return False
         return True
 
