@@ -78,16 +78,6 @@ def _seconds(value: str) -> float:
     return number
 
 
-def _per_second(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0: {value!r}")
-    return number
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="failsight", description="Why AI generations fail: metrics and spans.")
     parser.add_argument("--version", action="version", version=f"failsight {__version__}")
@@ -131,15 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from failsight.demo._options import add_workload_options
+
     demo = commands.add_parser(
         "demo",
         help="run a workload against the bundled fault-injection server",
-        description=(
-            "Run the openai SDK against the bundled fault-injection server, serve /metrics "
-            "and print what failsight recorded. By default a finite run of a few seconds; "
-            "with --forever or --duration, steady traffic with incidents, for Prometheus "
-            "and the Grafana dashboards."
-        ),
+        description="Run the openai SDK against the bundled fault-injection server, serve "
+        "/metrics and print what failsight recorded: a finite run of a few seconds, or steady "
+        "traffic with incidents (--forever, --duration) for Prometheus and Grafana.",
     )
     demo.add_argument("--port", type=_port, default=9464, help="/metrics port (default 9464)")
     demo.add_argument(
@@ -153,51 +142,7 @@ def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="no progress bar (drawn only on a terminal), no status line each minute",
     )
-    finite = demo.add_argument_group("finite run (the default)")
-    # None: not given, so the continuous run can refuse them; the defaults apply otherwise.
-    finite.add_argument(
-        "--rounds", type=_positive, metavar="N", help="rounds of the 46-request mix (default 4)"
-    )
-    finite.add_argument(
-        "--async-requests",
-        type=_positive,
-        metavar="N",
-        help="concurrent asyncio requests after the rounds (default 60)",
-    )
-    steady = demo.add_argument_group(
-        "continuous run",
-        "Steady traffic over several call sites, models and operations, with incidents, each "
-        "at one call site in turn: a silent-failure burst, a content_filter spike, a 429 storm, "
-        "a truncation (length) wave. An incident fills the last --incident-length seconds of "
-        "each --incident-every seconds (by default the first starts after 5 minutes); the "
-        "defaults give each alert time to fire (its 'for:' is 10 to 15 minutes) and to resolve "
-        "before the next incident. Ctrl-C (or the end of --duration) prints the summary table.",
-    )
-    until = steady.add_mutually_exclusive_group()
-    until.add_argument("--forever", action="store_true", help="run until Ctrl-C")
-    until.add_argument("--duration", type=_seconds, metavar="SECONDS", help="run this long")
-    steady.add_argument(
-        "--rate",
-        type=_per_second,
-        default=4.0,
-        metavar="PER_SECOND",
-        help="requests per second, on average, jittered (default 4)",
-    )
-    steady.add_argument(
-        "--incident-every",
-        type=_seconds,
-        default=1380.0,
-        metavar="SECONDS",
-        help="one incident per this many seconds (default 1380: 23 minutes)",
-    )
-    steady.add_argument(
-        "--incident-length",
-        type=_seconds,
-        default=1080.0,
-        metavar="SECONDS",
-        help="how long each incident lasts, at the end of its --incident-every slot "
-        "(default 1080: 18 minutes)",
-    )
+    add_workload_options(demo, _positive)
 
 
 def _add_doctor(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -278,31 +223,20 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(
             f"the demo needs 'pip install failsight[demo]' ({exc.name} missing)"
         ) from None
-    from failsight.demo import Schedule, run_demo
+    from failsight.demo import run_demo
+    from failsight.demo._options import workload_settings
 
-    continuous = args.forever or args.duration is not None
-    if continuous:
-        given = [f for f, v in (("--rounds", args.rounds), ("--async-requests",
-                 args.async_requests)) if v is not None]  # fmt: skip
-        if given:
-            raise UsageError(f"{given[0]} is for the finite run, not --forever or --duration")
-    if args.incident_length >= args.incident_every:
-        raise UsageError(
-            "--incident-length must be shorter than --incident-every: each slot starts with "
-            "normal traffic"
-        )
+    try:
+        workload = workload_settings(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # No probe: run_demo binds first and reports a taken port itself (exit status 2).
     return run_demo(
-        rounds=4 if args.rounds is None else args.rounds,
-        async_count=60 if args.async_requests is None else args.async_requests,
         port=args.port,
         addr=args.addr,
         keep_serving=args.keep_serving,
         progress=not args.no_progress,
-        continuous=continuous,
-        duration=args.duration,
-        rate=args.rate,
-        schedule=Schedule(args.incident_every, args.incident_length),
+        **workload,
     )
 
 
