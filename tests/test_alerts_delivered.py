@@ -216,8 +216,7 @@ def drive(site: Site, base_url: str, stop: threading.Event) -> None:
 class Delivered:
     notifications: list[Notification]
     sites: list[Site]
-    started: float
-    control: dict[str, float]
+    control: dict[str, float]  # translate_lyrics' content-filter ratios when the spike fired
 
 
 def alerts_of(notes: list[Notification], alertname: str, status: str) -> list[dict[str, Any]]:
@@ -256,7 +255,6 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
     server, _ = failsight.start_metrics_server(port=0, registry=registry)
     failsight.instrument_openai()
     stop = threading.Event()
-    threads: list[threading.Thread] = []
     try:
         with (
             FaultServer(retry_after_ms=1) as fault,
@@ -280,7 +278,8 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
                 control: dict[str, float] = {}
 
                 def progress(notes: list[Notification]) -> bool:
-                    done = watch(sites, notes)
+                    # A workload that stopped on an error ends the wait: asserted below.
+                    done = watch(sites, notes) or any(site.error for site in sites)
                     # The control site's ratios while its incident still runs.
                     if sites[0].fired.is_set() and not control:
                         control.update(control_ratios(prom, sites[-1].call_site))
@@ -301,7 +300,7 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
                 report(notes, sites, started)
                 print(f"  translate_lyrics content-filter ratios when the spike fired: {control}")
                 assert not [site.error for site in sites if site.error]
-                yield Delivered(notes, sites, started, control)
+                yield Delivered(notes, sites, control)
     finally:
         stop.set()
         failsight.uninstrument_openai()
@@ -412,10 +411,3 @@ def test_only_the_incidents_alerted(delivered: Delivered) -> None:
     assert pairs == {(name, site_of(delivered, name).call_site) for name in ALERTS}
     ratios = delivered.control
     assert 0.05 < ratios["rate5m"] <= 2 * ratios["rate1d"], ratios
-
-
-def test_the_three_alerts_fired_and_resolved_together_within_the_deadline(
-    delivered: Delivered,
-) -> None:
-    last = max(note.received for note in delivered.notifications)
-    assert last - delivered.started < DEADLINE
