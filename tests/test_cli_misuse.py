@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -112,21 +115,45 @@ def test_two_demos_started_together_one_serves_one_says_why_not() -> None:
     with socket.socket() as spare:  # a free port, for both
         spare.bind(("127.0.0.1", 0))
         port = spare.getsockname()[1]
-    command = [sys.executable, "-m", "failsight", "demo", "--port", str(port), "--rounds", "1",
-               "--async-requests", "0", "--no-progress"]  # fmt: skip
+    command = [sys.executable, "-m", "failsight", "demo", "--port", str(port), "--rounds", "0",
+               "--async-requests", "0", "--no-progress", "--keep-serving"]  # fmt: skip
     demos = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    results = [(demo.wait(timeout=180), *demo.communicate()) for demo in demos]
-    assert sorted(status for status, _, _ in results) == [0, 2], results
-    for status, out, err in results:
-        assert "Traceback" not in out + err
-        if status == 2:
-            assert err.strip() == (
-                f"failsight: error: cannot serve /metrics on 127.0.0.1:{port}: "
-                "address already in use"
-            )
+    try:
+        # The first to bind serves until interrupted: the other always finds the port taken.
+        deadline = time.monotonic() + 120
+        while all(demo.poll() is None for demo in demos):
+            assert time.monotonic() < deadline, "neither demo stopped"
+            time.sleep(0.1)
+        loser = next(demo for demo in demos if demo.returncode is not None)
+        winner = next(demo for demo in demos if demo is not loser)
+        out, err = loser.communicate(timeout=60)
+        assert (loser.returncode, out) == (2, ""), err
+        assert err == (
+            f"failsight: error: cannot serve /metrics on 127.0.0.1:{port}: address already in use\n"
+        )
+        serving = threading.Event()
+        shown: list[str] = []
+
+        def watch(stream: Any) -> None:
+            for line in stream:
+                shown.append(line)
+                if line.startswith("Serving /metrics"):
+                    serving.set()
+
+        threading.Thread(target=watch, args=(winner.stdout,), daemon=True).start()
+        assert serving.wait(60), shown  # then Ctrl-C ends it as it ends any demo
+        assert f"Serving /metrics on http://127.0.0.1:{port}/metrics" in "".join(shown)
+        winner.send_signal(signal.SIGINT)
+        assert winner.wait(60) == 0
+        assert winner.stderr is not None and "Traceback" not in winner.stderr.read()
+    finally:
+        for demo in demos:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
 
 
 @pytest.mark.parametrize("command", ["demo", "run"])
