@@ -481,6 +481,31 @@ def test_response_failed_reports_usage(client: openai.OpenAI) -> None:
         client.chat.completions.create(model=f"m@{scenario}", messages=MESSAGES)
 
 
+@pytest.mark.parametrize("api", ["chat", "completions", "responses"])
+def test_key_echo_puts_the_callers_key_in_model_and_id(server: FaultServer, api: str) -> None:
+    (scenario,) = covers("key_echo")
+    key = "sk-echoed-0123456789abcdef"
+    with openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0) as client:
+        model = f"m@{scenario}"
+        if api == "chat":
+            answer: Any = client.chat.completions.create(model=model, messages=MESSAGES)
+        elif api == "completions":
+            answer = client.completions.create(model=model, prompt="x")
+        else:
+            answer = client.responses.create(model=model, input="x")
+        streamed = list(_stream(client, api, scenario))
+    assert answer.model == key and answer.id.endswith(key)
+    if api == "responses":
+        final = streamed[-1].response
+        assert final.model == key and final.id.endswith(key)
+    else:
+        assert {(c.model, c.id) for c in streamed} == {(key, answer.id)}
+    # An `api-key` header (Azure's) is echoed too.
+    body = {"model": model, "messages": MESSAGES}
+    raw = httpx.post(f"{server.base_url}/chat/completions", json=body, headers={"api-key": key})
+    assert raw.json()["model"] == key
+
+
 def _stream(client: openai.OpenAI, api: str, scenario: str) -> Any:
     model = f"m@{scenario}"
     if api == "chat":

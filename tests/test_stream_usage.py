@@ -107,8 +107,9 @@ async def test_usage_then_drop_is_counted_and_wasted(
     assert span.attributes["gen_ai.usage.input_tokens"] == FULL["input"]
     assert span.attributes["gen_ai.usage.output_tokens"] == FULL["output"]
     assert span.attributes["failsight.failure_reason"] == "connection"
-    # What the stream reported before it broke: its finish reason too.
+    # What the stream reported before it broke: its finish reason and model too.
     assert instrumented.value("genai_finish_reasons_total", finish_reason="stop") == 1
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini"
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -24,7 +24,7 @@ from failsight._classify import NONE, SOFT, Outcome, classify_exception
 from failsight._config import State, get_state
 from failsight._guard import guarded, swallow
 from failsight._operations import Operation
-from failsight._redact import mask_secrets
+from failsight._redact import mask_remembered, mask_secrets
 from failsight._waste import Spent
 
 __all__ = [
@@ -177,10 +177,11 @@ class Call:
         if not _spans.is_recording(self.span):
             return
         values = self.values
+        # Written as the server sent them, but for a client key it may have echoed there.
         if outcome.response_model:
-            values[_spans.GEN_AI_RESPONSE_MODEL] = outcome.response_model
+            values[_spans.GEN_AI_RESPONSE_MODEL] = mask_remembered(outcome.response_model)
         if outcome.response_id:
-            values[_spans.GEN_AI_RESPONSE_ID] = outcome.response_id
+            values[_spans.GEN_AI_RESPONSE_ID] = mask_remembered(outcome.response_id)
         if outcome.finish_reasons:
             values[_spans.GEN_AI_FINISH_REASONS] = outcome.finish_reasons
         if usage is not None:

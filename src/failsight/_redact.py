@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 from urllib.parse import quote
 
-__all__ = ["mask_secrets", "remember_secret", "sanitize_reason"]
+__all__ = ["mask_remembered", "mask_secrets", "remember_secret", "sanitize_reason"]
 
 MASK: Final = "***"
 
@@ -295,6 +295,25 @@ def _mask_remembered(text: str, forms: tuple[str, ...]) -> str:
             return text
         for form in forms:  # longest first: a key containing another is masked whole
             text = text.replace(form, MASK)
+
+
+def mask_remembered(text: str) -> str:
+    """`text` with every remembered key masked (any spelling); no pattern is applied.
+
+    For the short values a server sends back and failsight records as they are (a response's
+    model or id): a key echoed there is masked, and a model name is never mistaken for a key.
+    A few substring checks when no key is in it.
+
+    >>> remember_secret("a1b2c3d4e5f6")
+    >>> mask_remembered("chatcmpl-a1b2c3d4e5f6"), mask_remembered("my-task-classifier-v2-0513")
+    ('chatcmpl-***', 'my-task-classifier-v2-0513')
+    >>> _forget_secrets("a1b2c3d4e5f6")
+    """
+    forms = _remembered.forms
+    for form in forms:
+        if form in text:
+            return _mask_remembered(text, forms)
+    return text
 
 
 # --------------------------------------------------------------------------- masking

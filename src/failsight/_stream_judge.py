@@ -21,6 +21,7 @@ from failsight._classify import (
     worst_soft_reason,
 )
 from failsight._filters import Filter, filters_of_choice, filters_of_prompt
+from failsight._taxonomy import MAX_TEXT
 
 __all__ = ["StreamJudge"]
 
@@ -55,6 +56,8 @@ class StreamJudge:
         "finish_reasons",
         "first_token",
         "kind",
+        "response_id",
+        "response_model",
         "saw_content",
         "saw_refusal",
         "saw_tools",
@@ -71,6 +74,9 @@ class StreamJudge:
         self.usage: Any = None
         self.final: Outcome | None = None  # a Responses stream's final event, classified
         self.filters: list[Filter] = []  # categories a content filter gave (Azure, Gemini)
+        # The answer's id and model, read once from the first chunk with choices ("": none).
+        self.response_id: str | None = None
+        self.response_model: str | None = None
 
     def chunk(self, item: Any) -> None:
         """Take one chunk (an SDK object or a decoded JSON dict); odd shapes are ignored."""
@@ -84,6 +90,8 @@ class StreamJudge:
         # chunk's watcher count a telemetry error and skip the chunk.
         choices = getattr(item, "choices", None)
         if choices and isinstance(choices, list):  # a gateway's odd JSON is data, not an error
+            if self.response_id is None:
+                self._identity(getattr(item, "id", None), getattr(item, "model", None))
             for choice in choices:
                 if not self.saw_content:  # once content arrived, deltas decide nothing more
                     self._delta(choice)
@@ -101,6 +109,8 @@ class StreamJudge:
     def _decoded(self, item: dict[str, Any]) -> None:
         choices = item.get("choices")
         if choices and isinstance(choices, list):
+            if self.response_id is None:
+                self._identity(item.get("id"), item.get("model"))
             for choice in choices:
                 if not self.saw_content:
                     self._delta(choice)
@@ -112,6 +122,11 @@ class StreamJudge:
         usage = item.get("usage")
         if usage is not None:
             self.usage = usage
+
+    def _identity(self, response_id: Any, model: Any) -> None:
+        self.response_id = response_id[:MAX_TEXT] if isinstance(response_id, str) else ""
+        if isinstance(model, str) and model:
+            self.response_model = model[:MAX_TEXT]
 
     def _finished(self, choice: Any, reason: Any) -> None:
         normalized = normalize_finish_reason(reason) or "other"
@@ -164,8 +179,12 @@ class StreamJudge:
             return Outcome(HARD, "connection") if exhausted else Outcome()
         reasons = tuple(self.finish_reasons)
         usage = extract_usage(self.usage)
+        rid, model = self.response_id or None, self.response_model
         if not reasons:
-            return Outcome(HARD, "connection", usage=usage) if exhausted else Outcome(usage=usage)
+            return Outcome(
+                HARD if exhausted else NONE, "connection" if exhausted else None, usage=usage,
+                response_id=rid, response_model=model,
+            )  # fmt: skip
         found: list[str] = [r for r in reasons if r in ("content_filter", "length")]
         if self.saw_refusal and not self.saw_content:
             found.append("refusal")
@@ -174,5 +193,5 @@ class StreamJudge:
         failure = worst_soft_reason(found)
         return Outcome(
             SOFT if failure else NONE, failure, finish_reasons=reasons, usage=usage,
-            filters=tuple(self.filters),
+            filters=tuple(self.filters), response_id=rid, response_model=model,
         )  # fmt: skip

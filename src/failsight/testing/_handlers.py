@@ -182,9 +182,10 @@ async def chat(call: Call) -> web.StreamResponse:
     n = _count(call.body.get("n"), limit=8)
     if call.stream:
         chunks = payloads.chat_chunks(call.model, answer, n, _include_usage(call.body))
-        events = [(None, c) for c in chunks]
+        events = [(None, _echo_key(call, c, "chatcmpl-")) for c in chunks]
         return await sse(call.request, events, done=True, delay=call.chunk_delay)
-    return web.json_response(payloads.chat_completion(call.model, answer, n))
+    body = payloads.chat_completion(call.model, answer, n)
+    return web.json_response(_echo_key(call, body, "chatcmpl-"))
 
 
 async def completions(call: Call) -> web.StreamResponse:
@@ -195,9 +196,10 @@ async def completions(call: Call) -> web.StreamResponse:
     n = _count(call.body.get("n"), limit=8)
     if call.stream:
         chunks = payloads.completion_chunks(call.model, answer, n, _include_usage(call.body))
-        events = [(None, c) for c in chunks]
+        events = [(None, _echo_key(call, c, "cmpl-")) for c in chunks]
         return await sse(call.request, events, done=True, delay=call.chunk_delay)
-    return web.json_response(payloads.completion(call.model, answer, n))
+    body = payloads.completion(call.model, answer, n)
+    return web.json_response(_echo_key(call, body, "cmpl-"))
 
 
 async def responses(call: Call) -> web.StreamResponse:
@@ -206,8 +208,11 @@ async def responses(call: Call) -> web.StreamResponse:
     answer = payloads.answer_for(call.scenario, echo)
     if call.stream:
         events = payloads.response_events(call.model, answer)
+        for _name, data in events:
+            if isinstance(data.get("response"), dict):
+                _echo_key(call, data["response"], "resp_")
         return await sse(call.request, list(events), done=False, delay=call.chunk_delay)
-    return web.json_response(payloads.response(call.model, answer))
+    return web.json_response(_echo_key(call, payloads.response(call.model, answer), "resp_"))
 
 
 # --- embeddings, images ----------------------------------------------------------------------
@@ -235,6 +240,18 @@ async def images(call: Call) -> web.StreamResponse:
         call.scenario, n, prompt if isinstance(prompt, str) else "", origin(call.request)
     )
     return web.json_response(body)
+
+
+def _echo_key(call: Call, body: JSON, prefix: str) -> JSON:
+    """``key_echo``: the caller's API key put in ``body``'s model and id (in place)."""
+    if call.scenario == "key_echo":
+        headers = call.request.headers
+        auth = headers.get("Authorization", "")
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("api-key", "")
+        if key:
+            body["model"] = key
+            body["id"] = prefix + key
+    return body
 
 
 # --- reading a request -----------------------------------------------------------------------

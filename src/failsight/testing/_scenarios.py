@@ -183,9 +183,11 @@ HARD_SCENARIOS: Final[frozenset[str]] = frozenset(HTTP_ERROR_SCENARIOS) | {
 FILTER_SCENARIOS: Final[frozenset[str]] = frozenset(
     {"azure_content_filter", "gemini_safety", "gemini_recitation"}
 )
+# `key_echo`: a misbehaving gateway that puts the caller's API key in the answer's model and id.
 TEXT_SCENARIOS: Final[frozenset[str]] = (
     frozenset({"ok", "echo", "tool_calls", "content_filter", "length", "empty_content", "refusal"})
     | FILTER_SCENARIOS
+    | {"key_echo"}
 )
 # The Responses API only: a stream (or answer) that ends `failed`, its usage reported.
 RESPONSES_SCENARIOS: Final[frozenset[str]] = frozenset({"response_failed"})
