@@ -21,7 +21,7 @@ import failsight
 from conftest import Telemetry
 from failsight import traced_generation
 from failsight.testing import USAGE, FaultServer
-from openai_calls import MESSAGES, async_client, sync_client
+from openai_calls import MESSAGES, async_client, maybe_await, sync_client
 
 SCENARIO = "X-Failsight-Scenario"
 FULL = {
@@ -170,19 +170,23 @@ async def test_usage_then_drop_in_a_retried_scope_is_wasted_once(
 
 
 @pytest.mark.parametrize("end", ["close", "abandon"])
-def test_usage_of_a_stream_ended_early_is_counted_not_wasted(
-    instrumented: Telemetry, server: FaultServer, end: str
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_usage_of_a_stream_ended_early_is_counted_not_wasted(
+    instrumented: Telemetry, server: FaultServer, mode: str, end: str
 ) -> None:
     """Read up to the usage chunk, then close it or drop it unclosed: counted, not wasted."""
-    stream = sync_client(server).chat.completions.create(
+    client = sync_client(server) if mode == "sync" else async_client(server)
+    stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
+    if mode == "async":
+        stream = await stream
     while True:
-        chunk = next(stream)
+        chunk = next(stream) if mode == "sync" else await stream.__anext__()
         if chunk.usage is not None:
             break
     if end == "close":
-        stream.close()
+        await maybe_await(stream.close())
     else:
         del stream, chunk
         gc.collect()

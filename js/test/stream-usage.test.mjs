@@ -143,3 +143,29 @@ test("a Responses stream that ends `response.failed` with usage: counted and was
     uninstrumentOpenAI(client);
   }
 });
+
+test("a stream dropped unclosed after its usage chunk: counted when collected, not wasted", { skip: typeof globalThis.gc !== "function" && "needs --expose-gc" }, async () => {
+  const t = freshTelemetry();
+  const client = new OpenAI({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 0 });
+  instrumentOpenAI(client);
+  try {
+    await (async () => {
+      const stream = await client.chat.completions.create({
+        model: "gpt-4o-mini@ok", messages, stream: true, stream_options: { include_usage: true },
+      });
+      const it = stream[Symbol.asyncIterator]();
+      for (let r = await it.next(); !r.done && !r.value.usage; r = await it.next());
+    })(); // read up to the usage chunk, then dropped without return()
+    for (let i = 0; i < 50 && (await value(t.registry, "genai_in_flight_requests")) !== 0; i++) {
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await value(t.registry, "genai_in_flight_requests"), 0);
+    for (const [tokenType, count] of Object.entries(FULL)) {
+      assert.equal(await value(t.registry, "genai_tokens_total", { token_type: tokenType }), count);
+    }
+    assert.equal(await value(t.registry, "genai_wasted_tokens_total"), 0);
+  } finally {
+    uninstrumentOpenAI(client);
+  }
+});
