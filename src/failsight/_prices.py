@@ -23,6 +23,7 @@ import contextlib
 import decimal
 import math
 import numbers
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
@@ -249,7 +250,8 @@ class PriceBook:
     0.002
     """
 
-    __slots__ = ("_cache", "_on_unknown", "_reported", "_table", "_unknown", "_user")
+    __slots__ = ("_cache", "_on_unknown", "_reported", "_reported_lock", "_table", "_unknown",
+                 "_user")  # fmt: skip
 
     def __init__(
         self,
@@ -263,6 +265,7 @@ class PriceBook:
         self._cache: dict[tuple[str, str], tuple[Rate, float]] = {}
         self._unknown: dict[tuple[str, str], float] = {}  # pair → when to look it up again
         self._reported: set[int] = set()  # hash((provider, model)) of pairs told about
+        self._reported_lock = threading.Lock()  # two threads missing at once tell once
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
         """US dollars of `usage`, or None when the model has no price (or a refused one)."""
@@ -297,8 +300,11 @@ class PriceBook:
             _remember(self._unknown, key, expires, _UNKNOWN_LIMIT)
             reported = self._reported
             mark = hash(key)
-            if mark not in reported and len(reported) < _REPORTED_LIMIT:
-                reported.add(mark)
+            with self._reported_lock:
+                tell = mark not in reported and len(reported) < _REPORTED_LIMIT
+                if tell:
+                    reported.add(mark)
+            if tell:
                 self._on_unknown(provider, model)
             return None
         self._unknown.pop(key, None)
