@@ -153,16 +153,6 @@ class Account:
         return self._closed
 
     @property
-    def usage(self) -> dict[str, int]:
-        """Tokens reported in the scope (nested scopes included), by type: a copy."""
-        return dict(self.share.usage)
-
-    @property
-    def cost(self) -> float | None:
-        """Priced usage reported in the scope, when a price was known."""
-        return self.share.cost
-
-    @property
     def wasted_cost(self) -> float | None:
         return self.share.wasted_cost
 
@@ -231,6 +221,15 @@ class Account:
     def add_usage(self, usage: Usage) -> Spent:
         """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)
         and its cost when priced; returns what it spent (wasted if its call is retried)."""
+        cost = self._count_usage(usage)
+        share = self.share
+        return Spent(usage, cost, share, share.add(usage, cost))
+
+    def record_usage(self, usage: Usage) -> None:
+        """`add_usage` of usage the scope's own code reports: no call of it is retried."""
+        self.share.add(usage, self._count_usage(usage))
+
+    def _count_usage(self, usage: Usage) -> float | None:
         children = self.children()
         self.retried = None
         otel = self.state.otel_tokens
@@ -250,7 +249,7 @@ class Account:
                 cost = prices.cost(root.provider, root.model, usage)
             if cost is not None:
                 children.add("cost", None, cost)
-        return self.share.add(usage, cost)
+        return cost
 
     def count_filters(self, filters: Iterable[tuple[str, str, str]]) -> None:
         """Count content-filter categories a provider reported (normalised by `_filters`)."""
@@ -331,9 +330,11 @@ class Account:
     def call_started(self, operation: str) -> None:
         """A call begins: after a failed call of the same operation it is a retry, except after
         a client error the retry policy never retries (docs/reference.md#what-counts-as-a-retry)."""
+        inner = self.inner
+        if inner is None or inner[0] != operation:
+            return
         with self.share.lock:  # threads sharing the scope: one of them retries the call
-            inner = self.inner
-            if inner is None or inner[0] != operation:
+            if self.inner is not inner:
                 return
             self.inner = None
         if inner[2] not in NON_RETRYABLE_CLIENT_ERRORS:
@@ -342,18 +343,15 @@ class Account:
     def call_finished(self, operation: str, outcome: Outcome, spent: Spent | None = None) -> None:
         """A call inside the scope ended with `outcome` (its tokens were counted already,
         `spent` is what it reported: wasted if it is retried)."""
-        with self.share.lock:
-            if outcome.failed and not outcome.transient:
-                reason = outcome.reason or "exception"
-                self.inner = (operation, outcome.failure_class, reason, spent)
-            elif self.inner is not None and self.inner[0] == operation:
-                self.inner = None
+        if outcome.failed and not outcome.transient:
+            self.inner = (operation, outcome.failure_class, outcome.reason or "exception", spent)
+        elif self.inner is not None and self.inner[0] == operation:
+            self.inner = None
 
     def call_cancelled(self, operation: str) -> None:
         """A call cancelled by its caller (e.g. `asyncio.wait_for`): the scope decides."""
-        with self.share.lock:
-            if self.inner is not None and self.inner[0] == operation:
-                self.inner = None
+        if self.inner is not None and self.inner[0] == operation:
+            self.inner = None
 
     # ------------------------------------------------------------------ the end
 

@@ -133,7 +133,7 @@ class Generation:
         if usage == Usage():
             return
         with guarded("record_usage"):
-            self._account.add_usage(usage)
+            self._account.record_usage(usage)
 
     def record_retry(
         self, reason: str, *, status_code: int | None = None, wait: float | None = None

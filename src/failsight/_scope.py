@@ -101,12 +101,13 @@ class _Scope:
                 values[_spans.FAILURE_REASON] = reason
             if account.finish_reasons:
                 values[_spans.GEN_AI_FINISH_REASONS] = tuple(account.finish_reasons)
-            for token_type, count in account.usage.items():
+            share = account.share  # usage and cost of the scope, nested scopes included
+            for token_type, count in dict(share.usage).items():  # a copy: threads may add
                 values[_spans.USAGE_ATTRIBUTES[token_type]] = count
-            if account.cost is not None:
-                values[_spans.COST_USD] = account.cost
-                if account.is_root and account.wasted_cost is not None:
-                    values[_spans.WASTED_COST_USD] = account.wasted_cost
+            if share.cost is not None:
+                values[_spans.COST_USD] = share.cost
+                if account.is_root and share.wasted_cost is not None:
+                    values[_spans.WASTED_COST_USD] = share.wasted_cost
             if account.model != UNKNOWN:
                 values[_spans.GEN_AI_REQUEST_MODEL] = account.model
             if account.operation != UNKNOWN:

@@ -20,10 +20,10 @@ difference and marks its nested shares still open (generators, threads) wasted w
 request's end wastes its root's difference; a retried call wastes its `Spent`, the answer's
 own usage, unless a retry of its scope (or of an enclosing one) wasted it first: each share
 counts those retries in its epoch, and a `Spent` holds only under the epoch it was reported
-in. Every amount is also bounded, share by share up to the root, by what is not wasted yet:
-a request never wastes more than it reported, whatever the order of events. One lock per
-logical request (its root share's) makes each step atomic, as `asyncio.to_thread` and
-thread pools carry a scope into other threads.
+in, while its scope is open. Every amount is also bounded, share by share up to the root,
+by what is not wasted yet: a request never wastes more than it reported, whatever the order
+of events. One lock per logical request (its root share's) makes each step atomic, as
+`asyncio.to_thread` and thread pools carry a scope into other threads.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Spent:
     """What one API response reported (usage, cost), wasted if its call is retried.
 
     >>> share = Share()
-    >>> spent = share.add(Usage(10, 2), None)
+    >>> spent = Spent(Usage(10, 2), None, share, share.add(Usage(10, 2), None))
     >>> share.take(spent), share.take(spent)  # wasted once
     (({'input': 10, 'output': 2}, None), ({}, None))
     """
@@ -109,9 +109,12 @@ class Share:
                     parent._open = []
                 parent._open.append(self)
 
-    def add(self, usage: Usage, cost: float | None) -> Spent:
-        """Count a response's usage (and cost) here and in every enclosing share."""
-        with self.lock:
+    def add(self, usage: Usage, cost: float | None) -> int:
+        """Count a response's usage (and cost) here and in every enclosing share; returns the
+        epoch it was counted in (see `Spent`)."""
+        lock = self.lock
+        lock.acquire()  # not `with`: twice the instructions, on the path every answer takes
+        try:
             share: Share | None = self
             while share is not None:
                 counts = share.usage
@@ -121,13 +124,15 @@ class Share:
                 if cost is not None:
                     share.cost = cost if share.cost is None else share.cost + cost
                 share = share.parent
-            return Spent(usage, cost, self, self._epoch)
+            return self._epoch
+        finally:
+            lock.release()
 
     def take(self, spent: Spent) -> Taken:
-        """Waste what `spent` reported, unless it was wasted already."""
+        """Waste what `spent` reported, unless it was wasted already (or its scope ended)."""
         with self.lock:
             share = spent.share
-            if share is None or share._epoch != spent.epoch:
+            if share is None or share._epoch != spent.epoch or share._closed:
                 return {}, None
             spent.share = None
             counts = {t: n for t, n in zip(TOKEN_TYPES, spent.usage, strict=True) if n}
@@ -148,13 +153,15 @@ class Share:
             return taken
 
     def close(self) -> None:
-        """The scope ended: its calls are no longer retried inside it."""
+        """The scope ended: its calls are no longer retried inside it, nor is it."""
+        parent = self.parent
+        if parent is None:
+            self._closed = True  # one store: the request ended, no other share to update
+            return
         with self.lock:
             self._closed = True
-            self._epoch += 1
-            siblings = self.parent._open if self.parent is not None else None
-            if siblings is not None and self in siblings:
-                siblings.remove(self)
+            if parent._open is not None and self in parent._open:
+                parent._open.remove(self)
 
     def _charge(self, counts: dict[str, int], cost: float | None) -> Taken:
         # Bounded by what every share up to the root has not wasted (the lock is held).
