@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -27,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from prom_harness import REPO, _free_port, require_binary
+from prom_harness import REPO, ServerProcess, require_binary
 
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager.yml"
 
@@ -80,98 +78,37 @@ def with_webhook_receivers(
     return copied
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ServerProcess):
     """The real Alertmanager on loopback, for the length of a ``with`` block.
 
     >>> with AlertmanagerServer(config) as am:  # doctest: +SKIP
     ...     am.post_alerts([{"labels": {"alertname": "Test"}}])
     """
 
+    name = "alertmanager"
+
     def __init__(self, config: dict[str, Any], *, startup_timeout: float = 30.0) -> None:
+        super().__init__(startup_timeout=startup_timeout)
         self.config = config
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self._dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        """``host:port``, as Prometheus's alerting targets take it."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
 
     def __enter__(self) -> AlertmanagerServer:
-        binary = alertmanager_binary()
-        self._dir = Path(tempfile.mkdtemp(prefix="failsight-alertmanager-"))
-        config_path = self._dir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        try:
-            # The free port can be taken between probing and binding: try a few.
-            for _ in range(3):
-                self.port = _free_port()
-                with (self._dir / "alertmanager.log").open("wb") as log:
-                    self._proc = subprocess.Popen(
-                        [
-                            binary,
-                            f"--config.file={config_path}",
-                            f"--storage.path={self._dir / 'data'}",
-                            f"--web.listen-address={self.address}",
-                            # A single instance: no gossip port (9094) to collide on.
-                            "--cluster.listen-address=",
-                            "--log.level=warn",
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                if self._wait_ready():
-                    return self
-                if self._proc.poll() is None:
-                    break
-            raise RuntimeError(f"alertmanager did not become ready:\n{self.log_tail()}")
-        except BaseException:
-            self._stop()
-            raise
+        self._binary = alertmanager_binary()
+        entered: AlertmanagerServer = super().__enter__()
+        return entered
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop()
+    def prepare(self, directory: Path) -> None:
+        (directory / "alertmanager.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
 
-    def _wait_ready(self) -> bool:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        return False
-
-    def _stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        self._proc = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        if self._dir is None or not (self._dir / "alertmanager.log").exists():
-            return ""
-        text = (self._dir / "alertmanager.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+    def command(self, directory: Path) -> list[str]:
+        return [
+            self._binary,
+            f"--config.file={directory / 'alertmanager.yml'}",
+            f"--storage.path={directory / 'data'}",
+            f"--web.listen-address={self.address}",
+            # A single instance: no gossip port (9094) to collide on.
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """Send alerts as Prometheus does (POST /api/v2/alerts)."""

@@ -87,97 +87,53 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PrometheusServer:
-    """The real `prometheus` binary on loopback, for the length of a ``with`` block.
+class ServerProcess:
+    """A server binary on a free loopback port, for the length of a ``with`` block: started
+    (a few ports tried, as one can be taken between probing and binding), ready when its
+    ``/-/ready`` answers 200, stopped and its directory removed on exit. Subclasses name the
+    binary's arguments for a port (`command`) and may prepare the directory (`prepare`)."""
 
-    >>> with PrometheusServer(["127.0.0.1:9464"], RULE_FILES) as prom:  # doctest: +SKIP
-    ...     prom.wait_for("up", lambda result: len(result) == 1)
-    """
+    name = "server"
 
-    def __init__(
-        self,
-        targets: Sequence[str] = (),
-        rule_files: Sequence[Path | str] = (),
-        *,
-        job: str = "failsight",
-        scrape_interval: str = "1s",
-        evaluation_interval: str = "1s",
-        startup_timeout: float = 30.0,
-        alertmanagers: Sequence[str] = (),
-        history: Path | None = None,
-    ) -> None:
-        self.targets = list(targets)
-        self.alertmanagers = list(alertmanagers)  # "host:port" of each Alertmanager
-        self.history = history  # OpenMetrics with timestamps, stored before the server starts
-        self.rule_files = [str(Path(path).resolve()) for path in rule_files]
-        self.job = job
-        self.scrape_interval = scrape_interval
-        self.evaluation_interval = evaluation_interval
+    def __init__(self, *, startup_timeout: float = 30.0) -> None:
         self.startup_timeout = startup_timeout
         self.port = 0
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}"
 
-    def config(self) -> dict[str, Any]:
-        """The prometheus.yml this server runs with."""
-        config: dict[str, Any] = {
-            "global": {
-                "scrape_interval": self.scrape_interval,
-                "scrape_timeout": self.scrape_interval,
-                "evaluation_interval": self.evaluation_interval,
-            },
-            "rule_files": self.rule_files,
-            "scrape_configs": [
-                {"job_name": self.job, "static_configs": [{"targets": self.targets}]}
-            ],
-        }
-        if self.alertmanagers:
-            config["alerting"] = {
-                "alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]
-            }
-        return config
+    def command(self, directory: Path) -> list[str]:
+        raise NotImplementedError
 
-    def __enter__(self) -> PrometheusServer:
-        binary = require_binary("prometheus")
-        self._dir = Path(tempfile.mkdtemp(prefix="failsight-prometheus-"))
-        config_path = self._dir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+    def prepare(self, directory: Path) -> None:
+        """Writes what the server reads at start (its configuration) into `directory`."""
+
+    def __enter__(self) -> Any:
+        self._dir = Path(tempfile.mkdtemp(prefix=f"failsight-{self.name}-"))
         try:
-            if self.history is not None:
-                # promtool's backfill writes blocks that the server loads when it starts.
-                backfill = run_promtool(
-                    "tsdb", "create-blocks-from", "openmetrics",
-                    str(self.history), str(self._dir / "data"),
-                )  # fmt: skip
-                if backfill.returncode != 0:
-                    raise RuntimeError(f"promtool backfill failed:\n{backfill.stderr}")
-            # The free port can be taken between probing and binding: try a few.
+            self.prepare(self._dir)
             for _ in range(3):
                 self.port = _free_port()
-                log = (self._dir / "prometheus.log").open("wb")
-                self._proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config_path}",
-                        f"--storage.tsdb.path={self._dir / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{self.port}",
-                        "--enable-feature=exemplar-storage",
-                        "--log.level=warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-                log.close()
+                with (self._dir / f"{self.name}.log").open("wb") as log:
+                    self._proc = subprocess.Popen(
+                        self.command(self._dir),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
                 if self._wait_ready():
                     return self
                 if self._proc.poll() is None:
                     break
-            raise RuntimeError(f"prometheus did not become ready:\n{self.log_tail()}")
+            raise RuntimeError(f"{self.name} did not become ready:\n{self.log_tail()}")
         except BaseException:
             self._stop()
             raise
@@ -214,10 +170,86 @@ class PrometheusServer:
             self._dir = None
 
     def log_tail(self, lines: int = 40) -> str:
-        if self._dir is None or not (self._dir / "prometheus.log").exists():
+        if self._dir is None or not (self._dir / f"{self.name}.log").exists():
             return ""
-        text = (self._dir / "prometheus.log").read_text(errors="replace")
+        text = (self._dir / f"{self.name}.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+class PrometheusServer(ServerProcess):
+    """The real `prometheus` binary on loopback, for the length of a ``with`` block.
+
+    >>> with PrometheusServer(["127.0.0.1:9464"], RULE_FILES) as prom:  # doctest: +SKIP
+    ...     prom.wait_for("up", lambda result: len(result) == 1)
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        targets: Sequence[str] = (),
+        rule_files: Sequence[Path | str] = (),
+        *,
+        job: str = "failsight",
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        startup_timeout: float = 30.0,
+        alertmanagers: Sequence[str] = (),
+        history: Path | None = None,
+    ) -> None:
+        super().__init__(startup_timeout=startup_timeout)
+        self.targets = list(targets)
+        self.alertmanagers = list(alertmanagers)  # "host:port" of each Alertmanager
+        self.history = history  # OpenMetrics with timestamps, stored before the server starts
+        self.rule_files = [str(Path(path).resolve()) for path in rule_files]
+        self.job = job
+        self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
+
+    def config(self) -> dict[str, Any]:
+        """The prometheus.yml this server runs with."""
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
+            "rule_files": self.rule_files,
+            "scrape_configs": [
+                {"job_name": self.job, "static_configs": [{"targets": self.targets}]}
+            ],
+        }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]
+            }
+        return config
+
+    def __enter__(self) -> PrometheusServer:
+        self._binary = require_binary("prometheus")
+        entered: PrometheusServer = super().__enter__()
+        return entered
+
+    def prepare(self, directory: Path) -> None:
+        (directory / "prometheus.yml").write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        if self.history is not None:
+            # promtool's backfill writes blocks that the server loads when it starts.
+            backfill = run_promtool(
+                "tsdb", "create-blocks-from", "openmetrics",
+                str(self.history), str(directory / "data"),
+            )  # fmt: skip
+            if backfill.returncode != 0:
+                raise RuntimeError(f"promtool backfill failed:\n{backfill.stderr}")
+
+    def command(self, directory: Path) -> list[str]:
+        return [
+            self._binary,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--enable-feature=exemplar-storage",
+            "--log.level=warn",
+        ]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query; vector results as Prometheus returns them, scalars as one sample.
