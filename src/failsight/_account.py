@@ -221,35 +221,29 @@ class Account:
     def add_usage(self, usage: Usage) -> Spent:
         """Count a response's usage (non-negative ints or None, as `extract_usage` makes them)
         and its cost when priced; returns what it spent (wasted if its call is retried)."""
-        cost = self._count_usage(usage)
-        share = self.share
-        return Spent(usage, cost, share, share.add(usage, cost))
+        cost, epoch = self.record_usage(usage)
+        return Spent(usage, cost, self.share, epoch)
 
-    def record_usage(self, usage: Usage) -> None:
-        """`add_usage` of usage the scope's own code reports: no call of it is retried."""
-        self.share.add(usage, self._count_usage(usage))
-
-    def _count_usage(self, usage: Usage) -> float | None:
-        children = self.children()
+    def record_usage(self, usage: Usage) -> tuple[float | None, int]:
+        """`add_usage` of usage no retried call will waste (the scope's own code reports it):
+        its cost when priced, and the epoch of the scope's share it was counted in."""
         self.retried = None
-        otel = self.state.otel_tokens
-        for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
-            if count is None:
-                continue
-            children.add("tokens", token_type, count)
-            if otel is not None and token_type in ("input", "output"):
-                with _ACCOUNT:  # a broken meter loses this point, not the Prometheus counts
-                    otel.record(count, {**_spans.otel_point(self.labels()),
-                                        _spans.GEN_AI_TOKEN_TYPE: token_type})  # fmt: skip
-        root = self._root
+        children = self.children()
         cost = None
         prices = self.state.prices
         if prices is not None:
+            root = self._root
             with _PRICE:  # a broken price loses the cost, nothing else
                 cost = prices.cost(root.provider, root.model, usage)
-            if cost is not None:
-                children.add("cost", None, cost)
-        return cost
+        epoch = self.share.add(usage, cost, children)
+        otel = self.state.otel_tokens
+        if otel is not None:
+            for token_type, count in zip(TOKEN_TYPES[:2], usage[:2], strict=True):
+                if count is not None:
+                    with _ACCOUNT:  # a broken meter loses this point, not the Prometheus counts
+                        otel.record(count, {**_spans.otel_point(self.labels()),
+                                            _spans.GEN_AI_TOKEN_TYPE: token_type})  # fmt: skip
+        return cost, epoch
 
     def count_filters(self, filters: Iterable[tuple[str, str, str]]) -> None:
         """Count content-filter categories a provider reported (normalised by `_filters`)."""
@@ -378,9 +372,8 @@ class Account:
                 if verdict[0] != NONE:
                     with _ACCOUNT:
                         self.waste(SCOPE, verdict[0], verdict[1] or "exception")
-                with _ACCOUNT:
-                    self.share.close()
                 self._count(verdict[0], verdict[1])
+                self.share.close()  # one store, for a request: nothing to guard
             else:
                 with _ACCOUNT:
                     self.share.close()
@@ -420,7 +413,7 @@ class Account:
                 if exemplar is None:
                     children.add("requests", failure_class)
                 else:
-                    children.add_exemplar("requests", failure_class, exemplar)
+                    children.of("requests", failure_class).inc(exemplar=exemplar)
             except Exception as exc:
                 swallow("account", exc)
             if failure_class != NONE:
@@ -437,7 +430,7 @@ class Account:
                 if exemplar is None:
                     children.observe("duration", duration, failure_class)
                 else:
-                    children.observe_exemplar("duration", duration, failure_class, exemplar)
+                    children.of("duration", failure_class).observe(duration, exemplar=exemplar)
             except Exception as exc:
                 swallow("account", exc)
             otel = self.state.otel_duration

@@ -35,7 +35,7 @@ from failsight._capped import HARD_REASONS, SOFT_REASONS
 from failsight._taxonomy import HARD, SILENT, SOFT, TOKEN_TYPES, Usage
 
 if TYPE_CHECKING:
-    from failsight._metrics import MetricSet
+    from failsight._metrics import LabelChildren, MetricSet
 
 __all__ = ["SCOPE", "Share", "Spent", "class_of_reason", "waste"]
 
@@ -61,8 +61,10 @@ def class_of_reason(reason: str) -> str:
 class Spent:
     """What one API response reported (usage, cost), wasted if its call is retried.
 
-    >>> share = Share()
-    >>> spent = Spent(Usage(10, 2), None, share, share.add(Usage(10, 2), None))
+    >>> class Metrics:  # what `add` counts in, left out here
+    ...     def add(self, *args): pass
+    >>> share, usage = Share(), Usage(10, 2)
+    >>> spent = Spent(usage, None, share, share.add(usage, None, Metrics()))
     >>> share.take(spent), share.take(spent)  # wasted once
     (({'input': 10, 'output': 2}, None), ({}, None))
     """
@@ -80,10 +82,12 @@ class Share:
     """A scope's share of its logical request: usage and cost reported in it (nested scopes
     included), and the part of them wasted. Shares of one request share one lock.
 
+    >>> class Metrics:  # what `add` counts in, left out here
+    ...     def add(self, *args): pass
     >>> outer = Share()
-    >>> _ = outer.add(Usage(5), None)
+    >>> _ = outer.add(Usage(5), None, Metrics())
     >>> inner = Share(outer)
-    >>> _ = inner.add(Usage(4), None)
+    >>> _ = inner.add(Usage(4), None, Metrics())
     >>> inner.take_all(), outer.take_all()  # the inner retry keeps the outer's 5
     (({'input': 4}, None), ({'input': 5}, None))
     """
@@ -109,21 +113,27 @@ class Share:
                     parent._open = []
                 parent._open.append(self)
 
-    def add(self, usage: Usage, cost: float | None) -> int:
-        """Count a response's usage (and cost) here and in every enclosing share; returns the
-        epoch it was counted in (see `Spent`)."""
+    def add(self, usage: Usage, cost: float | None, children: LabelChildren) -> int:
+        """Count a response's usage (and cost): in the request's metric `children`, here and in
+        every enclosing share; returns the epoch it was counted in (see `Spent`)."""
         lock = self.lock
         lock.acquire()  # not `with`: twice the instructions, on the path every answer takes
         try:
-            share: Share | None = self
-            while share is not None:
-                counts = share.usage
-                for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
-                    if count is not None:
-                        counts[token_type] = counts.get(token_type, 0) + count
-                if cost is not None:
+            for token_type, count in zip(TOKEN_TYPES, usage, strict=True):
+                if count is None:
+                    continue
+                children.add("tokens", token_type, count)  # first: a share never counts more
+                share: Share | None = self
+                while share is not None:
+                    counts = share.usage
+                    counts[token_type] = counts.get(token_type, 0) + count
+                    share = share.parent
+            if cost is not None:
+                children.add("cost", None, cost)
+                share = self
+                while share is not None:
                     share.cost = cost if share.cost is None else share.cost + cost
-                share = share.parent
+                    share = share.parent
             return self._epoch
         finally:
             lock.release()
