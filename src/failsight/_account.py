@@ -372,8 +372,9 @@ class Account:
                 if verdict[0] != NONE:
                     with _ACCOUNT:
                         self.waste(SCOPE, verdict[0], verdict[1] or "exception")
+                with _ACCOUNT:
+                    self.share.close()
                 self._count(verdict[0], verdict[1])
-                self.share.close()  # one store, for a request: nothing to guard
             else:
                 with _ACCOUNT:
                     self.share.close()
@@ -413,7 +414,7 @@ class Account:
                 if exemplar is None:
                     children.add("requests", failure_class)
                 else:
-                    children.of("requests", failure_class).inc(exemplar=exemplar)
+                    children.add_exemplar("requests", failure_class, exemplar)
             except Exception as exc:
                 swallow("account", exc)
             if failure_class != NONE:
@@ -430,7 +431,7 @@ class Account:
                 if exemplar is None:
                     children.observe("duration", duration, failure_class)
                 else:
-                    children.of("duration", failure_class).observe(duration, exemplar=exemplar)
+                    children.observe_exemplar("duration", duration, failure_class, exemplar)
             except Exception as exc:
                 swallow("account", exc)
             otel = self.state.otel_duration
