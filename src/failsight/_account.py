@@ -372,9 +372,8 @@ class Account:
                 if verdict[0] != NONE:
                     with _ACCOUNT:
                         self.waste(SCOPE, verdict[0], verdict[1] or "exception")
-                with _ACCOUNT:
-                    self.share.close()
                 self._count(verdict[0], verdict[1])
+                self.share.close()  # one store, for a request: nothing to guard
             else:
                 with _ACCOUNT:
                     self.share.close()
