@@ -27,6 +27,21 @@ function cannotStart(reason) {
   );
 }
 
+// Fault servers still running. A test file that times out is ended by SIGTERM without its
+// after() hooks: its servers are killed then, and at any exit, so none outlives its test file.
+const running = new Set();
+const reap = () => {
+  for (const child of running) child.kill("SIGKILL");
+  running.clear();
+};
+process.once("exit", reap);
+for (const signal of ["SIGTERM", "SIGINT"]) {
+  process.once(signal, () => {
+    reap();
+    process.kill(process.pid, signal); // then end of it, as without this handler
+  });
+}
+
 /**
  * Start `python -m failsight.testing` on a free loopback port; resolves with its base URL and a stop().
  */
@@ -40,6 +55,8 @@ export function startFaultServer(settings = {}) {
     "--poll-after-ms", "1",
   ];
   const child = spawn(python, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   return new Promise((resolvePromise, reject) => {
     let out = "";
     let err = "";
