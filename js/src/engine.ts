@@ -323,9 +323,10 @@ export class Account {
   ): void {
     const clean = sanitizeReason(String(reason));
     this.root.retries += 1;
+    const wasted = options.wasted === undefined ? ANY : options.wasted;
+    if (wasted === ANY) this.inner = undefined; // a new attempt: the next call is this retry, not another
     const m = this.state.metrics.retries;
     m.metric.inc(m.labels([...this.labels(), clean]));
-    const wasted = options.wasted === undefined ? ANY : options.wasted;
     if (wasted !== null) guard("account", () => this.waste(wasted, options.failureClass ?? classOfReason(clean), clean));
     const span = options.span ?? this.span;
     if (span) {

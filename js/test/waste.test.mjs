@@ -110,3 +110,56 @@ test(
     assert.deepEqual(await wasted(t.registry), { "input|soft|length": 4, "input|soft|content_filter": 11 });
   }),
 );
+
+// ---------------------------------------------------------------------- a recorded retry is the retry
+
+function failures(registry) {
+  return value(registry, "genai_failures_total");
+}
+
+async function retriesByReason(registry) {
+  const found = {};
+  for (const s of parseExposition(await registry.metrics())) {
+    if (s.name === "genai_retries_total" && s.value) found[s.labels.reason] = (found[s.labels.reason] ?? 0) + s.value;
+  }
+  return found;
+}
+
+const allOf = (failureClass, reason, n = 1) =>
+  Object.fromEntries(Object.entries(USAGE).map(([tokenType, count]) => [`${tokenType}|${failureClass}|${reason}`, n * count]));
+
+test(
+  "a recorded retry is the retry of the failed call before it: the next call is not a second one",
+  withClient(async (t, client) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const site = tracedGeneration({ name: "site" }, async () => {
+      const filtered = await client.chat.completions.create({ model: "gpt-4o-mini@content_filter", messages });
+      assert.equal(filtered.choices[0].finish_reason, "content_filter");
+      currentGeneration().recordRetry("content_filter");
+      return (await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages })).choices[0].message.content;
+    });
+    await site();
+    assert.deepEqual(await retriesByReason(t.registry), { content_filter: 1 });
+    assert.equal(await value(t.registry, "genai_request_attempts_sum"), 2);
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await value(t.registry, "genai_tokens_total", { token_type: "input" }), 2 * USAGE.input);
+    assert.deepEqual(await wasted(t.registry), allOf("soft", "content_filter"));
+  }),
+);
+
+test(
+  "two recorded retries in a row after one failure: two retries, the failed call wasted once",
+  withClient(async (t, client) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const site = tracedGeneration({ name: "site" }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@content_filter", messages });
+      currentGeneration().recordRetry("content_filter");
+      currentGeneration().recordRetry("rate_limited"); // nothing reported since the previous retry
+      await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages });
+    });
+    await site();
+    assert.deepEqual(await retriesByReason(t.registry), { content_filter: 1, rate_limited: 1 });
+    assert.equal(await value(t.registry, "genai_request_attempts_sum"), 3);
+    assert.deepEqual(await wasted(t.registry), allOf("soft", "content_filter"));
+  }),
+);
