@@ -183,6 +183,7 @@ export class Account {
   retrying = false;
   failure: [FailureClass, string] | undefined;
   inner: [string, FailureClass, string, number] | undefined; // (operation, class, reason, call) of the last call
+  retried: [FailureClass, string] | undefined; // a retried attempt's failure, until more happens in the scope
   private ledger: Entry[] | undefined; // the root's usage not yet wasted
   readonly finishReasons: string[] = [];
   readonly usage: Partial<Record<(typeof TOKEN_TYPES)[number], number>> = {};
@@ -226,6 +227,7 @@ export class Account {
 
   /** Fill unknown labels from a call made inside the scope (the first call wins). */
   noteCall(operation: string, provider: string, model: string): void {
+    this.retried = undefined; // the retry is being made
     for (const account of [this, this.root]) {
       if (account.operation === UNKNOWN) account.operation = operation;
       if (account.provider === UNKNOWN) account.provider = provider;
@@ -240,6 +242,7 @@ export class Account {
 
   countFinishReasons(reasons: readonly string[]): void {
     const m = this.state.metrics.finishReasons;
+    this.retried = undefined;
     for (const reason of reasons) {
       m.metric.inc(m.labels([...this.labels(), reason]));
       for (let a: Account | undefined = this; a; a = a.parent) if (a.finishReasons.length < 64) a.finishReasons.push(reason);
@@ -247,6 +250,7 @@ export class Account {
   }
 
   addUsage(usage: Usage, call = 0): void {
+    this.retried = undefined;
     const m = this.state.metrics.tokens;
     const labels = this.labels();
     for (const tokenType of TOKEN_TYPES) {
@@ -316,15 +320,34 @@ export class Account {
     for (const [category, stage, severity] of filters.slice(0, 64)) m.metric.inc(m.labels([...labels, category, stage, severity]));
   }
 
-  /** Count one retry with the reason of the attempt that failed; a `retry` event on `span` or the scope's. */
+  /**
+   * Count one retry with the reason of the attempt that failed; a `retry` event on `span` or the
+   * scope's. `wasted` is what the retried attempt spent: a call's number, null (nothing), or ANY:
+   * the scope's attempt is retried, so all it reported since its previous retry, and its failures
+   * are the failed attempt's: they name the request only if nothing follows (unless it is a
+   * `rerun` by the policy, whose attempt ended in the exception it re-runs after).
+   */
   recordRetry(
     reason: string,
-    options: { statusCode?: number; wait?: number; span?: Span; failureClass?: FailureClass; wasted?: number | null } = {},
+    options: {
+      statusCode?: number;
+      wait?: number;
+      span?: Span;
+      failureClass?: FailureClass;
+      wasted?: number | null;
+      rerun?: boolean;
+    } = {},
   ): void {
     const clean = sanitizeReason(String(reason));
     this.root.retries += 1;
     const wasted = options.wasted === undefined ? ANY : options.wasted;
-    if (wasted === ANY) this.inner = undefined; // a new attempt: the next call is this retry, not another
+    if (wasted === ANY) {
+      // A new attempt: the next call is this retry, not another, and what failed before is the failed attempt's.
+      const inner = this.inner;
+      const failed = options.rerun ? undefined : (this.failure ?? (inner ? ([inner[1], inner[2]] as [FailureClass, string]) : undefined));
+      this.retried = failed ?? (options.rerun ? undefined : this.retried);
+      this.inner = this.failure = undefined;
+    }
     const m = this.state.metrics.retries;
     m.metric.inc(m.labels([...this.labels(), clean]));
     if (wasted !== null) guard("account", () => this.waste(wasted, options.failureClass ?? classOfReason(clean), clean));
@@ -403,6 +426,7 @@ export class Account {
     if (o !== undefined && !explainedByRecorded(error, o)) return [o.failureClass, o.reason, o];
     if (this.failure !== undefined) return [this.failure[0], this.failure[1], o];
     if (this.inner !== undefined) return [this.inner[1], this.inner[2], o];
+    if (this.retried !== undefined) return [this.retried[0], this.retried[1], o]; // a retry recorded, and nothing after it
     if (o !== undefined) return [o.failureClass, o.reason, o];
     if (validation !== undefined) return [validation[0], validation[1], undefined];
     return ["none", undefined, undefined];

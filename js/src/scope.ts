@@ -172,8 +172,8 @@ export function tracedGeneration<A extends unknown[], R>(
             wait = policy.waitBeforeNext(attempt, o, elapsed);
             if (wait !== undefined) {
               account.waited += wait;
-              account.inner = undefined; // the re-run's calls are not retries of this attempt's
-              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait, failureClass: o.failureClass });
+              // the attempt's usage is wasted, its failures forgotten
+              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait, failureClass: o.failureClass, rerun: true });
             }
           } catch (e) {
             swallow("retry", e);

@@ -163,3 +163,99 @@ test(
     assert.deepEqual(await wasted(t.registry), allOf("soft", "content_filter"));
   }),
 );
+
+// ---------------------------------------------------------------------- a retry begins a new attempt
+
+test(
+  "a retry recorded after a recorded failure: the later attempt names the request (the raw-HTTP loop)",
+  withClient(async (t) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const raw = tracedGeneration({ name: "raw" }, () => {
+      for (const [tokens, finishReason] of [[10, "content_filter"], [3, "stop"]]) {
+        currentGeneration().recordUsage({ input: tokens });
+        currentGeneration().recordFinishReason(finishReason);
+        if (finishReason === "content_filter") currentGeneration().recordRetry("content_filter");
+      }
+    });
+    await raw();
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await failures(t.registry), 0);
+    assert.deepEqual(await wasted(t.registry), { "input|soft|content_filter": 10 });
+  }),
+);
+
+test(
+  "an inner scope that ended failed, retried by hand: the request succeeds",
+  withClient(async (t, client, keyed) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const inner = tracedGeneration({ name: "inner" }, async () => {
+      const answer = await client.chat.completions.create({ model: "gpt-4o-mini@content_filter,ok", messages }, keyed);
+      return answer.choices[0].finish_reason === "content_filter" ? null : answer.choices[0].message.content;
+    });
+    const outer = tracedGeneration({ name: "outer" }, async () => {
+      if ((await inner()) !== null) return "first";
+      currentGeneration().recordRetry("content_filter");
+      return inner();
+    });
+    assert.notEqual(await outer(), null);
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await failures(t.registry), 0);
+    assert.deepEqual(await wasted(t.registry), allOf("soft", "content_filter"));
+  }),
+);
+
+test(
+  "a retry recorded and never made leaves the failure it was recorded for",
+  withClient(async (t, client) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const giveUp = tracedGeneration({ name: "give_up" }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@content_filter", messages });
+      currentGeneration().recordRetry("content_filter");
+      throw new Error("still filtered");
+    });
+    await assert.rejects(giveUp(), /still filtered/);
+    assert.equal(await value(t.registry, "genai_failures_total", { failure_class: "soft", reason: "content_filter" }), 1);
+    assert.equal(await failures(t.registry), 1);
+    assert.deepEqual(await wasted(t.registry), allOf("soft", "content_filter"));
+    const span = t.exporter.getFinishedSpans().find((s) => s.name === "give_up");
+    assert.equal(span.attributes["failsight.failure_reason"], "content_filter");
+  }),
+);
+
+test(
+  "a retry followed by a call, then given up: the failure is forgotten, the exception names the request",
+  withClient(async (t, client) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    const giveUp = tracedGeneration({ name: "give_up" }, async () => {
+      await client.chat.completions.create({ model: "gpt-4o-mini@content_filter", messages });
+      currentGeneration().recordRetry("content_filter");
+      await client.chat.completions.create({ model: "gpt-4o-mini@ok", messages });
+      throw new Error("changed my mind");
+    });
+    await assert.rejects(giveUp(), /changed my mind/);
+    assert.equal(await value(t.registry, "genai_failures_total", { failure_class: "hard", reason: "exception" }), 1);
+    assert.equal(await failures(t.registry), 1);
+  }),
+);
+
+test(
+  "a policy re-run that returns is a success: the failed attempt's recorded failures are forgotten",
+  withClient(async (t, client) => {
+    const { currentGeneration } = await import("../dist/index.js");
+    let attempts = 0;
+    const cached = tracedGeneration({ name: "cached", retry: noSleep() }, async () => {
+      attempts += 1;
+      if (attempts === 1) {
+        currentGeneration().recordUsage({ input: 7 });
+        currentGeneration().recordFinishReason("length");
+        await client.chat.completions.create({ model: "gpt-4o-mini@http_503", messages });
+      }
+      return "from the cache"; // nothing called, nothing failed
+    });
+    assert.equal(await cached(), "from the cache");
+    assert.equal(await value(t.registry, "genai_requests_total", { failure_class: "none" }), 1);
+    assert.equal(await failures(t.registry), 0);
+    assert.deepEqual(await retriesByReason(t.registry), { unavailable: 1 });
+    assert.deepEqual(await wasted(t.registry), { "input|hard|unavailable": 7 });
+  }),
+);
