@@ -49,6 +49,9 @@ const TABLE: readonly Patched[] = [
   },
 ];
 
+/** The `operation` labels the patch records, sorted (a scope's operation option is checked against them). */
+export const KNOWN_OPERATIONS: readonly string[] = [...new Set(TABLE.map((patched) => patched.op.name))].sort();
+
 const ORIGINAL = Symbol("failsight.original");
 type Fn = ((this: unknown, ...args: unknown[]) => unknown) & { [ORIGINAL]?: Fn };
 type Obj = Record<string | symbol, unknown>;

@@ -4,6 +4,7 @@ import { getState, guard, swallow } from "./config.js";
 import { Account, current, endSpan, sanitizeReason, startSpan, UNKNOWN, type Verdict } from "./engine.js";
 import { RetryPolicy, type RetryOptions } from "./retry.js";
 import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass } from "./taxonomy.js";
+import { checkOperation } from "./decoration.js";
 import { checkOptions, repr } from "./repr.js";
 import type { Validator } from "./validators.js";
 
@@ -144,6 +145,7 @@ export function tracedGeneration<A extends unknown[], R>(
       throw new TypeError(`failsight: tracedGeneration({ ${key} }) takes a non-empty string, got ${repr(value)}`);
     }
   }
+  if (options.operation !== undefined) checkOperation(options.operation);
   const validators = prepare(options.validate);
   const policy = RetryPolicy.coerce(options.retry);
   const site = options.name ?? (fn.name || "anonymous");

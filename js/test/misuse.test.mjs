@@ -1,6 +1,7 @@
 // Wrong arguments fail where they are written, with a message that says what to write instead
 // (as the Python package's tests/test_misuse.py): nothing is accepted and then recorded wrong.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ import {
   tracedGeneration,
   validators,
 } from "../dist/index.js";
-import { freshTelemetry, parseExposition } from "./helpers.mjs";
+import { freshTelemetry, parseExposition, python } from "./helpers.mjs";
 
 const traced = (options) => tracedGeneration(options, async () => "not json");
 
@@ -190,4 +191,56 @@ test("startMetricsServer({ port: 0 }) serves /metrics and reports its real port"
   } finally {
     await server.close();
   }
+});
+
+// ------------------------------------------------------------------ operation
+
+for (const [operation, message] of [
+  ["chatt", /tracedGeneration\(\{ operation: "chatt" \}\): did you mean "chat"\? The patch records chat, embeddings, image_generation, text_completion, video_generation/],
+  ["text_completions", /did you mean "text_completion"\?/],
+  ["chat_completions", /did you mean "chat"\?/],
+  ["responses", /did you mean "chat"\?/],
+  ["completion", /did you mean "text_completion"\?/],
+  ["embedding", /did you mean "embeddings"\?/],
+  ["images", /did you mean "image_generation"\?/],
+  ["video", /did you mean "video_generation"\?/],
+  ["Chat", /must be snake_case \(a-z, 0-9 and _, at most 64 characters\), as the operations the patch records: chat, embeddings/],
+  ["chat-completions", /must be snake_case/],
+  ["a".repeat(65), /must be snake_case/],
+]) {
+  test(`tracedGeneration({ operation: ${JSON.stringify(operation.slice(0, 20))} }) is refused when wrapping`, () => {
+    assert.throws(() => traced({ operation }), { name: "RangeError", message });
+  });
+}
+
+test("free-form snake_case operations are accepted, as the known ones", () => {
+  for (const operation of ["rerank", "execute_tool", "image_edit", "a".repeat(64), "chat", "embeddings", "video_generation"]) {
+    assert.equal(typeof traced({ operation }), "function", operation);
+  }
+});
+
+test("the operations refused, and the one suggested, are Python's (failsight._decoration.check_operation)", () => {
+  const names = [
+    "chatt", "chats", "chat_completion", "text_completions", "image_generations", "imagegeneration", "embedd",
+    "video_gen", "videogeneration", "embeding", "text_complete", "image_edit", "rerank", "execute_tool",
+    "chat2", "c", "cha", "text", "image_variation", "video_remix", "embeddingss", "completion", "x_chat",
+  ];
+  const script =
+    "import json, re, sys\nfrom failsight._decoration import check_operation\nout = {}\n" +
+    "for name in json.loads(sys.argv[1]):\n    try:\n        check_operation(name); out[name] = None\n" +
+    "    except ValueError as e:\n        m = re.search(r\"did you mean '([a-z_]+)'\", str(e)); out[name] = m.group(1) if m else 'snake_case'\n" +
+    "print(json.dumps(out))";
+  const run = spawnSync(python, ["-c", script, JSON.stringify(names)], { encoding: "utf8" });
+  assert.equal(run.status, 0, run.stderr);
+  const python_ = JSON.parse(run.stdout);
+  const node = {};
+  for (const name of names) {
+    try {
+      traced({ operation: name });
+      node[name] = null;
+    } catch (error) {
+      node[name] = /did you mean "([a-z_]+)"/.exec(error.message)?.[1] ?? "snake_case";
+    }
+  }
+  assert.deepEqual(node, python_);
 });
