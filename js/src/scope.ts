@@ -3,7 +3,7 @@ import { context, SpanKind, trace, type Span } from "@opentelemetry/api";
 import { getState, guard, swallow } from "./config.js";
 import { Account, current, endSpan, sanitizeReason, startSpan, UNKNOWN, type Verdict } from "./engine.js";
 import { RetryPolicy, type RetryOptions } from "./retry.js";
-import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass } from "./taxonomy.js";
+import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass, type Usage } from "./taxonomy.js";
 import { checkOperation } from "./decoration.js";
 import { checkOptions, repr } from "./repr.js";
 import type { Validator } from "./validators.js";
@@ -201,18 +201,69 @@ export function tracedGeneration<A extends unknown[], R>(
 
 // ------------------------------------------------------------------ the handle
 
-/** The handle of one traced scope, for code that talks HTTP itself. Methods never throw. */
+// (method, call site) pairs warned about: once per call site, and a bounded set.
+const warned = new Set<string>();
+const WARNED_LIMIT = 1024;
+
+/**
+ * A wrong argument to a handle method: ignored, counted as a telemetry error of `stage`, and
+ * warned about (a FailsightWarning) once per call site and method; never thrown.
+ */
+function misuse(account: Account, stage: string, message: string): void {
+  try {
+    account.state.metrics.countTelemetryError(stage);
+    const key = `${stage}\u0000${account.callSite}`;
+    if (warned.has(key) || warned.size >= WARNED_LIMIT) return;
+    warned.add(key);
+    process.emitWarning(`failsight: ${message} (ignored; warned once for ${account.callSite.slice(0, 80)})`, "FailsightWarning");
+  } catch {
+    // nothing left to report to
+  }
+}
+
+const TOKEN_OPTIONS = { input: "input", output: "output", reasoning: "reasoning", cachedInput: "cached_input" } as const;
+type UsageOptions = { input?: number; output?: number; reasoning?: number; cachedInput?: number };
+
+function isCount(n: unknown): n is number {
+  return typeof n === "number" && Number.isInteger(n) && n >= 0;
+}
+
+function isOptions(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** What is wrong with recordRetry's arguments, or undefined. */
+function wrongRetry(reason: unknown, options: unknown): string | undefined {
+  if (typeof reason !== "string" || !reason) return `a non-empty string reason, got ${repr(reason)}`;
+  if (!isOptions(options)) return `an options object, got ${repr(options)}`;
+  const { statusCode, wait } = options;
+  if (statusCode !== undefined && !(typeof statusCode === "number" && Number.isInteger(statusCode) && statusCode >= 100 && statusCode < 600)) {
+    return `statusCode: undefined or an HTTP status, got ${repr(statusCode)}`;
+  }
+  if (wait !== undefined && !(typeof wait === "number" && Number.isFinite(wait) && wait >= 0)) {
+    return `wait: undefined or seconds >= 0, got ${repr(wait)}`;
+  }
+  return undefined;
+}
+
+/**
+ * The handle of one traced scope, for code that talks HTTP itself. Methods never throw: a wrong
+ * argument is ignored, counted and warned about once per call site (a FailsightWarning).
+ */
 export class Generation {
   constructor(private readonly account: Account) {}
 
   /** Set the model label (e.g. after reading it from a raw request body). */
   setModel(model: string): void {
-    if (typeof model !== "string" || !model) return swallow("set_model", new TypeError("setModel() takes a non-empty string"));
+    if (typeof model !== "string" || !model) return misuse(this.account, "set_model", `setModel() takes a non-empty string, got ${repr(model)}`);
     guard("set_model", () => this.account.setModel(model));
   }
 
   /** Count one returned choice's finish reason; `content_filter`/`length` fail the scope. */
   recordFinishReason(finishReason: string): void {
+    if (typeof finishReason !== "string" || !finishReason) {
+      return misuse(this.account, "record_finish_reason", `recordFinishReason() takes a non-empty string, got ${repr(finishReason)}`);
+    }
     guard("record_finish_reason", () => {
       const reason = normalizeFinishReason(finishReason) ?? "other";
       this.account.countFinishReasons([reason]);
@@ -220,26 +271,43 @@ export class Generation {
     });
   }
 
-  /** Count tokens reported by one API response. */
-  recordUsage(usage: { input?: number; output?: number; reasoning?: number; cachedInput?: number }): void {
-    guard("record_usage", () => {
-      const ok = (n: unknown) => (typeof n === "number" && Number.isInteger(n) && n >= 0 ? n : undefined);
-      this.account.addUsage({
-        input: ok(usage.input),
-        output: ok(usage.output),
-        reasoning: ok(usage.reasoning),
-        cached_input: ok(usage.cachedInput),
-      });
-    });
+  /**
+   * Count tokens reported by one API response: non-negative integers. Any other value is ignored
+   * and warned about (the valid ones are counted).
+   */
+  recordUsage(usage: UsageOptions): void {
+    if (!isOptions(usage)) {
+      return misuse(this.account, "record_usage", `recordUsage() takes { input, output, reasoning, cachedInput }, got ${repr(usage)}`);
+    }
+    const wrong = Object.entries(usage)
+      .filter(([key, n]) => n !== undefined && n !== null && (!Object.hasOwn(TOKEN_OPTIONS, key) || !isCount(n)))
+      .map(([key, n]) => `${key}: ${repr(n)}`);
+    if (wrong.length) misuse(this.account, "record_usage", `recordUsage() takes non-negative integers, got ${wrong.join(", ")}`);
+    const counted: Usage = {};
+    for (const [key, tokenType] of Object.entries(TOKEN_OPTIONS)) {
+      const n = usage[key as keyof UsageOptions];
+      if (isCount(n)) counted[tokenType] = n;
+    }
+    if (Object.keys(counted).length === 0) return;
+    guard("record_usage", () => this.account.addUsage(counted));
   }
 
   /** Count one retry of the logical request, with the reason of the attempt that failed. */
   recordRetry(reason: string, options: { statusCode?: number; wait?: number } = {}): void {
-    guard("record_retry", () => this.account.recordRetry(reason, options));
+    const wrong = wrongRetry(reason, options);
+    if (wrong !== undefined) return misuse(this.account, "record_retry", `recordRetry() takes ${wrong}`);
+    guard("record_retry", () => this.account.recordRetry(reason, { statusCode: options.statusCode, wait: options.wait }));
   }
 
-  /** Advance this scope's video job; a failed or cancelled end fails the scope. */
+  /** Advance this scope's video job (or job `jobId`); a failed or cancelled end fails the scope. */
   recordVideoStatus(status: string, options: { jobId?: string } = {}): void {
+    if (typeof status !== "string" || !status.trim()) {
+      return misuse(this.account, "record_video_status", `recordVideoStatus() takes a non-empty string, got ${repr(status)}`);
+    }
+    if (!isOptions(options) || (options.jobId !== undefined && (typeof options.jobId !== "string" || !options.jobId))) {
+      const got = isOptions(options) ? `jobId: ${repr(options.jobId)}` : repr(options);
+      return misuse(this.account, "record_video_status", `recordVideoStatus() takes { jobId } a non-empty string, got ${got}`);
+    }
     guard("record_video_status", () => {
       const normalized = normalizeVideoStatus(status);
       if (normalized !== undefined) this.account.recordVideoStatus(normalized, options.jobId);
@@ -249,7 +317,10 @@ export class Generation {
   /** Mark the scope failed: `failureClass` is "hard", "soft" or "silent". */
   markFailure(failureClass: "hard" | "soft" | "silent", reason: string): void {
     if (!["hard", "soft", "silent"].includes(failureClass)) {
-      return swallow("mark_failure", new TypeError("markFailure() takes 'hard', 'soft' or 'silent'"));
+      return misuse(this.account, "mark_failure", `markFailure() takes "hard", "soft" or "silent", got ${repr(failureClass)}`);
+    }
+    if (typeof reason !== "string" || !reason) {
+      return misuse(this.account, "mark_failure", `markFailure() takes a non-empty string reason, got ${repr(reason)}`);
     }
     guard("mark_failure", () => this.account.markFailure(failureClass, reason));
   }

@@ -244,3 +244,71 @@ test("the operations refused, and the one suggested, are Python's (failsight._de
   }
   assert.deepEqual(node, python_);
 });
+
+// ------------------------------------------------------------------ the handle's arguments
+
+/** FailsightWarnings emitted while `body` runs, as their messages. */
+async function warningsOf(body) {
+  const seen = [];
+  const listen = (warning) => {
+    if (warning.name === "FailsightWarning") seen.push(warning.message);
+  };
+  process.on("warning", listen);
+  try {
+    await body();
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  } finally {
+    process.off("warning", listen);
+  }
+  return seen;
+}
+
+async function sampleValue(registry, name, labels = {}) {
+  let total = 0;
+  for (const s of parseExposition(await registry.metrics())) {
+    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}
+
+test("handle methods ignore wrong arguments, count them, and warn once per call site and method", async () => {
+  const { currentGeneration } = await import("../dist/index.js");
+  const { registry } = freshTelemetry();
+  const site = (name) =>
+    tracedGeneration({ name }, async () => {
+      const handle = currentGeneration();
+      for (let i = 0; i < 2; i++) {
+        handle.recordUsage({ input: -1, output: 2.5, reasoning: "3" });
+        handle.recordUsage(7);
+        handle.recordFinishReason(42);
+        handle.recordFinishReason("");
+        handle.recordRetry("");
+        handle.recordRetry("rate_limited", { statusCode: 42 });
+        handle.recordRetry("rate_limited", { wait: -1 });
+        handle.recordVideoStatus(7);
+        handle.recordVideoStatus("failed", { jobId: 7 });
+        handle.markFailure("bad", "x");
+        handle.markFailure("soft", "");
+        handle.setModel(3);
+      }
+      handle.recordUsage({ input: 4, output: -2 }); // the valid count is counted
+    });
+  const warnings = await warningsOf(async () => {
+    await site("misuse_one")();
+    await site("misuse_two")();
+  });
+  const methods = ["recordUsage", "recordFinishReason", "recordRetry", "recordVideoStatus", "markFailure", "setModel"];
+  for (const name of ["misuse_one", "misuse_two"]) {
+    const mine = warnings.filter((m) => m.endsWith(`(ignored; warned once for ${name})`));
+    assert.deepEqual(mine.map((m) => /^failsight: (\w+)\(\)/.exec(m)?.[1]), methods, mine.join("\n"));
+  }
+  assert.equal(warnings.length, 2 * methods.length);
+  assert.match(warnings[0], /recordUsage\(\) takes non-negative integers, got input: -1, output: 2\.5, reasoning: "3"/);
+  assert.equal(await sampleValue(registry, "genai_requests_total", { failure_class: "none" }), 2);
+  assert.equal(await sampleValue(registry, "genai_tokens_total"), 2 * 4);
+  assert.equal(await sampleValue(registry, "genai_finish_reasons_total"), 0);
+  assert.equal(await sampleValue(registry, "genai_retries_total"), 0);
+  assert.equal(await sampleValue(registry, "genai_telemetry_errors_total", { stage: "record_usage" }), 2 * 5);
+  assert.equal(await sampleValue(registry, "genai_telemetry_errors_total", { stage: "record_retry" }), 2 * 6);
+  assert.equal(await sampleValue(registry, "genai_telemetry_errors_total", { stage: "mark_failure" }), 2 * 4);
+});
