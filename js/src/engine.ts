@@ -9,7 +9,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
 import { getState, guard, swallow, type State } from "./config.js";
 import type { Filter } from "./filters.js";
-import { maskSecrets } from "./redact.js";
+import { maskRemembered, maskSecrets } from "./redact.js";
 import {
   classifyError,
   NON_RETRYABLE_CLIENT_ERRORS,
@@ -538,8 +538,9 @@ export class Call {
         else this.state.videoJobs.update(o.responseId, o.videoStatus, this.labels);
       }
       const v = this.values;
-      if (o.responseModel) v[ATTR.responseModel] = o.responseModel;
-      if (o.responseId) v[ATTR.responseId] = o.responseId;
+      // a client key a server echoed there is masked; no pattern, so a model name stays as sent
+      if (o.responseModel) v[ATTR.responseModel] = maskRemembered(o.responseModel);
+      if (o.responseId) v[ATTR.responseId] = maskRemembered(o.responseId);
       if (o.finishReasons.length) v[ATTR.finishReasons] = [...o.finishReasons];
       if (o.usage) {
         for (const tokenType of TOKEN_TYPES) {

@@ -324,7 +324,20 @@ export function forgetSecrets(...values: string[]): void {
   remembered = snapshot(values.length ? remembered.keys.filter((key) => !values.includes(key)) : []);
 }
 
-function maskRemembered(text: string, forms: readonly string[]): string {
+/**
+ * `text` with every remembered key masked (any spelling); no pattern is applied. For the short
+ * values a server sends back and failsight records as they are (a response's model or id): a key
+ * echoed there is masked, and a model name is never mistaken for a key.
+ *
+ * @example rememberSecret("a1b2c3d4e5f6"); maskRemembered("chatcmpl-a1b2c3d4e5f6") // "chatcmpl-***"
+ */
+export function maskRemembered(text: string): string {
+  const forms = remembered.forms;
+  for (const form of forms) if (text.includes(form)) return replaceRemembered(text, forms);
+  return text;
+}
+
+function replaceRemembered(text: string, forms: readonly string[]): string {
   // Until none is left: masking one occurrence can join two pieces into another.
   while (forms.some((form) => text.includes(form))) {
     for (const form of forms) text = text.replaceAll(form, MASK); // longest first: a key holding another is masked whole
@@ -363,7 +376,7 @@ function maskAll(text: string, forms: readonly string[]): string {
     [done, start, end] = [end, nextStart, nextEnd];
   }
   out += text.slice(done, start) + MASK + text.slice(end);
-  return forms.length ? maskRemembered(out, forms) : out;
+  return forms.length ? replaceRemembered(out, forms) : out;
 }
 
 // Characters past `limit` read so that a key cut by the truncation is still masked whole.
@@ -392,7 +405,7 @@ export function maskSecrets(text: string, limit = 1024): string {
   }
   if (len(masked) > limit) {
     masked = `${head(masked, limit)}…`;
-    if (forms.length) masked = maskRemembered(masked, forms); // a key ending in "…" could be rebuilt by the cut
+    if (forms.length) masked = replaceRemembered(masked, forms); // a key ending in "…" could be rebuilt by the cut
   }
   return masked;
 }

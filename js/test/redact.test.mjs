@@ -11,7 +11,7 @@ import { VERSION as VERSION7 } from "openai/version";
 import OpenAI6, { AzureOpenAI as AzureOpenAI6 } from "openai6";
 import { VERSION as VERSION6 } from "openai6/version";
 import { instrumentOpenAI, uninstrumentOpenAI } from "../dist/index.js";
-import { forgetSecrets, maskSecrets, rememberSecret } from "../dist/redact.js";
+import { forgetSecrets, maskRemembered, maskSecrets, rememberSecret } from "../dist/redact.js";
 import { freshTelemetry, repoRoot } from "./helpers.mjs";
 
 const table = JSON.parse(readFileSync(resolve(repoRoot, "tests", "conformance", "secrets.json"), "utf8"));
@@ -97,3 +97,16 @@ for (const [OpenAI, AzureOpenAI, version] of [[OpenAI7, AzureOpenAI7, VERSION7],
     });
   }
 }
+
+test("maskRemembered masks remembered keys only: a value shaped like a key is left as sent", () => {
+  rememberSecret("a1b2c3d4e5f6");
+  try {
+    assert.equal(maskRemembered("chatcmpl-a1b2c3d4e5f6"), "chatcmpl-***");
+    assert.equal(maskRemembered("my-task-classifier-v2-0513"), "my-task-classifier-v2-0513");
+    const shaped = "sk-proj-0123456789abcdefghijklmnopqrstuv"; // a pattern would take it: maskSecrets does
+    assert.equal(maskRemembered(shaped), shaped);
+    assert.notEqual(maskSecrets(shaped), shaped);
+  } finally {
+    forgetSecrets("a1b2c3d4e5f6");
+  }
+});
