@@ -482,6 +482,8 @@ export class StreamJudge {
   private usage: unknown;
   private final: Outcome | undefined;
   private readonly filters: Filter[] = [];
+  private responseId: string | undefined; // "" once read from a chunk without one
+  private responseModel: string | undefined;
 
   constructor(readonly kind: ResultKind) {}
 
@@ -492,6 +494,12 @@ export class StreamJudge {
     }
     const choices = field(item, "choices");
     if (Array.isArray(choices)) {
+      if (this.responseId === undefined && choices.length) {
+        // read once, from the first chunk with choices (Azure's first has none, nor the answer's id)
+        this.responseId = asStr(field(item, "id")) ?? "";
+        const model = field(item, "model");
+        if (typeof model === "string" && model) this.responseModel = model.slice(0, MAX_TEXT);
+      }
       for (const choice of choices) {
         if (!this.sawContent) this.delta(choice);
         const reason = field(choice, "finish_reason");
@@ -553,11 +561,14 @@ export class StreamJudge {
     }
     const reasons = [...this.finishReasons];
     const usage = extractUsage(this.usage);
-    if (reasons.length === 0) return exhausted ? outcome("hard", "connection", { usage }) : outcome("none", undefined, { usage });
+    const identity = { responseId: this.responseId || undefined, responseModel: this.responseModel };
+    if (reasons.length === 0) {
+      return exhausted ? outcome("hard", "connection", { usage, ...identity }) : outcome("none", undefined, { usage, ...identity });
+    }
     const found: string[] = reasons.filter((r) => r === "content_filter" || r === "length");
     if (this.sawRefusal && !this.sawContent) found.push("refusal");
     if (!(this.sawContent || this.sawTools || this.sawRefusal) && reasons.includes("stop")) found.push("empty_content");
     const failure = worstSoftReason(found);
-    return outcome(failure ? "soft" : "none", failure, { finishReasons: reasons, usage, filters: [...this.filters] });
+    return outcome(failure ? "soft" : "none", failure, { finishReasons: reasons, usage, filters: [...this.filters], ...identity });
   }
 }

@@ -74,3 +74,24 @@ for (const [api, stream] of [["chat", false], ["completions", false], ["response
     assert.ok(String(span.attributes["gen_ai.response.id"]).startsWith(api === "responses" ? "resp_" : "c"));
   });
 }
+
+// Chat and completion streams: read once, from the first chunk with choices.
+for (const api of ["chat", "completions"]) {
+  test(`a streamed ${api} answer records its response id and model, a key echoed there masked`, async () => {
+    try {
+      const span = await clientSpan(KEY, api, "gpt-4o-mini@key_echo", true);
+      assert.equal(span.attributes["gen_ai.response.model"], "***");
+      assert.equal(span.attributes["gen_ai.response.id"], `${PREFIX[api]}***`);
+      assert.deepEqual(strings(span).filter((text) => text.includes(KEY) || text.includes(KEY.slice(8))), []);
+    } finally {
+      forgetSecrets(KEY);
+    }
+  });
+
+  test(`a streamed ${api} answer's model name is kept as the server sent it`, async () => {
+    const model = "my-task-classifier-v2-2024-05-13";
+    const span = await clientSpan("sk-test-0123", api, model, true);
+    assert.equal(span.attributes["gen_ai.response.model"], model);
+    assert.ok(String(span.attributes["gen_ai.response.id"]).startsWith(PREFIX[api]));
+  });
+}
