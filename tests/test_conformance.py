@@ -125,6 +125,16 @@ def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]
             if resp.choices[0].finish_reason != "length":
                 return resp.choices[0].message.content
         return None
+    if shape == "chat_retry_recorded":  # code that retries a filtered answer and says so
+        for _ in range(call["max_calls"]):
+            resp = client.chat.completions.create(
+                model=model, messages=messages, extra_headers=headers
+            )
+            if resp.choices[0].finish_reason != "content_filter":
+                return resp.choices[0].message.content
+            if (handle := failsight.current_generation()) is not None:
+                handle.record_retry("content_filter")
+        return None
     if shape in ("chat_stream", "chat_stream_break", "chat_stream_helper"):
         if shape == "chat_stream_helper":
             with client.chat.completions.stream(

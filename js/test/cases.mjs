@@ -2,7 +2,7 @@
 // (as `perform` and `run_case` in tests/test_conformance.py).
 import { randomUUID } from "node:crypto";
 import OpenAI from "openai";
-import { instrumentOpenAI, jsonOutput, minWords, nonEmpty, oneOf, RetryPolicy, tracedGeneration } from "../dist/index.js";
+import { currentGeneration, instrumentOpenAI, jsonOutput, minWords, nonEmpty, oneOf, RetryPolicy, tracedGeneration } from "../dist/index.js";
 
 export function makeValidators(specs = []) {
   return specs.map((v) => {
@@ -30,6 +30,13 @@ export async function perform(client, call, headers) {
       for (let i = 0; i < call.max_calls; i++) {
         const answer = await client.chat.completions.create({ model, messages }, options);
         if (answer.choices[0].finish_reason !== "length") return answer.choices[0].message.content;
+      }
+      return null;
+    case "chat_retry_recorded": // code that retries a filtered answer and says so
+      for (let i = 0; i < call.max_calls; i++) {
+        const answer = await client.chat.completions.create({ model, messages }, options);
+        if (answer.choices[0].finish_reason !== "content_filter") return answer.choices[0].message.content;
+        currentGeneration()?.recordRetry("content_filter");
       }
       return null;
     case "chat_stream_helper": {
