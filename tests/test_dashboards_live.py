@@ -117,9 +117,13 @@ def time_range_s(dashboard: dict[str, Any]) -> float:
     return parse_duration(time_range["from"].removeprefix("now-"))
 
 
-def grafana_queries(dashboard: dict[str, Any]) -> list[GrafanaQuery]:
-    """Each panel target of `dashboard`, as Grafana would run it with every variable at All."""
-    range_s = time_range_s(dashboard)
+def grafana_queries(
+    dashboard: dict[str, Any], range_s: float | None = None, scrape_s: float = SCRAPE_S
+) -> list[GrafanaQuery]:
+    """Each panel target of `dashboard`, as Grafana would run it with every variable at All,
+    over the dashboard's default time range (or `range_s` seconds)."""
+    range_s = range_s or time_range_s(dashboard)
+    default_scrape = f"{scrape_s:g}s"
     all_values = {}
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
@@ -132,7 +136,7 @@ def grafana_queries(dashboard: dict[str, Any]) -> list[GrafanaQuery]:
         width_px = panel.get("maxDataPoints") or panel["gridPos"]["w"] / 24 * GRID_PX
         for target in panel["targets"]:
             scrape_s = parse_duration(
-                target.get("interval") or panel.get("interval") or f"{SCRAPE_S}s"
+                target.get("interval") or panel.get("interval") or default_scrape
             )
             interval_s = max(round_interval(range_s * 1000 / width_px) / 1000, scrape_s)
             rate_s = max(interval_s + scrape_s, 4 * scrape_s)
@@ -172,12 +176,12 @@ def test_grafana_arithmetic_matches_grafana() -> None:
 # The stack: the continuous demo and the shipped Prometheus configuration
 
 
-def shipped_config(demo_target: str) -> dict[str, Any]:
+def shipped_config(demo_target: str, scrape_s: float = SCRAPE_S) -> dict[str, Any]:
     """deploy/prometheus.yml with only the demo's scrape target, the rule paths and the
     scrape interval changed."""
     config = yaml.safe_load(SHIPPED_CONFIG.read_text())
-    config["global"]["scrape_interval"] = f"{SCRAPE_S}s"
-    config["global"]["scrape_timeout"] = f"{SCRAPE_S}s"
+    config["global"]["scrape_interval"] = f"{scrape_s:g}s"
+    config["global"]["scrape_timeout"] = f"{scrape_s:g}s"
     rules = config["rule_files"]
     assert rules == ["rules/failsight-recording.yml", "rules/failsight-alerts.yml"], rules
     config["rule_files"] = [str(RULES_DIR / Path(path).name) for path in rules]
@@ -188,12 +192,13 @@ def shipped_config(demo_target: str) -> dict[str, Any]:
 
 
 class ShippedPrometheus(PrometheusServer):
-    def __init__(self, demo_target: str) -> None:
+    def __init__(self, demo_target: str, scrape_s: float = SCRAPE_S) -> None:
         super().__init__(startup_timeout=60)
         self.demo_target = demo_target
+        self.scrape_s = scrape_s
 
     def config(self) -> dict[str, Any]:
-        return shipped_config(self.demo_target)
+        return shipped_config(self.demo_target, self.scrape_s)
 
     def query_at(self, expr: str, at: float) -> list[dict[str, Any]]:
         return self._api("query", {"query": expr, "time": f"{at:.3f}"})
@@ -217,11 +222,13 @@ class ShippedPrometheus(PrometheusServer):
 class Demo:
     """`failsight demo --forever` in a subprocess; its stdout lines as they come."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, rate: float = RATE, every_s: float = EVERY_S, length_s: float = LENGTH_S
+    ) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "failsight", "demo", "--forever", "--port", "0",
-             "--rate", str(RATE), "--incident-every", str(EVERY_S),
-             "--incident-length", str(LENGTH_S), "--no-progress"],
+             "--rate", f"{rate:g}", "--incident-every", f"{every_s:g}",
+             "--incident-length", f"{length_s:g}", "--no-progress"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -314,6 +321,7 @@ def test_every_panel_target_shows_data(stack: Stack, capsys: pytest.CaptureFixtu
     deadline = stack.first_scrape + 5 * SCRAPE_S + 2 * evaluation_s + longest_step
     waiting = list(queries)
     failed: list[str] = []
+    shown: dict[str, float] = {}  # target -> seconds after the first scrape
     while True:
         now = time.time()
         still = []
@@ -323,17 +331,20 @@ def test_every_panel_target_shows_data(stack: Stack, capsys: pytest.CaptureFixtu
             except PromQLError as exc:
                 failed.append(f"{query.where}: {exc}")
                 continue
-            if not has_data(result):
+            if has_data(result):
+                shown[query.where] = now - stack.first_scrape
+            else:
                 still.append(query)
         waiting = still
         if failed or not waiting or now > deadline:
             break
         time.sleep(1)
-    with_data = len(queries) - len(waiting) - len(failed)
+    last = sorted(shown.items(), key=lambda item: -item[1])[:3]
     with capsys.disabled():
         print(
-            f"\n{len(queries)} panel targets checked, {with_data} with data, "
-            f"{now - stack.first_scrape:.0f} s after Prometheus's first scrape of the demo"
+            f"\n{len(queries)} panel targets checked, {len(shown)} with data, within "
+            f"{deadline - stack.first_scrape:.0f} s of Prometheus's first scrape of the demo; "
+            f"last: " + "; ".join(f"{where} at {after:.0f} s" for where, after in last)
         )
     assert not failed, "\n".join(failed)
     empty = [f"{query.where}: {query.expr}" for query in waiting]
@@ -347,6 +358,9 @@ def test_the_requests_stat_shows_the_current_rate(stack: Stack) -> None:
     one minute had data."""
     overview = load_dashboards()["failsight-overview.json"]
     (query,) = [q for q in grafana_queries(overview) if q.where.endswith("Requests / s [A]")]
+    # Until Prometheus holds a whole window of data, a rate over it reads low.
+    window = int(re.findall(r"\[(\d+)s\]", query.expr)[0])
+    time.sleep(max(0.0, stack.first_scrape + window + SCRAPE_S - time.time()))
     value = sample_value(stack.prom.query_at(query.expr, time.time()))
     assert RATE / 2 < value < RATE * 1.5, value
 
@@ -397,7 +411,7 @@ def test_each_incident_crosses_its_alert_threshold_at_its_call_site(stack: Stack
     # The silent-failure alert has no baseline: it goes pending at once (and would fire
     # after its 15 minutes).
     seen = prom.query('max_over_time(ALERTS{alertname="GenAISilentFailures"}[5m])')
-    assert [s["metric"]["call_site"] for s in seen] == ["extract_json"], seen
+    assert "extract_json" in [s["metric"]["call_site"] for s in seen], seen
 
 
 def test_ctrl_c_stops_the_demo_with_the_summary_table(stack: Stack) -> None:

@@ -3,8 +3,10 @@
 Pure tables and arithmetic, no I/O: `_continuous` drives them against the fault server.
 A request picks one entry of `STEADY_MIX` by weight; while an incident runs, a request
 that lands on the incident's call site (and model) becomes one of the incident's failing
-steps with probability `Incident.share`. The steady mix stays below every alert threshold
-of dashboards/rules/failsight-alerts.yml; each incident crosses one.
+steps with probability `Incident.share`. The steady mix stays below half of every alert
+threshold of dashboards/rules/failsight-alerts.yml (at a few requests a second, 5 minutes of
+a call site are a few dozen requests: a share near a threshold would cross it by chance);
+each incident crosses one.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ def _w(weight: float, kind: str, scenario: str, failure_class: str = "none",
 
 
 IMG, VID = "image_generation", "video_generation"
-# Weights are per ~115 requests. Unscoped SDK calls share one series per model and
+# Weights are per ~113 requests. Unscoped SDK calls share one series per model and
 # operation (gpt-4o-mini chat: chat, stream and responses); decorated call sites have their own.
 STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(40, "chat", "ok"),
     _w(2, "chat", "tool_calls"),
-    _w(0.8, "chat", "content_filter", "soft", "content_filter", wasted=1),
-    _w(0.5, "chat", "azure_content_filter", "soft", "content_filter", wasted=1),
-    _w(0.5, "chat", "gemini_safety", "soft", "content_filter", wasted=1),
+    _w(0.5, "chat", "content_filter", "soft", "content_filter", wasted=1),
+    _w(0.3, "chat", "azure_content_filter", "soft", "content_filter", wasted=1),
+    _w(0.3, "chat", "gemini_safety", "soft", "content_filter", wasted=1),
     _w(1, "chat", "length", "soft", "length", wasted=1),
     _w(0.5, "chat", "empty_content", "soft", "empty_content", wasted=1),
     _w(0.5, "chat", "refusal", "soft", "refusal", wasted=1),
@@ -59,7 +61,7 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(0.3, "chat_once", "http_504", "hard", "gateway_timeout"),
     _w(0.2, "chat_once", "invalid_json", "hard", "invalid_response"),
     _w(6, "stream", "ok"),
-    _w(0.3, "stream", "content_filter", "soft", "content_filter"),
+    _w(0.2, "stream", "content_filter", "soft", "content_filter"),
     _w(0.3, "stream", "drop_mid_stream", "hard", "connection"),
     _w(4, "responses", "ok"),
     _w(0.3, "responses", "length", "soft", "length", wasted=1),
@@ -67,7 +69,7 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(3, "image", "ok", operation=IMG, model="dall-e-3"),
     _w(0.4, "image", "image_empty", "soft", "image_filtered", operation=IMG, model="dall-e-3"),
     _w(1, "video", "video_ok", operation=VID, video_status="succeeded", model="sora-2"),
-    _w(0.15, "video", "video_failed", "soft", "video_failed", operation=VID,
+    _w(0.1, "video", "video_failed", "soft", "video_failed", operation=VID,
        video_status="failed", model="sora-2"),
     # AsyncOpenAI, another model.
     _w(8, "async", "ok", is_async=True, model="gpt-4o"),
@@ -77,14 +79,14 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(0.4, "async", "http_500,ok", retries=("server_error",), is_async=True, model="gpt-4o"),
     # Decorated call sites: validators, a scope retry, raw-HTTP images and video polling.
     _w(8, "classify", ECHO, call_site="classify_review"),
-    _w(0.2, "classify", "ok", "silent", "unexpected_label", "classify_review", wasted=1),
+    _w(0.08, "classify", "ok", "silent", "unexpected_label", "classify_review", wasted=1),
     _w(8, "extract", ECHO, call_site="extract_json"),
     _w(0.4, "extract", f"http_503,{ECHO}", call_site="extract_json", retries=("unavailable",)),
-    _w(0.2, "extract", "ok", "silent", "invalid_json", "extract_json", wasted=1),
+    _w(0.08, "extract", "ok", "silent", "invalid_json", "extract_json", wasted=1),
     _w(6, "summarize", ECHO, call_site="summarize"),
-    _w(0.15, "summarize", "ok", "silent", "too_short", "summarize"),
+    _w(0.06, "summarize", "ok", "silent", "too_short", "summarize"),
     _w(8, "safe_complete", "ok", call_site="safe_complete"),
-    _w(0.15, "safe_complete", "content_filter", "soft", "content_filter", "safe_complete",
+    _w(0.08, "safe_complete", "content_filter", "soft", "content_filter", "safe_complete",
        wasted=1),
     _w(3, "generate_image", "image_b64", call_site="generate_image_safe", operation=IMG,
        model="dall-e-3"),
