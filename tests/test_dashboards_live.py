@@ -361,8 +361,16 @@ def test_the_requests_stat_shows_the_current_rate(stack: Stack) -> None:
     # Until Prometheus holds a whole window of data, a rate over it reads low.
     window = int(re.findall(r"\[(\d+)s\]", query.expr)[0])
     time.sleep(max(0.0, stack.first_scrape + window + SCRAPE_S - time.time()))
-    value = sample_value(stack.prom.query_at(query.expr, time.time()))
-    assert RATE / 2 < value < RATE * 1.5, value
+    now = time.time()
+    value = sample_value(stack.prom.query_at(query.expr, now))
+    # What the demo achieved on this machine (it aims at RATE), from the raw counter.
+    total = "sum(genai_requests_total)"
+    achieved = (
+        sample_value(stack.prom.query_at(total, now))
+        - sample_value(stack.prom.query_at(total, now - window))
+    ) / window
+    assert achieved > 1, achieved
+    assert achieved / 2 < value < achieved * 1.5, (value, achieved)
 
 
 # Per incident: the counters of its alert's first condition, and the threshold.
