@@ -73,9 +73,9 @@ operations, with incidents, for Prometheus and Grafana (deploy/prometheus.yml sc
 Ctrl-C (or the end of --duration) prints the summary table.
 `;
 
-function fail(message) {
-  process.stderr.write(`${message}\n\n${USAGE}`);
-  process.exit(2);
+function fail(message, code = 2) {
+  process.stderr.write(code === 2 ? `${message}\n\n${USAGE}` : `${message}\n`);
+  process.exit(code);
 }
 
 function readOptions(argv) {
@@ -131,17 +131,27 @@ if (options.help) {
 const registry = new Registry();
 configure({ registry });
 instrumentOpenAI();
-const server = await startFaultServer(spec.server);
 let metrics;
 try {
   metrics = await startMetricsServer({ port: options.port, host: options.host });
+} catch (error) {
+  // Busy most often because the Python demo serves the same port.
+  fail(`demo: cannot serve /metrics on ${options.host}:${options.port} (${error.code ?? error.message}); ` +
+    "stop what serves it (failsight demo uses 9464 too) or give --port", 1);
+}
+const server = await startFaultServer(spec.server).catch(async (error) => {
+  await metrics.close();
+  throw error;
+});
+try {
   console.log(`failsight demo (Node.js): fault server ${server.baseURL}, metrics ${metrics.url}`);
   if (options.continuous) {
     const schedule = options.incidents ? new Schedule(options.every, options.length, incidents(spec.cases)) : undefined;
     const until = options.duration === undefined ? "until Ctrl-C" : `for ${options.duration} s`;
     console.log(`${options.rate} requests/s on average ${until}; ${schedule ? schedule.describe() : "no incidents"}`);
-    // Ctrl-C ends the run as the end of --duration does, the requests under way finish: no
-    // other SIGINT handler (test/helpers.mjs kills the fault server on one) runs first.
+    // SIGINT ends the run as the end of --duration does, so test/helpers.mjs's handler (kill the
+    // fault server, then this process) must not run. A terminal's Ctrl-C reaches the fault server
+    // too: a request under way then may end as a connection failure.
     const stop = new AbortController();
     process.removeAllListeners("SIGINT");
     process.once("SIGINT", () => stop.abort());
@@ -162,6 +172,6 @@ try {
   console.log();
   process.stdout.write(renderTable(await registry.metrics()));
 } finally {
-  await metrics?.close();
+  await metrics.close();
   await server.stop();
 }

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { dirname, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -104,6 +105,20 @@ test("--help prints usage and starts nothing; a wrong option exits 2", async () 
     const bad = startDemo(args);
     assert.equal((await bad.exited).code, 2, `${args.join(" ")}: ${bad.err}`);
     assert.match(bad.err, /^demo: /, args.join(" "));
+  }
+});
+
+test("a busy --port: exit 1 with the reason, before any fault server starts", async () => {
+  const busy = createServer();
+  await new Promise((done) => busy.listen(0, "127.0.0.1", done));
+  try {
+    const run = startDemo(["--duration", "2", "--port", String(busy.address().port)]);
+    const end = await run.exited;
+    assert.equal(end.code, 1, run.err);
+    assert.match(run.err, /^demo: cannot serve \/metrics on 127\.0\.0\.1:\d+ \(EADDRINUSE\); .* or give --port$/m);
+    assert.doesNotMatch(run.out, /fault server/);
+  } finally {
+    busy.close();
   }
 });
 
