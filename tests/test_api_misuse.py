@@ -350,3 +350,29 @@ def test_configure_in_a_loop_while_calls_run(
         spans = target.exporter.get_finished_spans()
         assert sum(span.name == "busy" for span in spans) == counted
         assert sum(span.name == "nested" for span in spans) == counted
+
+
+class _HostileRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr broke")
+
+
+@pytest.mark.usefixtures("swallow_internal_errors")
+def test_a_misused_handle_never_raises_into_the_caller(telemetry: Telemetry) -> None:
+    """Under `-W error` (many test suites run so) the warning is not an exception in the
+    caller, and a value whose repr raises is named by its type."""
+
+    @traced_generation(name="strict_suite")
+    def work() -> str:
+        handle = current_generation()
+        assert handle is not None
+        handle.record_usage(input="ten", output=_HostileRepr())  # type: ignore[arg-type]
+        handle.record_finish_reason(_HostileRepr())  # type: ignore[arg-type]
+        handle.mark_failure(_HostileRepr(), "x")  # type: ignore[arg-type]
+        return "kept"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert work() == "kept"
+    assert telemetry.value("genai_requests_total", call_site="strict_suite") == 1
+    assert telemetry.value("genai_telemetry_errors_total", stage="record_usage") == 1

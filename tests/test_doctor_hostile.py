@@ -401,7 +401,7 @@ def test_a_duration_that_never_ends_is_refused_before_sending(
     run = doctor(server.base_url, "--video-model", "sora-2", *option, deadline=None)
     assert run.status == 2
     assert f"argument {option[0]}: must be a finite number of seconds above 0" in run.err
-    assert run.seconds < MARGIN
+    assert run.seconds < 3 * MARGIN  # an interpreter's start on a busy machine, no request
     assert not server.hits
 
 

@@ -8,6 +8,7 @@ as in a test suite, it raises instead).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Final
@@ -58,7 +59,21 @@ def _misuse(account: Account, stage: str, message: str) -> None:
         return
     _warned.add(key)
     notice = f"{error.args[0]} (ignored; warned once for {account.call_site:.80})"
-    warnings.warn(FailsightWarning(notice), stacklevel=3)
+    # `-W error` makes a warning an exception: it never reaches the caller.
+    with contextlib.suppress(Exception):
+        warnings.warn(FailsightWarning(notice), stacklevel=3)
+
+
+def _shown(value: object) -> str:
+    """`value`'s repr, cut at 40 characters; its type's name when the repr raises."""
+    try:
+        return f"{value!r:.40}"
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _ok(value: object) -> bool:
+    return _count(value) is not None
 
 
 def _count(value: object) -> int | None:
@@ -69,15 +84,15 @@ def _count(value: object) -> int | None:
 def _wrong_retry(reason: object, status_code: object, wait: object) -> str | None:
     """What is wrong with record_retry's arguments, or None."""
     if not isinstance(reason, str) or not reason:
-        return f"a non-empty str reason, got {reason!r:.40}"
+        return f"a non-empty str reason, got {_shown(reason)}"
     if status_code is not None and (type(status_code) is not int or not 100 <= status_code < 600):
-        return f"status_code=None or an HTTP status, got {status_code!r:.40}"
+        return f"status_code=None or an HTTP status, got {_shown(status_code)}"
     if wait is not None and (
         isinstance(wait, bool)
         or not isinstance(wait, (int, float))
         or not (math.isfinite(wait) and wait >= 0)
     ):
-        return f"wait=None or seconds >= 0, got {wait!r:.40}"
+        return f"wait=None or seconds >= 0, got {_shown(wait)}"
     return None
 
 
@@ -104,7 +119,7 @@ class Generation:
     def record_finish_reason(self, finish_reason: str) -> None:
         """Count one returned choice's finish reason; `content_filter`/`length` fail the scope."""
         if not isinstance(finish_reason, str) or not finish_reason:
-            got = f"{finish_reason!r:.40}"
+            got = f"{_shown(finish_reason)}"
             message = f"record_finish_reason() takes a non-empty str, got {got}"
             _misuse(self._account, "record_finish_reason", message)
             return
@@ -125,7 +140,9 @@ class Generation:
         value is ignored and warned about (the valid ones are counted)."""
         given = {"input": input, "output": output, "reasoning": reasoning,
                  "cached_input": cached_input}  # fmt: skip
-        wrong = [f"{k}={v!r:.40}" for k, v in given.items() if v is not None and _count(v) is None]
+        wrong = [
+            f"{k}={_shown(v)}" for k, v in given.items() if v is not None and _count(v) is None
+        ]
         if wrong:
             message = f"record_usage() takes non-negative ints, got {', '.join(wrong)}"
             _misuse(self._account, "record_usage", message)
@@ -150,7 +167,7 @@ class Generation:
         """Advance this scope's video job (or job `job_id`); a failed or cancelled end fails
         the scope."""
         if not isinstance(status, str) or not status.strip():
-            message = f"record_video_status() takes a non-empty str, got {status!r:.40}"
+            message = f"record_video_status() takes a non-empty str, got {_shown(status)}"
             _misuse(self._account, "record_video_status", message)
             return
         with guarded("record_video_status"):
@@ -164,11 +181,11 @@ class Generation:
             _misuse(
                 self._account,
                 "mark_failure",
-                f"mark_failure() takes 'hard', 'soft' or 'silent', got {failure_class!r:.40}",
+                f"mark_failure() takes 'hard', 'soft' or 'silent', got {_shown(failure_class)}",
             )
             return
         if not isinstance(reason, str) or not reason:
-            message = f"mark_failure() takes a non-empty str reason, got {reason!r:.40}"
+            message = f"mark_failure() takes a non-empty str reason, got {_shown(reason)}"
             _misuse(self._account, "mark_failure", message)
             return
         with guarded("mark_failure"):
