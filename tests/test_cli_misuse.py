@@ -23,6 +23,8 @@ from failsight.demo import run_demo
 from test_cli import assert_one_line_error
 from test_cli import failsight as failsight_command
 
+pytestmark = pytest.mark.e2e  # child processes and loopback sockets
+
 
 def _port_left_in_time_wait() -> int:
     """A port whose /metrics server was scraped and stopped: the server closed the

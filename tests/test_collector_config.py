@@ -133,6 +133,7 @@ def test_otlp_receiver_ports() -> None:
     assert port_of(protocols["http"]["endpoint"]) == OTLP_HTTP_PORT
 
 
+@pytest.mark.needs_go
 def test_the_real_collector_validates_the_config() -> None:
     """`otelcol validate` of bin/otelcol-failsight (`make collector`): the components exist in
     this release and every key is known."""
