@@ -135,3 +135,12 @@ export async function snapshot(registry) {
   }
   return found;
 }
+
+/** A sample's value summed over every series of `name` matching `labels` (0 when absent). */
+export async function value(registry, name, labels = {}) {
+  let total = 0;
+  for (const s of parseExposition(await registry.metrics())) {
+    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}

@@ -8,7 +8,7 @@ import OpenAI6 from "openai6";
 import { VERSION as VERSION6 } from "openai6/version";
 import { Registry } from "prom-client";
 import { configure, instrumentOpenAI, startMetricsServer, tracedGeneration, uninstrumentOpenAI } from "../dist/index.js";
-import { freshTelemetry, parseExposition, startFaultServer } from "./helpers.mjs";
+import { freshTelemetry, startFaultServer, value } from "./helpers.mjs";
 
 let server;
 before(async () => {
@@ -17,14 +17,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-async function value(registry, name, labels = {}) {
-  let total = 0;
-  for (const s of parseExposition(await registry.metrics())) {
-    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
-  }
-  return total;
-}
 
 const messages = [{ role: "user", content: "hi" }];
 

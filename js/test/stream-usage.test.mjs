@@ -9,7 +9,7 @@ import { VERSION as VERSION7 } from "openai/version";
 import OpenAI6 from "openai6";
 import { VERSION as VERSION6 } from "openai6/version";
 import { instrumentOpenAI, uninstrumentOpenAI } from "../dist/index.js";
-import { freshTelemetry, parseExposition, startFaultServer } from "./helpers.mjs";
+import { freshTelemetry, startFaultServer, value } from "./helpers.mjs";
 
 let server;
 before(async () => {
@@ -18,14 +18,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-async function value(registry, name, labels = {}) {
-  let total = 0;
-  for (const s of parseExposition(await registry.metrics())) {
-    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
-  }
-  return total;
-}
 
 const messages = [{ role: "user", content: "hi" }];
 // The fault server's fixed usage (failsight.testing.USAGE).

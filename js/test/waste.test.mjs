@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { instrumentOpenAI, RetryPolicy, tracedGeneration, uninstrumentOpenAI } from "../dist/index.js";
-import { freshTelemetry, parseExposition, startFaultServer } from "./helpers.mjs";
+import { freshTelemetry, parseExposition, startFaultServer, value } from "./helpers.mjs";
 
 const messages = [{ role: "user", content: "hi" }];
 const USAGE = { input: 11, output: 9, reasoning: 4, cached_input: 3 };
@@ -30,14 +30,6 @@ async function wasted(registry) {
     found[key] = (found[key] ?? 0) + s.value;
   }
   return found;
-}
-
-async function value(registry, name, labels = {}) {
-  let total = 0;
-  for (const s of parseExposition(await registry.metrics())) {
-    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
-  }
-  return total;
 }
 
 function withClient(body) {
