@@ -43,3 +43,30 @@ async def test_async_client() -> None:
     client = mock_openai_client(handler, is_async=True)
     reply = await client.chat.completions.create(model="m", messages=[])
     assert reply.usage is None and seen == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_list_streams_its_bytes_then_raises_where_an_exception_stands(
+    is_async: bool,
+) -> None:
+    import importlib
+
+    import openai._base_client as base
+
+    http = getattr(base, "httpx2", None) or importlib.import_module("httpx")
+    first, *_ = stream_body(chunks=2).split(b"\n\n")
+    client = mock_openai_client(
+        lambda request: [first + b"\n\n", http.ReadError("dropped")], is_async=is_async
+    )
+    messages: Any = [{"role": "user", "content": "hi"}]
+    seen = []
+    with pytest.raises(openai.APIConnectionError):
+        if is_async:
+            async for chunk in await client.chat.completions.create(
+                model="m", messages=messages, stream=True
+            ):
+                seen.append(chunk)
+        else:
+            for chunk in client.chat.completions.create(model="m", messages=messages, stream=True):
+                seen.append(chunk)
+    assert len(seen) == 1

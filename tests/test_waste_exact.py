@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import importlib
+import json
+import os
 import sys
 import threading
 from collections import deque
@@ -434,6 +437,11 @@ ERRORS = {
     "e400": (400, "bad_request"),
 }
 SOFT_ANSWERS = {"content_filter", "length"}
+# What the SDK's HTTP client raises when a connection drops (httpx2 under openai 3, else httpx).
+READ_ERROR = (
+    getattr(importlib.import_module("openai._base_client"), "httpx2", None)
+    or importlib.import_module("httpx")
+).ReadError
 
 
 class Node:
@@ -558,10 +566,32 @@ class Rule:
         return verdict
 
 
+def broken_stream(tokens_in: int, tokens_out: int) -> Answer:
+    """A chat stream that says `stop` and reports its usage, then loses its connection."""
+
+    def event(**fields: Any) -> bytes:
+        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        return f"data: {json.dumps({**chunk, **fields})}\n\n".encode()
+
+    usage = {
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out,
+    }
+    return [
+        event(choices=[{"index": 0, "delta": {"content": "fine"}, "finish_reason": None}]),
+        event(choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        event(choices=[], usage=usage),
+        READ_ERROR("the connection dropped"),
+    ]
+
+
 def _answer(request: Any) -> Answer:
     kind, tokens_in, tokens_out = request.headers["x-answer"].split(",")
     if kind in ERRORS:
         return error(ERRORS[kind][0])
+    if kind == "break":
+        return broken_stream(int(tokens_in), int(tokens_out))
     if request.url.path.endswith("/embeddings"):
         return embedding(int(tokens_in))
     finish_reason = kind if kind in SOFT_ANSWERS else "stop"
@@ -581,7 +611,17 @@ class Program:
         headers = {"x-answer": f"{kind},{tokens_in},{tokens_out}"}
         piece = outcome = None
         try:
-            if op == "chat":
+            if op == "chat" and kind == "break":
+                stream = self.client.chat.completions.create(
+                    model="m", messages=MESSAGES, extra_headers=headers, stream=True
+                )
+                with contextlib.suppress(openai.APIConnectionError):
+                    for _ in stream:
+                        pass
+                # The usage chunk came before the break: usage seen is usage counted.
+                piece = rule.report(node, tokens_in, tokens_out)
+                outcome = ("hard", "connection")
+            elif op == "chat":
                 self.client.chat.completions.create(
                     model="m", messages=MESSAGES, extra_headers=headers
                 )
@@ -590,7 +630,8 @@ class Program:
         except openai.APIStatusError:
             outcome = ("hard", ERRORS[kind][1])
         else:
-            piece = rule.report(node, tokens_in, tokens_out if op == "chat" else 0)
+            if kind != "break":
+                piece = rule.report(node, tokens_in, tokens_out if op == "chat" else 0)
             if kind in SOFT_ANSWERS:
                 outcome = ("soft", kind)
         rule.call_finished(node, op, outcome, piece)
@@ -702,7 +743,7 @@ def _programs() -> Any:
         st.tuples(
             st.just("call"),
             st.just("chat"),
-            st.sampled_from(["ok", "content_filter", "length", "e429", "e500", "e400"]),
+            st.sampled_from(["ok", "content_filter", "length", "e429", "e500", "e400", "break"]),
             tokens,
             tokens,
         ),
@@ -794,7 +835,7 @@ def test_wasted_usage_follows_the_rule_exactly(telemetry: Telemetry) -> None:
 
     @given(_programs())
     @settings(
-        max_examples=50,
+        max_examples=int(os.environ.get("FAILSIGHT_EXAMPLES", "50")),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

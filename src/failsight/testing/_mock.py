@@ -78,7 +78,9 @@ def mock_openai_client(
 ) -> Any:
     """An `openai.OpenAI` (or `AsyncOpenAI`) whose requests `handler(request)` answers.
 
-    The handler returns a dict (200, JSON), bytes (200, SSE), or `(status, dict | bytes)`.
+    The handler returns a dict (200, JSON), bytes (200, SSE), or `(status, dict | bytes)`;
+    a list of bytes and exceptions streams the bytes as SSE and raises each exception where it
+    stands (a stream that breaks: `[chunk, chunk, httpx.ReadError("dropped")]`).
 
     >>> client = mock_openai_client(lambda request: completion_body())
     >>> client.chat.completions.create(model="m", messages=[]).choices[0].finish_reason
@@ -90,9 +92,34 @@ def mock_openai_client(
     # openai 3.x runs on httpx2, older majors on httpx.
     http = getattr(base, "httpx2", None) or importlib.import_module("httpx")
 
+    class Parts(http.SyncByteStream):  # type: ignore[misc, name-defined]
+        def __init__(self, parts: list[Any]) -> None:
+            self.parts = parts
+
+        def __iter__(self) -> Any:
+            for part in self.parts:
+                if isinstance(part, BaseException):
+                    raise part
+                yield part
+
+    class AsyncParts(http.AsyncByteStream):  # type: ignore[misc, name-defined]
+        def __init__(self, parts: list[Any]) -> None:
+            self.parts = parts
+
+        async def __aiter__(self) -> Any:
+            for part in self.parts:
+                if isinstance(part, BaseException):
+                    raise part
+                yield part
+
     def respond(request: Any) -> Any:
         reply = handler(request)
         status, body = reply if isinstance(reply, tuple) else (200, reply)
+        if isinstance(body, list):
+            stream = AsyncParts(body) if is_async else Parts(body)
+            return http.Response(
+                status, stream=stream, headers={"content-type": "text/event-stream"}
+            )
         if isinstance(body, (bytes, bytearray)):
             return http.Response(
                 status, content=bytes(body), headers={"content-type": "text/event-stream"}
