@@ -122,7 +122,7 @@ def test_a_scope_retrying_after_length_wastes_the_first_attempt_only(
 
     @failsight.traced_generation(name="summarise")
     def summarise() -> str | None:
-        for _attempt in range(3):  # the seed article's loop: re-ask after a cut-off answer
+        for _attempt in range(3):  # the usual loop: re-ask after a cut-off answer
             answer = sdk.chat.completions.create(
                 model=model, messages=MESSAGES, extra_headers=headers
             )

@@ -794,7 +794,7 @@ def test_image_edit_and_variation_take_multipart(
     ]
 
 
-def test_image_seed_article_style_request(server: FaultServer) -> None:
+def test_image_request_as_raw_http_code_sends_it(server: FaultServer) -> None:
     resp = requests.post(
         f"{server.base_url}/images/generations",
         json={"model": "dall-e-3@image_empty", "prompt": "p", "size": "1024x1024"},
@@ -865,7 +865,7 @@ covers(*VIDEO_CASES)
 
 
 @pytest.mark.parametrize("scenario", list(VIDEO_CASES))
-def test_video_scenarios_with_seed_article_multipart(server: FaultServer, scenario: str) -> None:
+def test_video_scenarios_with_raw_multipart(server: FaultServer, scenario: str) -> None:
     created = requests.post(
         f"{server.base_url}/videos",
         headers={"Authorization": "Bearer sk-test"},
@@ -887,7 +887,7 @@ def test_video_scenarios_with_seed_article_multipart(server: FaultServer, scenar
     final = polls[-1].json()
     assert final["error"] is None
     if final["status"] in ("completed", "succeed", "succeeded"):
-        # The seed article reads result["output"][0].
+        # Raw-HTTP code reads result["output"][0].
         assert requests.get(final["output"][0], timeout=5).ok
     else:
         assert "output" not in final

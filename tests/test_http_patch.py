@@ -1,7 +1,8 @@
 """The raw-HTTP patch end to end: requests and httpx(2) against the fault server on loopback.
 
-The seed article's own `requests` code (and an httpx port of it) runs unchanged, with only
-its base URL pointed at the fault server and its 10-second `time.sleep` made fast.
+Typical hand-written `requests` code for images and video jobs (and an httpx port of it) runs
+unchanged, with only its base URL pointed at the fault server and its 10-second `time.sleep`
+made fast.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ BASE_URL = "https://api.cometapi.com/v1"  # the fault server's, set by the `arti
 _real_sleep = time.sleep
 
 
-# ---------------------------------------------------------------------- the seed article
-# Copied verbatim from /work/shared/seed-article.txt; only the base URL is `BASE_URL`.
+# ---------------------------------------------------------------------- raw-HTTP code as written
+# Code as users write it against image and video endpoints; only the base URL is `BASE_URL`.
 # fmt: off
 
 def generate_image_safe(prompt: str, model: str = "dall-e-3") -> dict:
@@ -399,7 +400,7 @@ def chat_body(**extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": MESSAGES, **extra}
 
 
-# ---------------------------------------------------------------------- the seed article
+# ---------------------------------------------------------------------- raw-HTTP code as written
 
 
 @pytest.mark.parametrize("variant", list(ARTICLE))

@@ -337,7 +337,7 @@ def test_scoped_calls_count_once(instrumented: Telemetry, server: FaultServer) -
 
 
 def test_scoped_soft_failure_without_retry(instrumented: Telemetry, server: FaultServer) -> None:
-    """The seed article's safe_complete: content_filter, then ValueError."""
+    """The common safe_complete: content_filter, then ValueError."""
     client = sync_client(server)
 
     @traced_generation(name="safe_complete")

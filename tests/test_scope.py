@@ -250,7 +250,7 @@ def test_validators_read_sdk_objects() -> None:
 
 
 async def test_recorded_soft_failure_explains_a_generic_exception(telemetry: Telemetry) -> None:
-    """The seed article raises ValueError after seeing content_filter: the reason is the filter."""
+    """Common code raises ValueError after seeing content_filter: the reason is the filter."""
 
     def body() -> Any:
         handle = current_generation()

@@ -274,7 +274,7 @@ def test_a_policy_rerun_after_a_failed_inner_scope_ends_as_its_last_attempt(
 def test_a_recorded_retry_after_a_recorded_failure_ends_as_its_last_attempt(
     telemetry: Telemetry,
 ) -> None:
-    """The seed article's raw-HTTP loop: ask again after a content_filter answer."""
+    """The usual raw-HTTP loop: ask again after a content_filter answer."""
 
     @traced_generation(name="raw")
     def raw() -> None:

@@ -126,7 +126,7 @@ export function sanitizeReason(name: string, limit = 40): string {
   return out.replace(/^_+|_+$/g, "").slice(0, limit) || "validator";
 }
 
-// The seed article throws a plain Error after a content_filter, and a TimeoutError after a video
+// Common code throws a plain Error after a content_filter, and a TimeoutError after a video
 // stuck in its queue: the failure recorded inside the scope is the real reason then.
 function explainedByRecorded(error: unknown, o: Outcome): boolean {
   return o.reason === "exception" || (error instanceof Error && error.name === "TimeoutError" && !("status" in error));

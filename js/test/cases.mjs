@@ -26,7 +26,7 @@ export async function perform(client, call, headers) {
   switch (shape) {
     case "chat":
       return (await client.chat.completions.create({ model, messages }, options)).choices[0].message.content;
-    case "chat_until_done": // the seed article's loop: ask again after a cut-off answer
+    case "chat_until_done": // the usual loop: ask again after a cut-off answer
       for (let i = 0; i < call.max_calls; i++) {
         const answer = await client.chat.completions.create({ model, messages }, options);
         if (answer.choices[0].finish_reason !== "length") return answer.choices[0].message.content;

@@ -22,7 +22,7 @@ DEADLINE_LIMIT: Final = 86_400.0  # seconds: a day
 class RetryPolicy:
     """Re-run a traced function on transient hard failures.
 
-    `max_attempts` counts every attempt (`retry=3` → up to 3 calls, as in the seed article's
+    `max_attempts` counts every attempt (`retry=3` → up to 3 calls, as in the usual hand-written
     `complete_with_retry(max_retries=3)`). The wait before re-attempt *n* (0-based) is the
     server's `Retry-After` when it sent one, else `2**n + random()`; no re-attempt starts
     whose wait would pass `deadline` seconds after the first attempt. `max_attempts` is at

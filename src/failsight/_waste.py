@@ -46,7 +46,8 @@ Taken = tuple[dict[str, int], "float | None"]  # tokens by type, and cost, just 
 
 
 def class_of_reason(reason: str) -> str:
-    """The failure class a reason belongs to (SPEC §2); a validator's own name is silent.
+    """The failure class a reason belongs to (docs/reference.md#reasons); a validator's own name
+    is silent.
 
     >>> class_of_reason("rate_limited"), class_of_reason("length"), class_of_reason("mine")
     ('hard', 'soft', 'silent')

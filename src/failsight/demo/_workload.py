@@ -70,7 +70,7 @@ class Workload:
 
         @traced_generation(name="safe_complete")
         def safe_complete(scenario: str) -> str:
-            # The seed article's pattern: raise on content_filter after a 200.
+            # A common pattern: raise on content_filter after a 200.
             choice = self._chat(scenario).choices[0]
             if choice.finish_reason == "content_filter":
                 raise ValueError("Generation blocked by content filter. Rephrase the prompt.")
