@@ -424,3 +424,25 @@ def test_json_output_calls_unreadably_deep_json_invalid() -> None:
     from failsight.validators import json_output
 
     assert json_output()("[" * 100_000 + "]" * 100_000) is False
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_raw_stream_closed_by_the_collector_queues_its_end(
+    monkeypatch: pytest.MonkeyPatch, collecting: bool
+) -> None:
+    """The raw-HTTP body iterator closed by the garbage collector is a finaliser: it records
+    nothing where it runs (maybe inside a lock) and queues its end; closed by the caller, it
+    ends at once."""
+    from failsight import _deferred, _http_patch
+
+    seen: list[str] = []
+    observer = SimpleNamespace(
+        chunk=lambda chunk: None,
+        end=lambda **kw: seen.append("end"),
+        abandoned=lambda: seen.append("queued"),
+    )
+    body = _http_patch._observed(iter([b"a", b"b"]), observer)  # type: ignore[arg-type]
+    assert next(body) == b"a"
+    monkeypatch.setattr(_deferred, "in_gc", lambda: collecting)
+    body.close()
+    assert seen == (["queued"] if collecting else ["end"])

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import wrapt
 
-from failsight import _redact, _spans, _transport
+from failsight import _deferred, _redact, _spans, _transport
 from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
 from failsight._classify import classify_status
 from failsight._config import get_state
@@ -179,7 +179,7 @@ def _observed(chunks: Any, observer: BodyWatcher) -> Iterator[Any]:
             observer.chunk(chunk)
             yield chunk
     except GeneratorExit:
-        observer.end()  # the caller stopped reading: closed early, not a failure
+        _closed_early(observer)
         if isinstance(chunks, types.GeneratorType):
             chunks.close()
         raise
@@ -189,6 +189,15 @@ def _observed(chunks: Any, observer: BodyWatcher) -> Iterator[Any]:
     observer.end(exhausted=True)
 
 
+def _closed_early(observer: BodyWatcher) -> None:
+    """The caller stopped reading: closed early, not a failure. Closed by the garbage
+    collector (an iterator dropped unread), the end is queued: a finaliser never records."""
+    if _deferred.in_gc():
+        observer.abandoned()
+    else:
+        observer.end()
+
+
 # The async twin of `_observed`: an async generator cannot delegate to a sync one.
 async def _observed_async(chunks: Any, observer: BodyWatcher) -> AsyncIterator[Any]:
     try:
@@ -196,7 +205,7 @@ async def _observed_async(chunks: Any, observer: BodyWatcher) -> AsyncIterator[A
             observer.chunk(chunk)
             yield chunk
     except GeneratorExit:
-        observer.end()
+        _closed_early(observer)
         raise
     except BaseException as exc:
         observer.end(exc=exc)
