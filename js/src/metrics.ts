@@ -35,8 +35,6 @@ export const STAGES = [
   "stream_chunk", "stream_end", "http",
   "span", "account", "abandoned", "series_budget", "other",
   "price_unknown", "price",
-  "openai_start", "openai_enter", "openai_exit", "openai_result", "openai_finish",
-  "openai_attempt",
 ] as const;
 
 type Metric = Counter<string> | Gauge<string> | Histogram<string>;
