@@ -1,8 +1,8 @@
 // Settings, read per call through one cheap state lookup; configure() again replaces them.
 import { trace, type Tracer, type TracerProvider } from "@opentelemetry/api";
 import { register as globalRegistry, type Registry } from "prom-client";
+import { setErrorSink } from "./guard.js";
 import { MetricSet } from "./metrics.js";
-import { maskSecrets } from "./redact.js";
 import { checkOptions, repr } from "./repr.js";
 import { VideoJobs } from "./video.js";
 
@@ -95,30 +95,5 @@ export function resetConfiguration(): void {
   state = undefined;
 }
 
-// ------------------------------------------------------------------ the one guard
-
-const lastWarned = new Map<string, number>();
-
-/** A telemetry step failed: counted by stage and warned about (rate-limited), never thrown. */
-export function swallow(stage: string, error: unknown): void {
-  try {
-    getState().metrics.countTelemetryError(stage);
-    const now = Date.now();
-    if ((lastWarned.get(stage) ?? 0) + 60_000 < now) {
-      lastWarned.set(stage, now);
-      const message = error instanceof Error ? error.message : String(error);
-      process.emitWarning(`failsight: telemetry step '${stage}' failed: ${maskSecrets(message, 512)}`, "FailsightWarning");
-    }
-  } catch {
-    // nothing left to report to
-  }
-}
-
-/** Run a telemetry step; what it throws is swallowed. */
-export function guard(stage: string, step: () => void): void {
-  try {
-    step();
-  } catch (error) {
-    swallow(stage, error);
-  }
-}
+// Swallowed errors are counted in the metric set of the settings in force (built on first use).
+setErrorSink((stage) => getState().metrics.countTelemetryError(stage));

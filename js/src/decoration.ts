@@ -1,6 +1,6 @@
 // What tracedGeneration checks when it wraps: its `operation` option. Misuse fails there, where
 // it is written, with the fix in the message; nothing is checked per call.
-import { KNOWN_OPERATIONS } from "./instrument.js";
+import { KNOWN_OPERATIONS } from "./operations.js";
 import { repr } from "./repr.js";
 
 // API and SDK names that are not the label the patch gives the same calls.

@@ -5,9 +5,9 @@
 // carries the prompt's results in `innererror.content_filter_result`. Gateways in front of
 // Gemini pass its finish reasons through (`SAFETY`, `RECITATION`, ...). Only filtered
 // categories count, normalised to the closed vocabulary below, as the Python package does.
-import { field } from "./taxonomy.js";
+import { field, GEMINI_FILTER_REASONS, type Filter } from "./taxonomy.js";
 
-export type Filter = [category: string, stage: string, severity: string];
+export type { Filter };
 
 const CATEGORIES = new Set([
   "hate", "sexual", "violence", "self_harm", "jailbreak", "indirect_attack",
@@ -26,15 +26,6 @@ const ALIASES: Record<string, string> = {
   harm_category_sexually_explicit: "sexual",
   harm_category_dangerous_content: "violence",
   harm_category_harassment: "hate",
-};
-/** Gemini's filter finish reasons (any case) and their categories. */
-export const GEMINI_FILTER_REASONS: Record<string, string> = {
-  safety: "safety",
-  recitation: "recitation",
-  prohibited_content: "prohibited_content",
-  blocklist: "custom_blocklist",
-  spii: "spii",
-  image_safety: "safety",
 };
 const MAX = 32; // categories read per results object
 

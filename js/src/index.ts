@@ -6,12 +6,6 @@ export { tracedGeneration, currentGeneration, Generation, type TracedGenerationO
 export { RetryPolicy, type RetryOptions } from "./retry.js";
 export { nonEmpty, jsonOutput, oneOf, minWords, outputText, type Validator } from "./validators.js";
 export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from "./server.js";
-export {
-  classifyError,
-  classifyResult,
-  type FailureClass,
-  type Outcome,
-  type Usage,
-  type ResultKind,
-} from "./taxonomy.js";
+export { classifyError, classifyResult } from "./classify.js";
+export { type FailureClass, type Outcome, type Usage, type ResultKind } from "./taxonomy.js";
 export * as validators from "./validators.js";

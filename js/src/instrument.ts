@@ -6,51 +6,14 @@
 // `fetch`, which is wrapped once per client: each HTTP attempt of the active call is recorded,
 // with the SDK's own `x-stainless-retry-count` header.
 import OpenAI, { AzureOpenAI, APIUserAbortError } from "openai";
-import { swallow } from "./config.js";
-import { Call, current, fail, startCall, UNKNOWN, type Operation } from "./engine.js";
+import { UNKNOWN } from "./account.js";
+import { classifyError, classifyResult, classifyStatus, providerForHost } from "./classify.js";
+import { Call, current, fail, startCall } from "./engine.js";
+import { swallow } from "./guard.js";
+import { OPERATIONS, type Patched } from "./operations.js";
 import { rememberSecret } from "./redact.js";
-import { classifyError, classifyResult, classifyStatus, field, outcome, providerForHost, StreamJudge } from "./taxonomy.js";
-
-interface Patched {
-  path: readonly string[];
-  methods: readonly string[];
-  op: Operation;
-  /** Where the request body is among the arguments. */
-  bodyArg: number;
-}
-
-const chat: Operation = { name: "chat", kind: "chat", apiType: "chat_completions", poll: false };
-const TABLE: readonly Patched[] = [
-  { path: ["chat", "completions"], methods: ["create"], op: chat, bodyArg: 0 },
-  {
-    path: ["completions"], methods: ["create"], bodyArg: 0,
-    op: { name: "text_completion", kind: "text_completion", apiType: "completions", poll: false },
-  },
-  { path: ["responses"], methods: ["create"], bodyArg: 0, op: { name: "chat", kind: "responses", apiType: "responses", poll: false } },
-  {
-    path: ["embeddings"], methods: ["create"], bodyArg: 0,
-    op: { name: "embeddings", kind: "embeddings", apiType: "embeddings", poll: false },
-  },
-  {
-    path: ["images"], methods: ["generate", "edit", "createVariation"], bodyArg: 0,
-    op: { name: "image_generation", kind: "image", apiType: "images", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["create", "createAndPoll"], bodyArg: 0,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["remix"], bodyArg: 1,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["retrieve"], bodyArg: -1,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: true },
-  },
-];
-
-/** The `operation` labels the patch records, sorted (a scope's operation option is checked against them). */
-export const KNOWN_OPERATIONS: readonly string[] = [...new Set(TABLE.map((patched) => patched.op.name))].sort();
+import { StreamJudge } from "./stream-judge.js";
+import { field, outcome } from "./taxonomy.js";
 
 const ORIGINAL = Symbol("failsight.original");
 type Fn = ((this: unknown, ...args: unknown[]) => unknown) & { [ORIGINAL]?: Fn };
@@ -392,7 +355,7 @@ export function instrumentOpenAI(client?: OpenAI): void {
     }
     if (clientPatches.has(client)) return;
     const done: [Obj, string, unknown][] = [];
-    for (const spec of TABLE) {
+    for (const spec of OPERATIONS) {
       const res = resource(client, spec.path);
       if (!res) continue;
       for (const method of spec.methods) {
@@ -410,7 +373,7 @@ export function instrumentOpenAI(client?: OpenAI): void {
   // The resource classes of this copy of the SDK, found through a client that sends nothing.
   const probe = new OpenAI({ apiKey: "failsight-probe", baseURL: "http://127.0.0.1:9/v1" });
   const seen = new Set<string>();
-  for (const spec of TABLE) {
+  for (const spec of OPERATIONS) {
     const res = resource(probe, spec.path);
     if (!res) continue;
     const proto = Object.getPrototypeOf(res) as Obj;

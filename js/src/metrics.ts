@@ -1,100 +1,13 @@
 // The Prometheus metric set, built against a given registry: the same names, label names,
 // label order and buckets as the Python package, so dashboards and alert rules read both.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-
-export const COMMON_LABELS = ["operation", "provider", "model", "call_site"] as const;
-export type CommonLabels = readonly [string, string, string, string];
-const OTHER = "other";
-/** Characters kept of a common label's value. */
-export const MAX_LABEL_LENGTH = 128;
-/** Distinct common-label tuples a metric keeps series for. */
-export const MAX_SERIES = 1000;
-
-// The closed `reason` vocabulary: never capped. Anything else (a validator's name) is.
-export const REASONS: ReadonlySet<string> = new Set([
-  "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-  "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-  "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-  "content_filter", "length", "empty_content", "refusal", "image_filtered",
-  "video_failed", "video_cancelled", "video_timeout",
-  "empty_output", "invalid_json", "unexpected_label", "too_short",
-  OTHER,
-]);
+import { CappedMetric, COMMON_LABELS, type Metric } from "./capped.js";
+import { STAGES } from "./guard.js";
 
 export const ATTEMPT_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10];
 export const DURATION_BUCKETS = [...Array.from({ length: 14 }, (_, k) => 0.01 * 2 ** k), 163.84, 327.68];
 export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
 export const VIDEO_DURATION_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800];
-
-/** The closed vocabulary of `genai_telemetry_errors_total{stage}`: each series starts at 0. */
-export const STAGES = [
-  "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
-  "record_finish_reason", "record_usage", "record_retry", "record_video_status",
-  "mark_failure", "set_model",
-  "call_start", "call_enter", "call_exit", "call_record", "call_finish", "attempt",
-  "stream_chunk", "stream_end", "http",
-  "span", "account", "abandoned", "series_budget", "other",
-  "price_unknown", "price",
-] as const;
-
-type Metric = Counter<string> | Gauge<string> | Histogram<string>;
-
-/** A labelled metric whose label values are bounded, so its series count is too. */
-export class CappedMetric<M extends Metric> {
-  private readonly seen: Set<string>[] = COMMON_LABELS.map(() => new Set<string>());
-  private readonly reasons = new Set<string>();
-  private readonly series = new Set<string>();
-
-  constructor(
-    readonly metric: M,
-    readonly labelNames: readonly string[],
-    private cap: number,
-    private readonly onOverflow: () => void,
-  ) {}
-
-  setCap(cap: number): void {
-    this.cap = cap;
-  }
-
-  /** Label values (common labels first, then the metric's own), capped. */
-  labels(values: readonly string[]): Record<string, string> {
-    const n = COMMON_LABELS.length;
-    const common = values.slice(0, n).map((v) => String(v).slice(0, MAX_LABEL_LENGTH));
-    for (let i = 0; i < n; i++) {
-      const seen = this.seen[i]!;
-      const value = common[i]!;
-      if (!seen.has(value)) {
-        if (seen.size >= this.cap) common[i] = OTHER;
-        else seen.add(value);
-      }
-    }
-    const own = values.slice(n).map((v) => String(v).slice(0, MAX_LABEL_LENGTH));
-    const at = this.labelNames.indexOf("reason") - n;
-    if (at >= 0 && own[at] !== undefined) {
-      const reason = own[at]!;
-      if (!REASONS.has(reason) && !this.reasons.has(reason)) {
-        if (this.reasons.size >= this.cap) own[at] = OTHER;
-        else this.reasons.add(reason);
-      }
-    }
-    const key = common.join("\u0000");
-    let admitted = common.every((v) => v === OTHER) || this.series.has(key);
-    if (!admitted && this.series.size < MAX_SERIES) {
-      this.series.add(key);
-      admitted = true;
-    }
-    if (!admitted) {
-      common.fill(OTHER);
-      this.onOverflow();
-    }
-    const all = [...common, ...own];
-    const result: Record<string, string> = {};
-    this.labelNames.forEach((name, i) => {
-      result[name] = all[i] ?? "";
-    });
-    return result;
-  }
-}
 
 /** Every failsight metric, registered on one registry under one namespace. */
 export class MetricSet {

@@ -409,3 +409,19 @@ export function maskSecrets(text: string, limit = 1024): string {
   }
   return masked;
 }
+
+/** A label-safe reason from a validator's name: lower snake case, bounded (as in Python). */
+export function sanitizeReason(name: string, limit = 40): string {
+  let out = "";
+  let lastUnderscore = true;
+  for (const char of name.toLowerCase().slice(0, limit * 2)) {
+    if (/^[a-z0-9_]$/.test(char)) {
+      out += char;
+      lastUnderscore = char === "_";
+    } else if (!lastUnderscore) {
+      out += "_";
+      lastUnderscore = true;
+    }
+  }
+  return out.replace(/^_+|_+$/g, "").slice(0, limit) || "validator";
+}

@@ -1,9 +1,14 @@
 // tracedGeneration: a traced scope around a call site; currentGeneration: its handle.
 import { context, SpanKind, trace, type Span } from "@opentelemetry/api";
-import { getState, guard, swallow } from "./config.js";
-import { Account, current, endSpan, sanitizeReason, startSpan, UNKNOWN, type Verdict } from "./engine.js";
+import { Account, UNKNOWN, type Verdict } from "./account.js";
+import { classifyError } from "./classify.js";
+import { getState } from "./config.js";
+import { current } from "./engine.js";
+import { guard, swallow } from "./guard.js";
+import { sanitizeReason } from "./redact.js";
 import { RetryPolicy, type RetryOptions } from "./retry.js";
-import { classifyError, normalizeFinishReason, normalizeVideoStatus, type FailureClass, type Usage } from "./taxonomy.js";
+import { endSpan, startSpan } from "./spans.js";
+import { normalizeFinishReason, normalizeVideoStatus, type FailureClass, type Usage } from "./taxonomy.js";
 import { checkOperation } from "./decoration.js";
 import { checkOptions, repr } from "./repr.js";
 import type { Validator } from "./validators.js";
