@@ -5,8 +5,8 @@ Azure OpenAI annotates answers with `prompt_filter_results` (stage `prompt`) and
 `severity`; its 400 `content_filter` error carries the prompt's results in
 `error.innererror.content_filter_result`. Gateways in front of Gemini pass its finish reasons
 through (`SAFETY`, `RECITATION`, ...). Only categories that were filtered count, and every
-name is normalised to the closed vocabulary below (`other` for the rest), so the counter
-stays bounded whatever a provider sends.
+name is normalised to the closed vocabulary (`vocabulary.json`, `filters`; `other` for the
+rest), so the counter stays bounded whatever a provider sends.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from failsight._taxonomy import as_list, field
+from failsight._vocabulary import VOCABULARY
 
 __all__ = [
     "CATEGORIES",
@@ -28,36 +29,12 @@ __all__ = [
 
 Filter = tuple[str, str, str]  # (category, stage, severity)
 
-CATEGORIES: Final = frozenset(
-    {
-        "hate", "sexual", "violence", "self_harm", "jailbreak", "indirect_attack",
-        "protected_material_text", "protected_material_code", "profanity", "custom_blocklist",
-        "safety", "recitation", "prohibited_content", "spii", "other",
-    }
-)  # fmt: skip
-SEVERITIES: Final = frozenset({"safe", "low", "medium", "high", "unknown"})
-
-_ALIASES: Final = {
-    "selfharm": "self_harm",
-    "self-harm": "self_harm",
-    "custom_blocklists": "custom_blocklist",
-    "blocklist": "custom_blocklist",
-    "blocklists": "custom_blocklist",
-    "image_safety": "safety",
-    "harm_category_hate_speech": "hate",
-    "harm_category_sexually_explicit": "sexual",
-    "harm_category_dangerous_content": "violence",
-    "harm_category_harassment": "hate",
-}
+_FILTERS: Final = VOCABULARY["filters"]
+CATEGORIES: Final[frozenset[str]] = frozenset(_FILTERS["categories"])
+SEVERITIES: Final[frozenset[str]] = frozenset(_FILTERS["severities"])
+_ALIASES: Final[Mapping[str, str]] = _FILTERS["aliases"]
 # Gemini finish reasons a gateway may pass through (any case): each is a content filter.
-GEMINI_FILTER_REASONS: Final = {
-    "safety": "safety",
-    "recitation": "recitation",
-    "prohibited_content": "prohibited_content",
-    "blocklist": "custom_blocklist",
-    "spii": "spii",
-    "image_safety": "safety",
-}
+GEMINI_FILTER_REASONS: Final[Mapping[str, str]] = _FILTERS["finish_reasons"]
 _MAX: Final = 32  # categories read per results object: a hostile answer cannot make us loop
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,8 +15,6 @@ from failsight._capped import (
     CHILD_CACHE_LIMIT,
     DEFAULT_MAX_SERIES,
     MAX_LABEL_LENGTH,
-    OTHER,
-    REASONS,
     BeforeCollect,
     CappedMetric,
 )
@@ -28,6 +27,7 @@ from failsight._metric_ops import (
     exemplar_observer,
     observer,
 )
+from failsight._vocabulary import VOCABULARY
 
 __all__ = [
     "ATTEMPT_BUCKETS",
@@ -35,8 +35,6 @@ __all__ = [
     "DEFAULT_MAX_SERIES",
     "DURATION_BUCKETS",
     "MAX_LABEL_LENGTH",
-    "OTHER",
-    "REASONS",
     "BeforeCollect",
     "CappedMetric",
     "LabelChildren",
@@ -45,13 +43,15 @@ __all__ = [
 
 logger = logging.getLogger("failsight")
 
-COMMON_LABELS: Final = ("operation", "provider", "model", "call_site")
-ATTEMPT_BUCKETS: Final = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
-DURATION_BUCKETS: Final = (*(0.01 * 2**k for k in range(14)), 163.84, 327.68)
-TTFT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0)
-VIDEO_DURATION_BUCKETS: Final = (
-    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 1800.0,
-)  # fmt: skip
+_TYPES: Final[Mapping[str, Any]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+# The metric table (`vocabulary.json`, `metrics`): exposed names without the namespace.
+METRICS: Final[Mapping[str, Mapping[str, Any]]] = types.MappingProxyType(
+    {entry["name"]: entry for entry in VOCABULARY["metrics"]}
+)
+COMMON_LABELS: Final[tuple[str, ...]] = VOCABULARY["labels"]["common"]
+ATTEMPT_BUCKETS: Final[tuple[float, ...]] = METRICS["request_attempts"]["buckets"]
+DURATION_BUCKETS: Final[tuple[float, ...]] = METRICS["request_duration_seconds"]["buckets"]
 
 # Own-label values a LabelChildren keeps (closed vocabularies, but a validator names its reason).
 _OWN_VALUES_LIMIT: Final = 64
@@ -181,9 +181,19 @@ class MetricSet:
         common = COMMON_LABELS
         n = len(common)
 
-        def register(metric_type: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        def register(entry: Mapping[str, Any], common: Sequence[str] = ()) -> Any:
+            metric_type, name, kwargs = _TYPES[entry["type"]], entry["name"], {}
+            if metric_type is Counter:
+                name = name.removesuffix("_total")  # prometheus_client adds it
+            if "buckets" in entry:
+                kwargs["buckets"] = entry["buckets"]
+            if "multiprocess_mode" in entry:
+                kwargs["multiprocess_mode"] = entry["multiprocess_mode"]
+            labels = (*common, *entry["labels"])
             try:
-                metric = metric_type(name, *args, namespace=namespace, registry=registry, **kwargs)
+                metric = metric_type(
+                    name, entry["help"], labels, namespace=namespace, registry=registry, **kwargs
+                )
             except ValueError as exc:
                 taken = sorted(getattr(exc, "duplicates", None) or ())
                 if not taken and "Duplicated" not in str(exc):
@@ -198,80 +208,33 @@ class MetricSet:
             self._registered.append(metric)
             return metric
 
-        def capped(
-            metric_type: Any, name: str, doc: str, extra: Sequence[str], **kwargs: Any
-        ) -> CappedMetric:
-            metric = register(metric_type, name, doc, (*common, *extra), **kwargs)
+        def capped(name: str) -> CappedMetric:
+            entry = METRICS[name]
+            metric = register(entry, common)
+            extra = entry["labels"]
             reason = n + list(extra).index("reason") if "reason" in extra else None
+            shown = f"{namespace}_{name.removesuffix('_total')}"
             return CappedMetric(
                 metric, n, cap, reason_index=reason, max_series=max_series,
-                on_overflow=self._series_overflow, name=f"{namespace}_{name}",
+                on_overflow=self._series_overflow, name=shown,
             )  # fmt: skip
 
-        self.requests = capped(
-            Counter, "requests", "Logical generation requests by failure class.",
-            ("failure_class",),
-        )  # fmt: skip
-        self.failures = capped(
-            Counter, "failures", "Failed logical requests by class and reason.",
-            ("failure_class", "reason"),
-        )  # fmt: skip
-        self.finish_reasons = capped(
-            Counter, "finish_reasons", "Choices or outputs returned, by finish reason.",
-            ("finish_reason",),
-        )  # fmt: skip
-        self.retries = capped(
-            Counter, "retries", "Retries (SDK-internal and in traced scopes) by the failed reason.",
-            ("reason",),
-        )  # fmt: skip
-        self.tokens = capped(
-            Counter, "tokens", "Tokens reported by API responses, every attempt.", ("token_type",)
-        )
-        self.attempts = capped(
-            Histogram, "request_attempts", "Attempts per logical request.", (),
-            buckets=ATTEMPT_BUCKETS,
-        )  # fmt: skip
-        self.duration = capped(
-            Histogram, "request_duration_seconds", "Duration of logical requests in seconds.",
-            ("failure_class",), buckets=DURATION_BUCKETS,
-        )  # fmt: skip
-        self.time_to_first_token = capped(
-            Histogram, "time_to_first_token_seconds",
-            "Time to the first streamed chunk in seconds.", (), buckets=TTFT_BUCKETS,
-        )  # fmt: skip
-        self.video_jobs = capped(
-            Counter, "video_jobs", "Video generation jobs reaching an end, by status.", ("status",)
-        )
-        self.video_job_duration = capped(
-            Histogram, "video_job_duration_seconds",
-            "Video job duration from create to its end in seconds.", ("status",),
-            buckets=VIDEO_DURATION_BUCKETS,
-        )  # fmt: skip
-        self.in_flight = capped(
-            Gauge, "in_flight_requests", "Generation requests now running.", (),
-            multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.wasted_tokens = capped(
-            Counter, "wasted_tokens",
-            "Tokens that bought nothing kept: usage of requests ending failed, and of every "
-            "retried attempt.", ("token_type", "failure_class", "reason"),
-        )  # fmt: skip
-        self.cost = capped(Counter, "cost_usd", "Priced usage in US dollars, every attempt.", ())
-        self.wasted_cost = capped(
-            Counter, "wasted_cost_usd", "Priced wasted usage in US dollars.",
-            ("failure_class", "reason"),
-        )  # fmt: skip
-        self.content_filter = capped(
-            Counter, "content_filter",
-            "Content-filter categories a provider reported, by stage and severity.",
-            ("category", "stage", "severity"),
-        )  # fmt: skip
-        self.telemetry_errors: Counter = register(
-            Counter,
-            "telemetry_errors",
-            "Internal failsight errors swallowed so the caller was not affected, by stage.",
-            ("stage",),
-        )
+        self.requests = capped("requests_total")
+        self.failures = capped("failures_total")
+        self.finish_reasons = capped("finish_reasons_total")
+        self.retries = capped("retries_total")
+        self.tokens = capped("tokens_total")
+        self.attempts = capped("request_attempts")
+        self.duration = capped("request_duration_seconds")
+        self.time_to_first_token = capped("time_to_first_token_seconds")
+        self.video_jobs = capped("video_jobs_total")
+        self.video_job_duration = capped("video_job_duration_seconds")
+        self.in_flight = capped("in_flight_requests")
+        self.wasted_tokens = capped("wasted_tokens_total")
+        self.cost = capped("cost_usd_total")
+        self.wasted_cost = capped("wasted_cost_usd_total")
+        self.content_filter = capped("content_filter_total")
+        self.telemetry_errors: Counter = register(METRICS["telemetry_errors_total"])
         for stage in STAGES:
             self.telemetry_errors.labels(stage)
 

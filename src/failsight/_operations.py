@@ -2,14 +2,17 @@
 
 Each `Operation` says what a call is (its `operation` label, how the classifier reads its
 answer, `openai.api.type`, whether it is a request or a video poll), where the openai SDK
-keeps it, and which HTTP routes reach it. Imports nothing from failsight.
+keeps it, and which HTTP routes reach it: the vocabulary's `operations` (`vocabulary.json`,
+shared with the Node.js package). Imports nothing else from failsight.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
+
+from failsight._vocabulary import VOCABULARY
 
 __all__ = ["DEFAULT_ROUTES", "OPERATIONS", "Operation", "SdkMethod", "sdk_methods"]
 
@@ -43,52 +46,26 @@ class Operation(NamedTuple):
         return self.role == "poll"
 
 
-def _methods(path: tuple[str, ...], module: str, cls: str, *methods: str) -> tuple[SdkMethod, ...]:
-    return tuple(SdkMethod(path, module, cls, f"Async{cls}", m) for m in methods)
+def _operation(entry: Mapping[str, Any]) -> Operation:
+    sdk = entry["python"]
+    cls = sdk["class"]
+    return Operation(
+        entry["operation"],
+        entry["kind"],
+        entry["api_type"],
+        entry["role"],
+        tuple((method, path) for method, path in entry["routes"]),
+        tuple(
+            SdkMethod(tuple(sdk["path"]), sdk["module"], cls, f"Async{cls}", name)
+            for name in sdk["methods"]
+        ),
+    )
 
-
-_RES: Final = "openai.resources."
 
 # Keyed by the raw-HTTP patch's route kinds (`instrument_http(routes={path: kind})`).
 OPERATIONS: Final[Mapping[str, Operation]] = types.MappingProxyType(
-    {
-        "chat": Operation(
-            "chat", "chat", "chat_completions", "call", (("POST", "/chat/completions"),),
-            _methods(("chat", "completions"), _RES + "chat.completions", "Completions",
-                     "create", "parse"),
-        ),
-        "text_completion": Operation(
-            "text_completion", "text_completion", "completions", "call",
-            (("POST", "/completions"),),
-            _methods(("completions",), _RES + "completions", "Completions", "create"),
-        ),
-        "responses": Operation(
-            "chat", "responses", "responses", "call", (("POST", "/responses"),),
-            _methods(("responses",), _RES + "responses", "Responses", "create", "parse"),
-        ),
-        "embeddings": Operation(
-            "embeddings", "embeddings", "embeddings", "call", (("POST", "/embeddings"),),
-            _methods(("embeddings",), _RES + "embeddings", "Embeddings", "create"),
-        ),
-        "image_generation": Operation(
-            "image_generation", "image", "images", "call",
-            (("POST", "/images/generations"), ("POST", "/images/edits"),
-             ("POST", "/images/variations")),
-            _methods(("images",), _RES + "images", "Images", "generate", "edit",
-                     "create_variation"),
-        ),
-        "video_generation": Operation(
-            "video_generation", "video", "videos", "call",
-            (("POST", "/videos"), ("POST", "/videos/{id}/remix")),
-            _methods(("videos",), _RES + "videos", "Videos", "create", "create_and_poll",
-                     "remix"),
-        ),
-        "video_poll": Operation(
-            "video_generation", "video", "videos", "poll", (("GET", "/videos/{id}"),),
-            _methods(("videos",), _RES + "videos", "Videos", "retrieve"),
-        ),
-    }
-)  # fmt: skip
+    {kind: _operation(entry) for kind, entry in VOCABULARY["operations"].items()}
+)
 
 # Path suffix → route kind, as `instrument_http` matches them by default.
 DEFAULT_ROUTES: Final[Mapping[str, str]] = types.MappingProxyType(

@@ -7,7 +7,8 @@ Two layers, both in `mask_secrets`:
 - patterns: anything shaped like a credential: provider key prefixes, `Bearer …`,
   `api_key=…`, header reprs, URL signatures, a long opaque run after a key word.
 
-Imports nothing from the rest of failsight.
+The patterns are the vocabulary's (`vocabulary.json`, `secrets`), shared with the Node.js
+package. Imports nothing else from failsight.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Callable
-from typing import Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
-__all__ = ["mask_remembered", "mask_secrets", "remember_secret", "sanitize_reason"]
+from failsight._vocabulary import VOCABULARY
 
-MASK: Final = "***"
+__all__ = [
+    "mask_remembered",
+    "mask_secrets",
+    "remember_secret",
+    "rule_ids_matching",
+    "sanitize_reason",
+]
 
 # --------------------------------------------------------------------------- patterns
 
@@ -42,16 +49,12 @@ def _word(*words: str) -> str:
     return rf"[{firsts}](?<![A-Za-z0-9].)(?i:{rests})"
 
 
-_KEY: Final = r"[A-Za-z0-9_\-]"  # a key's characters after its prefix
-_TOKEN: Final = r"[A-Za-z0-9._~+/=\-]"  # an HTTP auth token's characters
-_KEY_WORDS: Final = ("key", "token", "secret", "passw")
+_SECRETS: Final = VOCABULARY["secrets"]
+MASK: Final[str] = _SECRETS["mask"]
 
-# Request, trace and span ids are runs of 32 hex too. Alone they are kept (no key word
-# before them); labelled as ids right before them they are kept even after a key word.
-_ID_LABEL: Final = re.compile(
-    r"(?i)\b(?:ids?|request|trace(?:parent)?|span|correlation|operation|session|digest"
-    r"|hash|sha\d*|md5|etag|fingerprint)\W{0,3}$"
-)
+# Request, trace and span ids are runs of 32 hex too. Alone they are kept (no key word before
+# them); labelled as ids right before them they are kept even after a key word.
+_ID_LABEL: Final = re.compile(_SECRETS["id_label"])
 
 
 def _not_an_id(match: re.Match[str]) -> bool:
@@ -66,15 +69,29 @@ def _has_long_run(text: str) -> bool:
 
 _Accept = Callable[[re.Match[str]], bool]
 _Rule = tuple[frozenset[str], re.Pattern[str], _Accept | None, Callable[[str], bool] | None]
+_ACCEPT: Final[dict[str, _Accept]] = {"not_an_id": _not_an_id}
+_PRECHECK: Final[dict[str, Callable[[str], bool]]] = {"long_run": _has_long_run}
+_MACRO: Final = re.compile(r"\{\{(\w+)(?::([^}]*))?\}\}")
 
 
-def _rule(
-    triggers: tuple[str, ...],
-    pattern: str,
-    accept: _Accept | None = None,
-    precheck: Callable[[str], bool] | None = None,
-) -> _Rule:
-    return frozenset(triggers), re.compile(pattern), accept, precheck
+def _expand(pattern: str) -> str:
+    """A vocabulary pattern in Python's syntax: `{{key}}`, `{{token}}`, `{{words:a,b}}` expanded."""
+
+    def macro(match: re.Match[str]) -> str:
+        name, words = match.group(1), match.group(2)
+        return _word(*words.split(",")) if name == "words" else str(_SECRETS["macros"][name])
+
+    return _MACRO.sub(macro, pattern)
+
+
+def _rule(entry: Mapping[str, Any]) -> _Rule:
+    accept, precheck = entry.get("accept"), entry.get("precheck")
+    return (
+        frozenset(entry["triggers"]),
+        re.compile(_expand(entry["pattern"])),
+        None if accept is None else _ACCEPT[accept],
+        None if precheck is None else _PRECHECK[precheck],
+    )
 
 
 # Each match's `secret` group is masked. Every rule reads the original text, so no rule
@@ -82,71 +99,23 @@ def _rule(
 # "pk-Ocp-Apim-Subscription-Key: …"). A rule runs only when the text has one of its
 # triggers, each a substring of anything it matches (lower-cased, unless it has capitals),
 # and its precheck passes.
-_RULES: Final[tuple[_Rule, ...]] = (
-    _rule(("bearer",), rf"[bB](?i:earer)\s+(?P<secret>(?:(?i:bearer)\s+)*{_TOKEN}{{4,}})"),
-    _rule(("basic",), rf"{_word('basic')}\s+(?P<secret>{_TOKEN}{{4,}})"),
-    # OpenAI, Anthropic (sk-ant-), OpenRouter (sk-or-), DeepSeek, Cerebras (csk-).
-    _rule(("k-",), rf"[psr](?<!\w.)k-(?P<secret>{_KEY}{{6,}})"),
-    # Glued to a preceding word (e.g. after an escape in a repr): only key-length runs.
-    _rule(("k-",), rf"[psr]k-(?P<secret>{_KEY}{{20,}})"),
-    # A key the provider echoed half-masked ("sk-proj-AbC1****Q7vZ", "sk-fake****1234"):
-    # its visible head and tail still identify it.
-    _rule(("k-",), rf"[psr]k-(?P<secret>{_KEY}*\*{{3,}}{_KEY}*)"),
-    _rule(("xai-", "pplx-"), r"(?:xai|pplx)-(?P<secret>[A-Za-z0-9]{20,})"),  # xAI, Perplexity
-    _rule(("github",), r"github_pat_(?P<secret>[A-Za-z0-9_]{20,})"),  # GitHub fine-grained
-    # Groq, Hugging Face, GitHub (personal, OAuth, user, server, refresh), Replicate.
-    _rule(("k_", "hf_", "gh", "r8_"), r"(?:gsk|hf|gh[pousr]|r8)_(?P<secret>[A-Za-z0-9]{20,})"),
-    _rule(("k_",), r"[sr]k_(?:live|test)_(?P<secret>[A-Za-z0-9]{10,})"),  # Stripe
-    _rule(("AKIA", "ASIA"), r"A(?:KIA|SIA)(?P<secret>[A-Z0-9]{16})"),  # AWS access key ids
-    _rule(("AIza",), rf"AIza(?P<secret>{_KEY}{{20,}})"),  # Google API keys
-    _rule(("ya29.",), rf"ya29\.(?P<secret>{_KEY}{{20,}})"),  # Google OAuth access tokens
-    # JWTs (and JWEs): a base64url JSON header, then two to four more parts.
-    _rule(("eyJ",), rf"eyJ(?P<secret>{_KEY}{{10,}}\.{_KEY}{{10,}}(?:\.{_KEY}*){{1,3}})"),
-    # Microsoft's annotated keys (newer Azure AI keys): 84 characters, "JQQJ9" at 52.
-    _rule(
-        ("JQQJ9",),
-        r"(?P<secret>[A-Za-z0-9]{52}JQQJ9[9DH][A-Za-z0-9]{26}(?:[A-Za-z0-9]{2}==)?)",
-        precheck=_has_long_run,
-    ),
-    # Raw header tuples in a repr: (b'api-key', b'…'), ('x-api-key', '…').
-    _rule(
-        _KEY_WORDS,
-        r"\(\s*b?[\"'][A-Za-z0-9_\-]*?(?i:key|token|secret|passw(?:or)?d)[\"']"
-        r"\s*,\s*b?[\"'](?P<secret>[^\"']{4,})",
-    ),
-    # name=value, name: value, 'name': b'value' (headers, JSON, connection strings).
-    _rule(
-        _KEY_WORDS,
-        _word(
-            "api[_-]?key",
-            "access[_-]?token",
-            "accountkey",
-            "token",
-            "secret",
-            "sharedaccesskey",
-            "passw(?:or)?d",
-            "key",
-        )
-        + r"[\"']?\s*[=:]\s*(?:b?[\"'])?(?P<secret>[^\s\"'&,;]{4,})",
-    ),
-    # URL query secrets: Azure Functions `code`, SAS `sig`, presigned URLs' signatures.
-    _rule(
-        ("sig", "code=", "key", "token"),
-        r"[?&](?i:sig|code|(?:x-(?:amz|goog)-)?(?:signature|security-token)"
-        r"|key|api[_-]?key|access_token|token)=(?P<secret>[^&#\s\"'<>;]{3,})",
-    ),
-    # A run of 32+ letters and digits a few words after a key word, unless labelled as an
-    # id: Azure keys are 32 hex (newer ones 84 characters), Together's 64 hex, Mistral's 32
-    # alphanumerics, none with a prefix to find them by.
-    _rule(
-        _KEY_WORDS,
-        _word("api[_-]?key", "key", "secret", "token", "passw(?:or)?d")
-        + r"(?i:s?)(?![A-Za-z0-9_])(?P<gap>[^\n]{0,48}?)"
-        r"(?<![A-Za-z0-9_\-])(?P<secret>[A-Za-z0-9]{32,})",
-        _not_an_id,
-        _has_long_run,
-    ),
-)
+_RULE_IDS: Final[tuple[str, ...]] = tuple(entry["id"] for entry in _SECRETS["rules"])
+_RULES: Final[tuple[_Rule, ...]] = tuple(_rule(entry) for entry in _SECRETS["rules"])
+
+
+def rule_ids_matching(text: str) -> frozenset[str]:
+    """Ids of the vocabulary's secret rules that find a secret in `text` (tests, docs).
+
+    >>> sorted(rule_ids_matching("Authorization: Bearer abc.DEF-ghi_123"))
+    ['bearer']
+    """
+    return frozenset(
+        rule_id
+        for rule_id, (_, pattern, accept, precheck) in zip(_RULE_IDS, _RULES, strict=True)
+        if (precheck is None or precheck(text))
+        and any(accept is None or accept(match) for match in pattern.finditer(text))
+    )
+
 
 # A trigger with a rarer character is looked for only when the text has that character.
 _GATE_OF: Final = {"gh": "_", "github": "_", "sig": "=", "xai-": "x", "pplx-": "x"}
