@@ -596,7 +596,7 @@ class Workload:
         self.request(VIDEO, "soft", "video_timeout")
         for labels in (CHAT, IMAGE, VIDEO):
             self.in_flight.labels(*labels).set(2)
-        self.telemetry.labels("openai_result").inc()
+        self.telemetry.labels("call_record").inc()
         # Each token type of the content_filter and length answers wasted; spend priced.
         for reason in ("content_filter", "length"):
             for token_type in ("input", "output", "reasoning", "cached_input"):

@@ -53,9 +53,6 @@ STAGES: Final = (
     "span", "account", "abandoned", "series_budget", "other",
     # pricing: a model with no price (once per model), a user's price callable that raised
     "price_unknown", "price",
-    # (legacy names, retired with the engine move)
-    "openai_start", "openai_enter", "openai_exit", "openai_result", "openai_finish",
-    "openai_attempt",
 )  # fmt: skip
 _STAGE_SET: Final = frozenset(STAGES)
 
