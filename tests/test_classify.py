@@ -18,7 +18,7 @@ from openai.types.responses import Response
 
 from conftest import api_error, connection_error, sdk_httpx
 from failsight import Outcome, Usage, classify_exception, classify_result
-from failsight._classify import normalize_video_status
+from failsight._taxonomy import normalize_video_status
 
 USAGE = {
     "prompt_tokens": 10,
@@ -688,22 +688,3 @@ def test_odd_exceptions_never_raise(exc: BaseException) -> None:
     outcome = classify_exception(exc)
     assert outcome.failure_class == "hard"
     assert outcome.reason == "exception"
-
-
-@pytest.mark.parametrize(
-    ("host", "provider"),
-    [
-        ("api.openai.com", "openai"),
-        ("API.OPENAI.COM", "openai"),
-        ("myres.openai.azure.com", "azure.ai.openai"),
-        ("x.services.ai.azure.com", "azure.ai.openai"),
-        ("api.cometapi.com", "api.cometapi.com"),
-        ("127.0.0.1", "127.0.0.1"),
-        (None, "unknown"),
-        ("", "unknown"),
-    ],
-)
-def test_provider_for_host(host: str | None, provider: str) -> None:
-    from failsight._classify import provider_for_host
-
-    assert provider_for_host(host) == provider

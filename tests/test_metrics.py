@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from failsight._metrics import OTHER, REASONS, CappedMetric, MetricSet
+from failsight._guard import STAGES
+from failsight._metrics import CappedMetric, MetricSet
+from failsight._taxonomy import OTHER, REASONS
 
 SITE = ("chat", "openai", "gpt-4o")
 
@@ -265,3 +267,13 @@ def test_a_raising_before_collect_never_breaks_a_scrape() -> None:
     registry = CollectorRegistry()
     MetricSet(registry, before_collect=hook)
     assert b"genai_telemetry_errors_total" in generate_latest(registry)
+
+
+def test_telemetry_errors_start_at_zero_for_the_stages_code_reports() -> None:
+    registry = CollectorRegistry()
+    MetricSet(registry)
+    stages = values_of(registry, "genai_telemetry_errors_total", "stage")
+    assert stages == set(STAGES)
+    assert total(registry, "genai_telemetry_errors_total") == 0
+    # The openai_* stages of the SDK patch before the engine: nothing reports them any more.
+    assert not {stage for stage in stages if stage.startswith("openai_")}

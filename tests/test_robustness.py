@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from conftest import Telemetry
 from failsight import _sdk_patch, classify_exception, classify_result
-from failsight._classify import FAILURE_CLASSES, FINISH_REASONS, Outcome, _classify_exception
+from failsight._classify import _classify_exception
 from failsight._operations import OPERATIONS
 from failsight._streams import CallWatcher
+from failsight._taxonomy import FAILURE_CLASSES, FINISH_REASONS, Outcome
 
 PROPERTY = settings(
     max_examples=75,

@@ -7,7 +7,7 @@
 """
 
 from failsight import validators
-from failsight._classify import Outcome, Usage, classify_exception, classify_result
+from failsight._classify import classify_exception, classify_result
 from failsight._config import Settings, configure
 from failsight._guard import FailsightWarning
 from failsight._handle import Generation, current_generation
@@ -16,6 +16,7 @@ from failsight._multiprocess import mark_process_dead
 from failsight._retry import RetryPolicy
 from failsight._scope import traced_generation
 from failsight._sdk_patch import instrument_openai, uninstrument_openai
+from failsight._taxonomy import Outcome, Usage
 from failsight._version import __version__
 from failsight.exposition import make_asgi_app, make_wsgi_app, start_metrics_server
 

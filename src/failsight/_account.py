@@ -11,24 +11,27 @@ the account's verdict. Every step is guarded, and `close` releases the in-flight
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
-from failsight._classify import (
-    HARD,
-    NONE,
-    SOFT,
-    TOKEN_TYPES,
-    VIDEO_FAILURE_REASONS,
-    Outcome,
-    Usage,
-    classify_exception,
-)
+from failsight._classify import classify_exception
 from failsight._guard import guarded, swallow
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
+from failsight._taxonomy import (
+    HARD,
+    NON_RETRYABLE_CLIENT_ERRORS,
+    NONE,
+    SOFT,
+    TOKEN_TYPES,
+    UNKNOWN,
+    VIDEO_FAILURE_REASONS,
+    Outcome,
+    Usage,
+)
 from failsight._waste import SCOPE, Share, Spent, class_of_reason, waste
 
 if TYPE_CHECKING:
@@ -36,13 +39,13 @@ if TYPE_CHECKING:
 
     from failsight._config import State
 
-__all__ = ["NON_RETRYABLE_CLIENT_ERRORS", "UNKNOWN", "Account"]
+__all__ = ["Account", "current_account"]
 
-UNKNOWN: Final = "unknown"
 _MAX_KEPT: Final = 64  # finish reasons and video jobs kept per account
-# A call after one of these is a new attempt, not a retry: the retry policy never retries them.
-NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
-    {"bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable"}
+
+# The innermost traced scope's account (set by scopes, and by an unscoped call while it runs).
+current_account: Final[contextvars.ContextVar[Account | None]] = contextvars.ContextVar(
+    "failsight_account", default=None
 )
 
 _ACCOUNT: Final = guarded("account")

@@ -14,11 +14,12 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from failsight._classify import HARD, SOFT, VIDEO_TERMINAL, Outcome, classify_result
+from failsight._classify import classify_result
 from failsight._engine import Call, fail
 from failsight._guard import guarded
 from failsight._stream_judge import StreamJudge
 from failsight._streams import Watcher
+from failsight._taxonomy import HARD, SOFT, VIDEO_TERMINAL, Outcome
 
 __all__ = ["BodyWatcher", "Decoder", "Unsupported", "judge_content", "make_decoder"]
 

@@ -10,40 +10,15 @@ from typing import Any, Final
 
 from prometheus_client.metrics_core import Metric
 
+from failsight._taxonomy import OTHER, REASONS
+
 __all__ = [
     "CHILD_CACHE_LIMIT",
     "DEFAULT_MAX_SERIES",
-    "HARD_REASONS",
     "MAX_LABEL_LENGTH",
-    "OTHER",
-    "REASONS",
-    "SILENT_REASONS",
-    "SOFT_REASONS",
     "BeforeCollect",
     "CappedMetric",
 ]
-
-OTHER: Final = "other"
-
-# The closed `reason` vocabulary (docs/reference.md#reasons), by failure class: never
-# capped. Anything else (a validator's name, a reason given to `mark_failure` or
-# `record_retry`) is capped like a common label.
-HARD_REASONS: Final = frozenset(
-    {
-        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-    }
-)  # fmt: skip
-SOFT_REASONS: Final = frozenset(
-    {
-        "content_filter", "length", "empty_content", "refusal", "image_filtered",
-        "video_failed", "video_cancelled", "video_timeout",
-    }
-)  # fmt: skip
-SILENT_REASONS: Final = frozenset({"empty_output", "invalid_json", "unexpected_label", "too_short"})
-# ...and what capped values become
-REASONS: Final = HARD_REASONS | SOFT_REASONS | SILENT_REASONS | {OTHER}
 
 # Past this many distinct raw label tuples a metric stops caching children (still correct).
 CHILD_CACHE_LIMIT: Final = 4096

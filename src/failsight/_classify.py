@@ -12,47 +12,29 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = [
-    "FAILURE_CLASSES",
-    "FINISH_REASONS",
-    "HARD",
-    "NONE",
-    "RETRYABLE_REASONS",
-    "SILENT",
-    "SOFT",
-    "TOKEN_TYPES",
-    "VIDEO_FAILURE_REASONS",
-    "VIDEO_TERMINAL",
-    "Outcome",
-    "Usage",
     "classify_exception",
     "classify_result",
     "classify_status",
-    "field",
-    "normalize_finish_reason",
-    "normalize_video_status",
-    "reason_for_status",
+    "extract_usage",
+    "parse_retry_after",
+    "worst_soft_reason",
 ]
 
 from failsight._filters import filters_of_error, filters_of_response
 from failsight._taxonomy import (
     CONNECTION_NAMES,
-    FAILURE_CLASSES,
     FINISH_REASONS,
     HARD,
     INVALID_RESPONSE_NAMES,
     MAX_TEXT,
     NONE,
     RETRYABLE_REASONS,
-    SILENT,
     SOFT,
     SOFT_EXCEPTIONS,
     TIMEOUT_NAMES,
-    TOKEN_TYPES,
     VIDEO_FAILURE_REASONS,
-    VIDEO_TERMINAL,
     Outcome,
     Usage,
-    field,
     normalize_finish_reason,
     normalize_video_status,
     reason_for_status,
@@ -552,22 +534,3 @@ def classify_result(obj: Any, *, kind: str | None = None) -> Outcome:
     except Exception:  # a malformed object never escapes as an error
         return Outcome(HARD, "invalid_response")
     return Outcome()
-
-
-_AZURE_SUFFIXES: Final = (
-    ".openai.azure.com",
-    ".services.ai.azure.com",
-    ".cognitiveservices.azure.com",
-)
-
-
-def provider_for_host(host: str | None) -> str:
-    """The `provider` label of a base URL's host (docs/reference.md#labels)."""
-    if not host:
-        return "unknown"
-    host = host.lower()[:MAX_TEXT]
-    if host == "api.openai.com":
-        return "openai"
-    if host.endswith(_AZURE_SUFFIXES):
-        return "azure.ai.openai"
-    return host

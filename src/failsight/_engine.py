@@ -19,28 +19,26 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from failsight import _deferred, _spans
-from failsight._account import UNKNOWN, Account
-from failsight._classify import NONE, SOFT, Outcome, classify_exception
+from failsight._account import Account, current_account
+from failsight._classify import classify_exception
 from failsight._config import State, get_state
 from failsight._guard import guarded, swallow
 from failsight._operations import Operation
 from failsight._redact import mask_remembered, mask_secrets
+from failsight._taxonomy import NONE, SOFT, UNKNOWN, Outcome
 from failsight._waste import Spent
 
 __all__ = [
     "Call",
     "active_call",
-    "current_account",
+    "expire_video_jobs",
     "fail",
+    "retrying_scope_site",
     "send",
     "send_async",
     "start_call",
 ]
 
-# The innermost traced scope's account (set by scopes, and by an unscoped call while it runs).
-current_account: Final[contextvars.ContextVar[Account | None]] = contextvars.ContextVar(
-    "failsight_account", default=None
-)
 # The call being sent: the transport records its attempts, and raw HTTP defers to it.
 active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar(
     "failsight_call", default=None
@@ -274,6 +272,29 @@ def _request_id_of(result: Any) -> Any:
             if value is not None:
                 return value
     return None
+
+
+def retrying_scope_site() -> str | None:
+    """The call site of the enclosing traced scope when it retries (`retry=`), else None.
+
+    >>> retrying_scope_site() is None  # outside any scope
+    True
+    """
+    parent = current_account.get()
+    if parent is not None and parent.root.retrying:
+        return parent.root.call_site
+    return None
+
+
+def expire_video_jobs() -> None:
+    """End the video jobs past their deadline (the next tracked call notices them, not only
+    their own poll).
+
+    >>> expire_video_jobs()  # no job: nothing to do
+    """
+    jobs = get_state().video_jobs
+    if len(jobs):
+        jobs.expire()
 
 
 def start_call(

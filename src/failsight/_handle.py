@@ -13,11 +13,10 @@ import math
 import warnings
 from typing import Final
 
-from failsight._account import Account
-from failsight._classify import FAILURE_CLASSES, NONE, SOFT, Usage, normalize_finish_reason
-from failsight._classify import normalize_video_status as _normalize_video_status
-from failsight._engine import current_account
+from failsight._account import Account, current_account
 from failsight._guard import FailsightWarning, guarded, raising, report
+from failsight._taxonomy import FAILURE_CLASSES, NONE, SOFT, Usage, normalize_finish_reason
+from failsight._taxonomy import normalize_video_status as _normalize_video_status
 
 __all__ = ["Generation", "current_generation"]
 

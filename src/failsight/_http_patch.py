@@ -28,8 +28,7 @@ import wrapt
 from failsight import _deferred, _redact, _spans, _transport
 from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
 from failsight._classify import classify_status
-from failsight._config import get_state
-from failsight._engine import Call, active_call, send, send_async, start_call
+from failsight._engine import Call, active_call, expire_video_jobs, send, send_async, start_call
 from failsight._guard import guarded, swallow
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS
 from failsight._provider import server_of
@@ -60,10 +59,7 @@ def _remember_key(headers: Any) -> None:
 
 def _start(route: Route, model: str, stream: bool, server: tuple[Any, ...]) -> Call | None:
     if not route.op.is_poll:
-        jobs = get_state().video_jobs
-        if len(jobs):
-            # A job past its deadline ends at the next tracked call, not only at its own poll.
-            jobs.expire()
+        expire_video_jobs()
     provider, address, port = server
     return start_call(route.op, model, provider, address, port, stream)
 

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from failsight._classify import provider_for_host
+from failsight._taxonomy import MAX_TEXT
 
-__all__ = ["server_of", "server_of_url"]
+__all__ = ["provider_for_host", "server_of", "server_of_url"]
 
 _MAX_CACHED: Final = 256
 _servers: dict[tuple[str, str | None, int | None], tuple[str, str | None, int | None]] = {}
+
+_AZURE_SUFFIXES: Final = (
+    ".openai.azure.com",
+    ".services.ai.azure.com",
+    ".cognitiveservices.azure.com",
+)
+
+
+def provider_for_host(host: str | None) -> str:
+    """The `provider` label of a base URL's host (docs/reference.md#labels).
+
+    >>> provider_for_host("my-resource.openai.azure.com")
+    'azure.ai.openai'
+    """
+    if not host:
+        return "unknown"
+    host = host.lower()[:MAX_TEXT]
+    if host == "api.openai.com":
+        return "openai"
+    if host.endswith(_AZURE_SUFFIXES):
+        return "azure.ai.openai"
+    return host
 
 
 def server_of(

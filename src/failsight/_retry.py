@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from failsight._classify import RETRYABLE_REASONS, Outcome
+from failsight._taxonomy import RETRYABLE_REASONS, Outcome
 
 __all__ = ["RetryPolicy"]
 

@@ -2,7 +2,7 @@
 
 Built from `_operations` (each operation's default routes) plus the user's
 `instrument_http(routes=...)`. Indexed by the last fixed segment, so a path that is no AI
-route costs one dictionary look-up. Pure: imports only the operation table.
+route costs one dictionary look-up. Pure: imports only the operation table and the taxonomy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS, Operation
+from failsight._taxonomy import UNKNOWN
 
 __all__ = ["Route", "RouteTable", "build_table", "form_fields", "parse_route", "request_fields"]
 
@@ -24,7 +25,6 @@ _MULTIPART_MODEL: Final = re.compile(
     rb'name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]{1,256})\r\n'
 )
 _FORM_MODEL: Final = re.compile(r"(?:^|&)model=([^&]{1,512})")
-UNKNOWN: Final = "unknown"
 _PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}\Z")
 
 

@@ -20,13 +20,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from failsight import _deferred, _spans
-from failsight._account import UNKNOWN, Account
-from failsight._classify import NONE, classify_exception
+from failsight._account import Account, current_account
+from failsight._classify import classify_exception
 from failsight._config import get_state
 from failsight._decoration import check_decorated, check_options
-from failsight._engine import current_account
 from failsight._guard import guarded, swallow
 from failsight._retry import RetryPolicy
+from failsight._taxonomy import NONE, UNKNOWN
 from failsight.validators import Collected, Validator, prepare, run
 
 __all__ = ["traced_generation"]

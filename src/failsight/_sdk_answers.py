@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Final
 import wrapt
 
 from failsight import _content, _deferred
-from failsight._classify import Outcome, classify_exception, classify_result, classify_status
+from failsight._classify import classify_exception, classify_result, classify_status
 from failsight._engine import Call
 from failsight._guard import guarded, swallow
 from failsight._spans import is_recording
 from failsight._streams import watch
+from failsight._taxonomy import Outcome
 
 __all__ = ["RAW_RESPONSE_HEADER", "answer", "set_stream_types"]
 

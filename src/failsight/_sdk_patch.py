@@ -20,14 +20,21 @@ from typing import TYPE_CHECKING, Any, Final
 import wrapt
 
 from failsight import _content, _redact, _sdk_answers, _transport
-from failsight._account import UNKNOWN
-from failsight._classify import Outcome, classify_exception, classify_status
-from failsight._engine import Call, active_call, current_account, send, send_async, start_call
+from failsight._classify import classify_exception, classify_status
+from failsight._engine import (
+    Call,
+    active_call,
+    retrying_scope_site,
+    send,
+    send_async,
+    start_call,
+)
 from failsight._guard import FailsightWarning, guarded, swallow
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
 from failsight._sdk_answers import answer
 from failsight._spans import is_recording
+from failsight._taxonomy import UNKNOWN, Outcome
 
 __all__ = ["instrument_openai", "is_instrumented", "uninstrument_openai"]
 
@@ -94,9 +101,9 @@ def _start(op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
     provider, address, port = _server_of(resource)
     model = kwargs.get("model")
     model = model if isinstance(model, str) and model else UNKNOWN
-    parent = current_account.get()
-    if parent is not None and parent.root.retrying:
-        _warn_nested_retries(resource, parent.root.call_site)
+    retrying_site = retrying_scope_site()
+    if retrying_site is not None:
+        _warn_nested_retries(resource, retrying_site)
     call = start_call(op, model, provider, address, port, kwargs.get("stream") is True)
     if call is not None and call.state.settings.capture_content and is_recording(call.span):
         with _RESULT:

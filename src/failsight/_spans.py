@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
-from failsight._classify import TOKEN_TYPES
 from failsight._guard import guarded, swallow
 from failsight._redact import mask_secrets
+from failsight._taxonomy import TOKEN_TYPES
 
 if TYPE_CHECKING:
-    from failsight._classify import Outcome
+    from failsight._taxonomy import Outcome
 
 __all__ = [
     "add_exception_event",

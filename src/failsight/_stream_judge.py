@@ -10,18 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from failsight._classify import (
-    HARD,
-    NONE,
-    SOFT,
-    Outcome,
-    classify_result,
-    extract_usage,
-    normalize_finish_reason,
-    worst_soft_reason,
-)
+from failsight._classify import classify_result, extract_usage, worst_soft_reason
 from failsight._filters import Filter, filters_of_choice, filters_of_prompt
-from failsight._taxonomy import MAX_TEXT
+from failsight._taxonomy import HARD, MAX_TEXT, NONE, SOFT, Outcome, normalize_finish_reason
 
 __all__ = ["StreamJudge"]
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Final
 import wrapt
 
 from failsight import _deferred
-from failsight._classify import Outcome
 from failsight._content import OUTPUT, StreamText
 from failsight._engine import Call, fail
 from failsight._guard import guarded, swallow
 from failsight._spans import is_recording
 from failsight._stream_judge import StreamJudge
+from failsight._taxonomy import Outcome
 
 __all__ = ["AsyncStreamProxy", "CallWatcher", "StreamProxy", "Watcher", "watch"]
 

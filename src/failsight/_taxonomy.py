@@ -11,11 +11,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 __all__ = [
-    "CONNECTION_NAMES", "FAILURE_CLASSES", "FINISH_REASONS", "HARD", "INVALID_RESPONSE_NAMES",
-    "MAX_TEXT", "NONE", "RETRYABLE_REASONS", "SILENT", "SOFT", "SOFT_EXCEPTIONS", "TIMEOUT_NAMES",
-    "TOKEN_TYPES", "VIDEO_FAILURE_REASONS", "VIDEO_TERMINAL", "Outcome", "Usage", "as_int",
-    "as_list", "as_str", "field", "normalize_finish_reason", "normalize_video_status",
-    "reason_for_status",
+    "CONNECTION_NAMES", "FAILURE_CLASSES", "FINISH_REASONS", "HARD", "HARD_REASONS",
+    "INVALID_RESPONSE_NAMES", "MAX_TEXT", "NONE", "NON_RETRYABLE_CLIENT_ERRORS", "OTHER",
+    "REASONS", "RETRYABLE_REASONS", "SILENT", "SILENT_REASONS", "SOFT", "SOFT_EXCEPTIONS",
+    "SOFT_REASONS", "TIMEOUT_NAMES", "TOKEN_TYPES", "UNKNOWN", "VIDEO_FAILURE_REASONS",
+    "VIDEO_TERMINAL", "Outcome", "Usage", "as_int", "as_list", "as_str", "field",
+    "normalize_finish_reason", "normalize_video_status", "reason_for_status",
 ]  # fmt: skip
 
 NONE: Final = "none"
@@ -53,6 +54,35 @@ RETRYABLE_REASONS: Final = frozenset(
         "connection",
     }
 )
+
+# A call after one of these is a new attempt, not a retry: the retry policy never retries them.
+NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
+    {"bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable"}
+)
+
+OTHER: Final = "other"
+# A label value nothing gave (a model, operation or provider not known).
+UNKNOWN: Final = "unknown"
+
+# The closed `reason` vocabulary (docs/reference.md#reasons), by failure class: never
+# capped. Anything else (a validator's name, a reason given to `mark_failure` or
+# `record_retry`) is capped like a common label.
+HARD_REASONS: Final = frozenset(
+    {
+        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
+        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
+        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
+    }
+)  # fmt: skip
+SOFT_REASONS: Final = frozenset(
+    {
+        "content_filter", "length", "empty_content", "refusal", "image_filtered",
+        "video_failed", "video_cancelled", "video_timeout",
+    }
+)  # fmt: skip
+SILENT_REASONS: Final = frozenset({"empty_output", "invalid_json", "unexpected_label", "too_short"})
+# ...and what capped values become
+REASONS: Final = HARD_REASONS | SOFT_REASONS | SILENT_REASONS | {OTHER}
 
 # Exception class names (anywhere in the MRO) recognised without importing their libraries.
 # Timeouts are checked first: requests' ConnectTimeout is also a ConnectionError.

@@ -31,8 +31,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Final
 
-from failsight._capped import HARD_REASONS, SOFT_REASONS
-from failsight._taxonomy import HARD, SILENT, SOFT, TOKEN_TYPES, Usage
+from failsight._taxonomy import HARD, HARD_REASONS, SILENT, SOFT, SOFT_REASONS, TOKEN_TYPES, Usage
 
 if TYPE_CHECKING:
     from failsight._metrics import LabelChildren, MetricSet

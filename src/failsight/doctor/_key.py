@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from failsight._classify import provider_for_host
+from failsight._provider import provider_for_host
 
 from ._model import Check, fail, ok, warn
 from ._probe import Reply, error_fields
