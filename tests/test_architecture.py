@@ -1,9 +1,10 @@
 """The module map, checked from the source (`ast`), so that it cannot drift.
 
-Imports flow one way: the pure modules (taxonomy and classifier, stream judge, operation
-table, redaction, guard, deferred queue) import nothing from the rest; the engine knows no
+Imports flow one way: the pure modules (vocabulary data, taxonomy and classifier, stream
+judge, operation table, redaction, guard, deferred queue) import nothing from the rest; the engine knows no
 patch; the two patches never import each other; `failsight.testing` imports nothing from the
-library.
+library. The taxonomy's vocabulary has one home (`_taxonomy`): modules import its names from
+there, and `_classify` only for its classifier functions.
 """
 
 from __future__ import annotations
@@ -17,16 +18,29 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "failsight"
 
 # module -> the failsight modules it may import (nothing else from failsight).
 PURE = {
+    "_vocabulary": set(),
     "_taxonomy": set(),
-    "_filters": {"_taxonomy"},
+    "_filters": {"_taxonomy", "_vocabulary"},
     "_classify": {"_taxonomy", "_filters"},
     "_stream_judge": {"_classify", "_taxonomy", "_filters"},
-    "_operations": set(),
-    "_redact": set(),
+    "_operations": {"_vocabulary"},
+    "_redact": {"_vocabulary"},
     "_guard": {"_redact"},
     "_deferred": set(),
 }
 PATCHES = {"_sdk_patch", "_http_patch"}
+# What the patches may import: the engine's API, the pure judgements and tables, span and
+# redaction helpers, the transport hook, and each patch's own helpers (SDK answers; raw-HTTP
+# bodies and routes). Not the engine's internals (the account, the settings, the metrics).
+PATCH_IMPORTS = {
+    "_engine", "_classify", "_taxonomy", "_provider", "_operations", "_guard", "_redact",
+    "_spans", "_deferred", "_transport", "_content", "_sdk_answers", "_body", "_routes",
+}  # fmt: skip
+# Reason sets (and other vocabulary) defined in `_taxonomy` and nowhere else.
+REASON_SETS = {
+    "HARD_REASONS", "SOFT_REASONS", "SILENT_REASONS", "REASONS", "RETRYABLE_REASONS",
+    "NON_RETRYABLE_CLIENT_ERRORS",
+}  # fmt: skip
 # Modules that may import a patch: the package's front and the programs built on it.
 PATCH_USERS = {"__init__", "instrumentation", "cli", "demo", "doctor"}
 # Longer files allowed: tables, where a split would only scatter one list.
@@ -60,6 +74,34 @@ def _failsight_imports(path: Path) -> set[str]:
     return found
 
 
+def _imported_names(path: Path, module: str) -> set[str]:
+    """Names `path` imports from `failsight.<module>` (from `failsight` itself for "")."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    wanted = f"failsight.{module}" if module else "failsight"
+    return {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == wanted
+        for alias in node.names
+    }
+
+
+def _module_level_names(path: Path) -> set[str]:
+    """Names a module binds at its top level by assignment."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        found.update(t.id for t in targets if isinstance(t, ast.Name))
+    return found
+
+
+def _functions(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
 def _sources() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
@@ -88,6 +130,46 @@ def test_only_the_front_imports_a_patch() -> None:
         if top in PATCH_USERS or name in PATCHES:
             continue
         assert not (_failsight_imports(path) & PATCHES), f"{name} imports a patch"
+
+
+def test_the_patches_use_the_engine_api_not_its_internals() -> None:
+    for patch in sorted(PATCHES):
+        imported = _failsight_imports(PACKAGE / f"{patch}.py")
+        assert imported <= PATCH_IMPORTS, f"{patch} imports {sorted(imported - PATCH_IMPORTS)}"
+
+
+def test_the_vocabulary_is_defined_in_the_taxonomy_only() -> None:
+    taxonomy = _module_level_names(PACKAGE / "_taxonomy.py")
+    assert taxonomy >= REASON_SETS
+    # The upper-case names of the taxonomy: its constants and tables.
+    vocabulary = {name for name in taxonomy if name.isupper()}
+    for path in _sources():
+        name = _module_name(path)
+        if name == "_taxonomy" or name.startswith("testing"):
+            continue  # the testing kit keeps its own copy: it imports nothing from the library
+        clash = _module_level_names(path) & vocabulary
+        assert not clash, f"{name} defines {sorted(clash)} (they live in _taxonomy)"
+
+
+def test_only_classifier_callers_import_the_classifier() -> None:
+    functions = {name for name in _functions(PACKAGE / "_classify.py") if not name.startswith("_")}
+    for path in _sources():
+        name = _module_name(path)
+        imported = _imported_names(path, "_classify")
+        assert imported <= functions, f"{name} takes {sorted(imported - functions)} from _classify"
+        assert "_classify" not in _imported_names(path, ""), f"{name} imports the module whole"
+
+
+def test_the_current_account_lives_with_the_account() -> None:
+    assert "current_account" in _module_level_names(PACKAGE / "_account.py")
+    for path in _sources():
+        name = _module_name(path)
+        if name != "_account":
+            assert "current_account" not in _module_level_names(path), name
+        if name != "_engine":
+            assert "current_account" not in _imported_names(path, "_engine"), name
+    for module in ("_scope", "_handle"):
+        assert "current_account" in _imported_names(PACKAGE / f"{module}.py", "_account"), module
 
 
 def test_the_engine_knows_no_patch_and_no_scope() -> None:
