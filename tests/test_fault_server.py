@@ -1076,3 +1076,191 @@ def test_azure_filter_results_on_answers_and_chunks(client: openai.OpenAI) -> No
     assert middle and not any(
         e["filtered"] for c in middle for e in c["choices"][0]["content_filter_results"].values()
     )
+
+
+# --- parameterised scenarios: any status, finish reason or filter category ---------------------
+
+
+@pytest.mark.parametrize("reason", ["end_turn", "MAX_TOKENS", "stop", "content_filter", "x.y-z"])
+def test_finish_scenario_sends_its_finish_reason_verbatim(
+    client: openai.OpenAI, server: FaultServer, reason: str
+) -> None:
+    model = f"gpt-4o-mini@finish={reason}"
+    answer = client.chat.completions.create(model=model, messages=MESSAGES)
+    assert answer.choices[0].finish_reason == reason
+    assert answer.choices[0].message.content == OK_TEXT
+    assert answer.usage is not None and answer.usage.total_tokens == USAGE["total_tokens"]
+    stream = client.chat.completions.create(
+        model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == reason and all(f is None for f in finishes[:-1])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == OK_TEXT
+    assert chunks[-1].usage is not None
+    legacy = client.completions.create(model=model, prompt="hi")
+    assert legacy.choices[0].finish_reason == reason
+    assert [r.scenario for r in server.requests] == [f"finish={reason}"] * 3
+
+
+def test_finish_scenario_on_the_responses_api_is_an_incomplete_reason(
+    client: openai.OpenAI,
+) -> None:
+    model = "gpt-4o-mini@finish=max_output_tokens"
+    answer = client.responses.create(model=model, input="hi")
+    assert answer.status == "incomplete"
+    assert answer.incomplete_details is not None
+    assert answer.incomplete_details.reason == "max_output_tokens"
+    assert answer.output_text == OK_TEXT and answer.usage is not None
+    events = list(client.responses.create(model=model, input="hi", stream=True))
+    assert events[-1].type == "response.incomplete"
+    details = events[-1].response.incomplete_details
+    assert details is not None and details.reason == "max_output_tokens"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "category", "severity"),
+    [
+        ("filter=selfharm:medium", "selfharm", {"severity": "medium"}),
+        (
+            "filter=HARM_CATEGORY_HATE_SPEECH:high",
+            "HARM_CATEGORY_HATE_SPEECH",
+            {"severity": "high"},
+        ),
+        ("filter=violence:low", "violence", {"severity": "low"}),
+        ("filter=jailbreak", "jailbreak", {}),  # no severity given: no severity field
+    ],
+)
+def test_filter_scenario_marks_its_category_filtered(
+    client: openai.OpenAI, scenario: str, category: str, severity: dict[str, str]
+) -> None:
+    model = f"gpt-4o-mini@{scenario}"
+    answer = client.chat.completions.create(model=model, messages=MESSAGES).model_dump()
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == TRUNCATED_TEXT
+    results = choice["content_filter_results"]
+    assert results[category] == {"filtered": True, **severity}
+    assert [name for name, entry in results.items() if entry["filtered"]] == [category]
+    prompt = answer["prompt_filter_results"][0]["content_filter_results"]
+    assert not any(entry["filtered"] for entry in prompt.values())
+    chunks = [c.model_dump() for c in client.chat.completions.create(
+        model=model, messages=MESSAGES, stream=True)]  # fmt: skip
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishing[-1]["choices"][0]["finish_reason"] == "content_filter"
+    assert finishing[-1]["choices"][0]["content_filter_results"][category]["filtered"] is True
+    middle = [c for c in chunks if c["choices"] and not c["choices"][0]["finish_reason"]]
+    assert middle and not any(
+        e["filtered"] for c in middle for e in c["choices"][0]["content_filter_results"].values()
+    )
+
+
+@pytest.mark.parametrize(("status", "error"), [(418, openai.APIStatusError),
+    (402, openai.APIStatusError), (501, openai.InternalServerError),
+    (599, openai.InternalServerError)])  # fmt: skip
+def test_any_http_status_is_a_scenario(
+    client: openai.OpenAI, http: httpx.Client, server: FaultServer, status: int, error: type
+) -> None:
+    with pytest.raises(error) as info:
+        client.chat.completions.create(model=f"gpt-4o@http_{status}", messages=MESSAGES)
+    assert info.value.status_code == status
+    assert info.value.body == {
+        "message": f"failsight fault server: HTTP {status}, as the scenario asked.",
+        "type": "server_error" if status >= 500 else "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert info.value.response.headers.get("retry-after-ms") == ("1" if status >= 500 else None)
+    # A hard scenario: every route, polls of a video included.
+    for path, body in [("/embeddings", {"model": "e", "input": "x"}), ("/videos", {"prompt": "p"})]:
+        resp = http.post(
+            server.base_url + path, json=body, headers=scenario_headers(f"http_{status}")
+        )
+        assert resp.status_code == status
+    poll = http.get(f"{server.base_url}/videos/video_x", headers=scenario_headers(f"http_{status}"))
+    assert poll.status_code == status
+
+
+def test_a_3xx_status_without_location_reaches_the_sdk_as_an_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="gpt-4o@http_300", messages=MESSAGES)
+    assert info.value.status_code == 300
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["http_200", "http_600", "http_4xx", "http_42", "finish=", "finish=a b", "finish=x:y",
+     "filter=", "filter=hate:high:x", "filter=hate:", "filter=hate:s1", "finish=" + "a" * 65],
+)  # fmt: skip
+def test_malformed_parameterised_scenarios_are_unknown(
+    server: FaultServer, http: httpx.Client, scenario: str
+) -> None:
+    resp = http.post(
+        f"{server.base_url}/chat/completions",
+        json={"model": "m", "messages": MESSAGES},
+        headers=scenario_headers(scenario),
+    )
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "unknown_scenario"
+    assert "finish=<finish_reason>" in error["message"] and "http_<status>" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "scenario"),
+    [
+        ("/embeddings", {"model": "e", "input": "x"}, "finish=stop"),
+        ("/images/generations", {"prompt": "p"}, "finish=stop"),
+        ("/videos", {"prompt": "p"}, "finish=stop"),
+        ("/completions", {"model": "m", "prompt": "x"}, "filter=hate:high"),
+        ("/responses", {"model": "m", "input": "x"}, "filter=hate:high"),
+    ],
+)
+def test_parameterised_scenarios_apply_only_where_they_make_sense(
+    server: FaultServer, http: httpx.Client, path: str, body: Any, scenario: str
+) -> None:
+    resp = http.post(server.base_url + path, json=body, headers=scenario_headers(scenario))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "scenario_not_applicable"
+
+
+def test_parameterised_scenarios_in_sequences_mixes_and_defaults(http: httpx.Client) -> None:
+    assert parse_mix("finish=end_turn=0.5,ok=0.5") == {"finish=end_turn": 0.5, "ok": 0.5}
+    url = "/chat/completions"
+    with FaultServer(default_scenario="finish=pause_turn") as server:
+        plain = http.post(server.base_url + url, json={"model": "m", "messages": []}).json()
+        assert plain["choices"][0]["finish_reason"] == "pause_turn"
+        image = http.post(server.base_url + "/images/generations", json={"prompt": "p"})
+        assert image.status_code == 200 and image.json()["data"]  # does not fit images: ok
+    with FaultServer(mix={"filter=spii": 1, "http_418": 1}, seed=3) as server:
+        codes = {
+            http.post(server.base_url + url, json={"model": "m", "messages": []}).status_code
+            for _ in range(20)
+        }
+        assert codes == {200, 418}
+    with FaultServer() as server:
+        key = {"X-Failsight-Key": "sequence"}
+        body = {"model": "m@http_418,finish=STOP", "messages": []}
+        first = http.post(server.base_url + url, json=body, headers=key)
+        second = http.post(server.base_url + url, json=body, headers=key)
+        assert first.status_code == 418
+        assert second.json()["choices"][0]["finish_reason"] == "STOP"
+        assert second.json()["model"] == "m"
+
+
+def test_parameterised_scenario_parsing() -> None:
+    from failsight.testing import _scenarios as scenarios
+
+    assert scenarios.finish_of("finish=end_turn") == "end_turn"
+    assert scenarios.finish_of("end_turn") is None
+    assert scenarios.filter_of("filter=self-harm:high") == ("self-harm", "high")
+    assert scenarios.filter_of("filter=blocklists") == ("blocklists", None)
+    error = scenarios.http_error("http_418")
+    assert error is not None and (error.status, error.type) == (418, "invalid_request_error")
+    assert scenarios.http_error("http_400") is HTTP_ERROR_SCENARIOS["http_400"]
+    assert scenarios.http_error("http_4000") is None and scenarios.http_error("ok") is None
+    assert scenarios.is_hard("http_599") and not scenarios.is_hard("finish=stop")
+    assert all(scenarios.is_scenario(name) for name in SCENARIOS)
+    assert not scenarios.is_scenario("finish") and not scenarios.is_scenario("http_299")
+    assert scenarios.applies("http_418", "models") and scenarios.applies("finish=x", "responses")
+    assert not scenarios.applies("filter=x", "completions")

@@ -3,7 +3,9 @@
 ``FaultServer`` answers the OpenAI HTTP API on loopback and fails on request: HTTP
 errors, timeouts, dropped connections, undecodable bodies, soft failures such as
 ``finish_reason="content_filter"``, empty image results and video jobs that fail or
-never finish. It imports nothing else from failsight, so it can check the rest of it.
+never finish; ``PARAMETERISED`` scenarios send any HTTP status, finish reason or filter
+category a test names (``gpt-4o-mini@finish=end_turn``). It imports nothing else from
+failsight, so it can check the rest of it.
 
 Example::
 
@@ -27,6 +29,7 @@ from ._scenarios import (
     HARD_SCENARIOS,
     HTTP_ERROR_SCENARIOS,
     IMAGE_SCENARIOS,
+    PARAMETERISED,
     SCENARIOS,
     TEXT_SCENARIOS,
     USAGE,
@@ -50,6 +53,7 @@ __all__ = [
     "KEY_HEADER",
     "MODELS",
     "OK_TEXT",
+    "PARAMETERISED",
     "POLL_AFTER_HEADER",
     "REFUSAL_TEXT",
     "SCENARIOS",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._scenarios import USAGE
+from ._scenarios import USAGE, filter_of, finish_of
 
 JSON = dict[str, Any]
 
@@ -67,12 +67,14 @@ def _plain(value: Any) -> Any:
 
 
 # Azure's annotations: every category, each filtered or not, with a severity.
-def azure_filter_results(fired: str | None = None, severity: str = "high") -> JSON:
+def azure_filter_results(fired: str | None = None, severity: str | None = "high") -> JSON:
     results: JSON = {
-        name: {"filtered": name == fired, "severity": severity if name == fired else "safe"}
+        name: {"filtered": False, "severity": "safe"}
         for name in ("hate", "self_harm", "sexual", "violence")
     }
     results["protected_material_text"] = {"filtered": False, "detected": False}
+    if fired is not None:  # any category name, spelled as the scenario spells it
+        results[fired] = {"filtered": True, **({"severity": severity} if severity else {})}
     return results
 
 
@@ -89,11 +91,20 @@ class Answer:
     refusal: str | None = None
     tool_call: bool = False
     azure_filter: str | None = None  # the category Azure's results say fired
+    filter_severity: str | None = "high"  # its severity (None: no severity field)
+    verbatim: bool = False  # `finish=`: the finish reason as given, whatever the API
     call_id: str = field(default_factory=lambda: new_id("call_"))
 
 
 def answer_for(scenario: str, echo_text: str) -> Answer:
     """Map a text scenario to the model's answer; anything else (e.g. after ``timeout``) is ok."""
+    finish = finish_of(scenario)
+    if finish is not None:
+        return Answer(OK_TEXT, finish, verbatim=True)
+    fired = filter_of(scenario)
+    if fired is not None:
+        return Answer(TRUNCATED_TEXT, "content_filter", azure_filter=fired[0],
+                      filter_severity=fired[1])  # fmt: skip
     if scenario == "echo":
         return Answer(echo_text, "stop")
     if scenario == "tool_calls":
@@ -187,7 +198,10 @@ def chat_completion(model: str, answer: Answer, n: int) -> JSON:
 def _choice_filters(answer: Answer, finish: bool = True) -> JSON:
     if answer.azure_filter is None:
         return {}
-    return {"content_filter_results": azure_filter_results(answer.azure_filter if finish else None)}
+    if not finish:
+        return {"content_filter_results": azure_filter_results()}
+    fired = azure_filter_results(answer.azure_filter, answer.filter_severity)
+    return {"content_filter_results": fired}
 
 
 def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list[JSON]:
@@ -318,6 +332,8 @@ class _ResponseIds:
 
 
 def _response_status(answer: Answer) -> tuple[str, JSON | None]:
+    if answer.verbatim:  # `finish=<reason>`: an incomplete Response, for that reason
+        return "incomplete", {"reason": answer.finish_reason}
     if answer.finish_reason == "failed":
         return "failed", None
     if answer.finish_reason in ("content_filter", "SAFETY", "RECITATION"):

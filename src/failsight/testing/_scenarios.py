@@ -6,6 +6,7 @@ Pure functions and tables only: no I/O, so the selection rules are easy to test.
 from __future__ import annotations
 
 import random
+import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ __all__ = [
     "HARD_SCENARIOS",
     "HTTP_ERROR_SCENARIOS",
     "IMAGE_SCENARIOS",
+    "PARAMETERISED",
     "SCENARIOS",
     "TEXT_SCENARIOS",
     "USAGE",
@@ -23,6 +25,12 @@ __all__ = [
     "RouteKind",
     "ScenarioError",
     "applicable_scenarios",
+    "applies",
+    "filter_of",
+    "finish_of",
+    "http_error",
+    "is_hard",
+    "is_scenario",
     "parse_mix",
     "parse_scenario_list",
     "pick_from_mix",
@@ -227,6 +235,83 @@ _BY_ROUTE: Final[Mapping[RouteKind, frozenset[str]]] = types.MappingProxyType(
 )
 
 
+# Parameterised scenarios carry their value in the name, verbatim, so a test can send any
+# spelling a provider uses: `http_418` (any status from 300 to 599, an OpenAI-shaped error),
+# `finish=end_turn` (an answer ending with that finish reason: a choice's `finish_reason`, or an
+# incomplete Response's `incomplete_details.reason`), `filter=selfharm:high` (an Azure-style
+# answer whose `content_filter_results` mark that category filtered, with that severity if
+# given; finish reason `content_filter`). No `,` or `@`: those split a model's scenario list.
+PARAMETERISED: Final = ("http_<status>", "finish=<finish_reason>", "filter=<category>[:<severity>]")
+_HTTP: Final = re.compile(r"http_([3-5][0-9]{2})")
+_FINISH: Final = re.compile(r"finish=([A-Za-z0-9_.\-]{1,64})")
+_FILTER: Final = re.compile(r"filter=([A-Za-z0-9_.\-]{1,64})(?::([A-Za-z]{1,16}))?")
+_FINISH_KINDS: Final[frozenset[RouteKind]] = frozenset({"chat", "completions", "responses"})
+
+
+def http_error(name: str) -> HttpError | None:
+    """The HTTP error a scenario answers with: a named one, or any ``http_<status>``.
+
+    >>> http_error("http_418").status
+    418
+    """
+    found = HTTP_ERROR_SCENARIOS.get(name)
+    match = _HTTP.fullmatch(name) if found is None else None
+    if match is None:
+        return found
+    status = int(match[1])
+    return HttpError(
+        status,
+        f"failsight fault server: HTTP {status}, as the scenario asked.",
+        "server_error" if status >= 500 else "invalid_request_error",
+        None,
+        None,
+    )
+
+
+def finish_of(name: str) -> str | None:
+    """The finish reason a ``finish=<reason>`` scenario sends, verbatim.
+
+    >>> finish_of("finish=MAX_TOKENS")
+    'MAX_TOKENS'
+    """
+    match = _FINISH.fullmatch(name)
+    return match[1] if match else None
+
+
+def filter_of(name: str) -> tuple[str, str | None] | None:
+    """The (category, severity or None) a ``filter=<category>[:<severity>]`` scenario fires.
+
+    >>> filter_of("filter=selfharm:high")
+    ('selfharm', 'high')
+    """
+    match = _FILTER.fullmatch(name)
+    return (match[1], match[2]) if match else None
+
+
+def is_hard(name: str) -> bool:
+    """Whether the scenario fails the request itself (so it applies to every route)."""
+    return name in HARD_SCENARIOS or _HTTP.fullmatch(name) is not None
+
+
+def is_scenario(name: str) -> bool:
+    """Whether ``name`` is a scenario: a named one or a parameterised one."""
+    return (
+        name in SCENARIOS
+        or is_hard(name)
+        or finish_of(name) is not None
+        or (filter_of(name) is not None)
+    )
+
+
+def applies(name: str, kind: RouteKind) -> bool:
+    """Whether scenario ``name`` makes sense on a route kind (see `applicable_scenarios`)."""
+    if name in _BY_ROUTE[kind] or is_hard(name):
+        return True
+    if finish_of(name) is not None:
+        return kind in _FINISH_KINDS
+    return kind == "chat" and filter_of(name) is not None
+
+
 class ScenarioError(ValueError):
     """A request named a scenario that does not exist or does not fit its route."""
 
@@ -256,12 +341,12 @@ def split_model(model: str | None) -> tuple[str | None, str | None]:
 def parse_scenario_list(text: str, *, param: str) -> tuple[str, ...]:
     """Parse a comma-separated scenario sequence, rejecting unknown names."""
     names = tuple(part.strip() for part in text.split(","))
-    unknown = [name for name in names if name not in SCENARIOS]
+    unknown = [name for name in names if not is_scenario(name)]
     if not names or unknown:
         bad = ", ".join(repr(name) for name in unknown) or repr(text)
         raise ScenarioError(
             f"failsight fault server: unknown scenario {bad} in {param}. "
-            f"Valid scenarios: {', '.join(sorted(SCENARIOS))}.",
+            f"Valid scenarios: {', '.join((*sorted(SCENARIOS), *PARAMETERISED))}.",
             param=param,
             code="unknown_scenario",
         )
@@ -274,12 +359,15 @@ def pick_from_sequence(names: Sequence[str], index: int) -> str:
 
 
 def parse_mix(spec: str) -> dict[str, float]:
-    """Parse the command-line form ``ok=0.7,content_filter=0.1`` into a weight mapping."""
+    """Parse the command-line form ``ok=0.7,content_filter=0.1`` into a weight mapping.
+
+    The weight follows the last ``=``, so ``finish=end_turn=0.1`` names ``finish=end_turn``.
+    """
     mix: dict[str, float] = {}
     for item in spec.split(","):
         if not item.strip():
             continue
-        name, sep, weight = item.partition("=")
+        name, sep, weight = item.rpartition("=")
         if not sep:
             raise ValueError(f"mix entry {item!r} is not of the form name=weight")
         mix[name.strip()] = float(weight)
@@ -288,7 +376,7 @@ def parse_mix(spec: str) -> dict[str, float]:
 
 def validate_mix(mix: Mapping[str, float]) -> dict[str, float]:
     """Check names and weights of a mix; return a plain copy."""
-    unknown = sorted(set(mix) - SCENARIOS)
+    unknown = sorted(name for name in mix if not is_scenario(name))
     if unknown:
         raise ValueError(f"unknown scenarios in mix: {', '.join(unknown)}")
     if any(weight < 0 for weight in mix.values()) or not any(mix.values()):
@@ -298,8 +386,7 @@ def validate_mix(mix: Mapping[str, float]) -> dict[str, float]:
 
 def pick_from_mix(mix: Mapping[str, float], kind: RouteKind, rng: random.Random) -> str:
     """Draw a weighted scenario among those that apply to ``kind``; ``ok`` if none do."""
-    usable = applicable_scenarios(kind)
-    names = [name for name, weight in mix.items() if name in usable and weight > 0]
+    names = [name for name, weight in mix.items() if applies(name, kind) and weight > 0]
     if not names:
         return "ok"
     return rng.choices(names, weights=[mix[name] for name in names])[0]

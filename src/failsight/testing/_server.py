@@ -21,12 +21,15 @@ from . import _handlers as handlers
 from . import _payloads as payloads
 from ._handlers import Call, error_response
 from ._scenarios import (
-    HARD_SCENARIOS,
-    HTTP_ERROR_SCENARIOS,
+    PARAMETERISED,
     SCENARIOS,
     RouteKind,
     ScenarioError,
     applicable_scenarios,
+    applies,
+    http_error,
+    is_hard,
+    is_scenario,
     parse_scenario_list,
     pick_from_mix,
     pick_from_sequence,
@@ -88,7 +91,7 @@ class FaultServer:
     """An OpenAI-compatible HTTP server on loopback that fails on purpose.
 
     Pick the failure per request with the ``X-Failsight-Scenario`` header or a model
-    named ``<model>@<scenario>[,<scenario>…]``; see ``SCENARIOS`` for the names.
+    named ``<model>@<scenario>[,<scenario>…]``; see ``SCENARIOS`` and ``PARAMETERISED``.
 
     Example::
 
@@ -120,9 +123,10 @@ class FaultServer:
         stream_chunk_delay: float = 0.0,
         access_log: bool = False,
     ) -> None:
-        if default_scenario not in SCENARIOS:
+        if not is_scenario(default_scenario):
             raise ValueError(
-                f"unknown default_scenario {default_scenario!r}; valid: {sorted(SCENARIOS)}"
+                f"unknown default_scenario {default_scenario!r}; "
+                f"valid: {[*sorted(SCENARIOS), *PARAMETERISED]}"
             )
         self.host = host
         self.port = port
@@ -303,7 +307,7 @@ class FaultServer:
         scenario = chosen or "ok"
         self._record(request, scenario, model, stream)
         model = model or _DEFAULT_MODEL[kind]
-        if scenario in HARD_SCENARIOS:
+        if is_hard(scenario):
             faulted = await self._apply_hard_fault(request, kind, scenario, stream, model)
             if faulted is not None:
                 return faulted
@@ -324,12 +328,11 @@ class FaultServer:
             with self._lock:
                 if self.mix is not None:
                     return pick_from_mix(self.mix, kind, self._rng)
-            usable = applicable_scenarios(kind)
-            return self.default_scenario if self.default_scenario in usable else "ok"
+            return self.default_scenario if applies(self.default_scenario, kind) else "ok"
         name = pick_from_sequence(parse_scenario_list(text, param=param), index)
-        if kind == "video_get" and name not in HARD_SCENARIOS:
+        if kind == "video_get" and not is_hard(name):
             return None
-        if name not in applicable_scenarios(kind):
+        if not applies(name, kind):
             raise ScenarioError(
                 f"failsight fault server: scenario {name!r} does not apply to "
                 f"{request.method} {request.path}. Applicable here: "
@@ -366,7 +369,7 @@ class FaultServer:
         self, request: web.Request, kind: RouteKind, scenario: str, stream: bool, model: str
     ) -> web.StreamResponse | None:
         """Answer a hard scenario, or return None to let the route answer (after ``timeout``)."""
-        error = HTTP_ERROR_SCENARIOS.get(scenario)
+        error = http_error(scenario)
         if error is not None:
             headers: dict[str, str] = {}
             if scenario == "http_429_retry_after":
