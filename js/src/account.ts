@@ -7,10 +7,13 @@ import { classifyError } from "./classify.js";
 import type { State } from "./config.js";
 import { guard, swallow } from "./guard.js";
 import { sanitizeReason } from "./redact.js";
-import { ATTR, errorAttributes, USAGE_ATTRIBUTES } from "./spans.js";
+import { ATTR, errorAttributes, EVENTS, USAGE_ATTRIBUTES } from "./spans.js";
 import {
+  HARD_REASONS,
   NON_RETRYABLE_CLIENT_ERRORS,
+  SOFT_REASONS,
   TOKEN_TYPES,
+  type TokenType,
   VIDEO_FAILURE_REASONS,
   type FailureClass,
   type Filter,
@@ -28,18 +31,10 @@ function explainedByRecorded(error: unknown, o: Outcome): boolean {
 
 export type Verdict = [FailureClass, string | undefined, Outcome | undefined];
 
-// The failure class a reason belongs to; a validator's own name is silent (as in Python).
-const HARD_REASONS = new Set([
-  "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-  "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-  "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception", "unknown",
-]);
-const SOFT_REASONS = new Set([
-  "content_filter", "length", "empty_content", "refusal", "image_filtered",
-  "video_failed", "video_cancelled", "video_timeout",
-]);
+// The failure class a reason belongs to; a validator's own name is silent, and `unknown` (an SDK
+// retry whose failed attempt left no reason) hard, as in Python's class_of_reason.
 export function classOfReason(reason: string): FailureClass {
-  if (HARD_REASONS.has(reason)) return "hard";
+  if (HARD_REASONS.has(reason) || reason === UNKNOWN) return "hard";
   if (SOFT_REASONS.has(reason)) return "soft";
   return "silent";
 }
@@ -61,7 +56,7 @@ interface Entry {
   call: number;
   owner: Account;
   labels: [string, string, string, string];
-  counts: Partial<Record<(typeof TOKEN_TYPES)[number], number>>;
+  counts: Partial<Record<TokenType, number>>;
 }
 
 export class Account {
@@ -76,7 +71,7 @@ export class Account {
   retried: [FailureClass, string] | undefined; // a retried attempt's failure, until more happens in the scope
   private ledger: Entry[] | undefined; // the root's usage not yet wasted
   readonly finishReasons: string[] = [];
-  readonly usage: Partial<Record<(typeof TOKEN_TYPES)[number], number>> = {};
+  readonly usage: Partial<Record<TokenType, number>> = {};
   readonly videoKeys: unknown[] = [];
   waited = 0;
   handle: unknown;
@@ -248,7 +243,7 @@ export class Account {
         const event: Attributes = { attempt: this.root.retries + 1, reason: clean };
         if (options.statusCode !== undefined) event.status_code = options.statusCode;
         if (options.wait !== undefined) event.wait_seconds = options.wait;
-        span.addEvent("retry", event);
+        span.addEvent(EVENTS.retry, event);
       });
     }
   }

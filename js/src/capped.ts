@@ -1,25 +1,15 @@
 // Labelled metrics whose label values, and so whose series, are bounded: common labels past
 // the cap, reasons outside the closed vocabulary, and series past the budget become `other`.
 import type { Counter, Gauge, Histogram } from "prom-client";
+import { OTHER, REASONS } from "./taxonomy.js";
+import { VOCABULARY } from "./vocabulary.js";
 
-export const COMMON_LABELS = ["operation", "provider", "model", "call_site"] as const;
+export const COMMON_LABELS: readonly string[] = VOCABULARY.labels.common;
 export type CommonLabels = readonly [string, string, string, string];
-const OTHER = "other";
 /** Characters kept of a common label's value. */
 export const MAX_LABEL_LENGTH = 128;
 /** Distinct common-label tuples a metric keeps series for. */
 export const MAX_SERIES = 1000;
-
-// The closed `reason` vocabulary: never capped. Anything else (a validator's name) is.
-export const REASONS: ReadonlySet<string> = new Set([
-  "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-  "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-  "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-  "content_filter", "length", "empty_content", "refusal", "image_filtered",
-  "video_failed", "video_cancelled", "video_timeout",
-  "empty_output", "invalid_json", "unexpected_label", "too_short",
-  OTHER,
-]);
 
 export type Metric = Counter<string> | Gauge<string> | Histogram<string>;
 
@@ -56,6 +46,7 @@ export class CappedMetric<M extends Metric> {
     const at = this.labelNames.indexOf("reason") - n;
     if (at >= 0 && own[at] !== undefined) {
       const reason = own[at]!;
+      // The closed reason vocabulary is never capped; anything else (a validator's name) is.
       if (!REASONS.has(reason) && !this.reasons.has(reason)) {
         if (this.reasons.size >= this.cap) own[at] = OTHER;
         else this.reasons.add(reason);

@@ -8,15 +8,18 @@ import {
   asStr,
   CONNECTION_CODES,
   CONNECTION_NAMES,
+  failureOfFinishReason,
   field,
   INVALID_RESPONSE_NAMES,
   MAX_TEXT,
   normalizeFinishReason,
   normalizeVideoStatus,
+  OTHER,
   outcome,
   reasonForStatus,
   RETRYABLE_REASONS,
   SOFT_ERRORS,
+  SOFT_PRIORITY,
   TIMEOUT_NAMES,
   VIDEO_FAILURE_REASONS,
   type Obj,
@@ -121,11 +124,17 @@ function classifyErrorUnsafe(err: unknown): Outcome {
   const code = asStr(field(err, "code")) ?? asStr(field(body, "code"));
   const requestId = asStr(field(err, "requestID")) ?? headerOf(headers, "x-request-id");
   let reason: string;
-  if ([...names].some((n) => INVALID_RESPONSE_NAMES.has(n))) reason = "invalid_response";
-  else if ([...names].some((n) => TIMEOUT_NAMES.has(n))) reason = "timeout";
-  else if (status !== undefined && status >= 400) reason = reasonForStatus(status);
-  else if (connectionLike(err)) reason = "connection";
-  else reason = "exception";
+  if ([...names].some((n) => INVALID_RESPONSE_NAMES.has(n))) {
+    reason = "invalid_response";
+  } else if ([...names].some((n) => TIMEOUT_NAMES.has(n))) {
+    reason = "timeout";
+  } else if (status !== undefined && status >= 400) {
+    reason = reasonForStatus(status);
+  } else if (connectionLike(err)) {
+    reason = "connection";
+  } else {
+    reason = "exception";
+  }
   let transient = false;
   if (reason === "not_found") {
     const message = asStr(field(err, "message")) ?? "";
@@ -189,9 +198,7 @@ function blank(text: unknown): boolean {
   return false;
 }
 
-// Soft failures of several choices: the most telling one names the request.
-const SOFT_PRIORITY = ["content_filter", "refusal", "length", "empty_content"];
-
+/** Of the soft failures of several choices, the most telling one (it names the request). */
 export function worstSoftReason(reasons: string[]): string | undefined {
   for (const reason of SOFT_PRIORITY) if (reasons.includes(reason)) return reason;
   return undefined;
@@ -205,8 +212,9 @@ function classifyChoices(obj: unknown, choices: unknown[]): Outcome {
     if (finishReason !== undefined) finish.push(finishReason);
     const message = field(choice, "message");
     if ((message === undefined || message === null) && field(choice, "delta") != null) continue;
-    if (finishReason === "content_filter" || finishReason === "length") {
-      failures.push(finishReason);
+    const failing = failureOfFinishReason(finishReason);
+    if (failing !== undefined) {
+      failures.push(failing);
       continue;
     }
     const stopped = finishReason === "stop" || finishReason === undefined;
@@ -243,8 +251,9 @@ function classifyResponseApi(obj: unknown): Outcome {
   };
   if (status === "incomplete") {
     const why = field(field(obj, "incomplete_details"), "reason");
-    const finish = (why === "max_output_tokens" ? "length" : normalizeFinishReason(why)) ?? "other";
-    return outcome("soft", finish === "content_filter" ? finish : "length", { ...base, finishReasons: [finish] });
+    const finish = normalizeFinishReason(why) ?? OTHER;
+    // Incomplete for a reason that is no failure of its own (or none given): cut short all the same.
+    return outcome("soft", failureOfFinishReason(finish) ?? "length", { ...base, finishReasons: [finish] });
   }
   if (status === "failed") {
     const code = asStr(field(field(obj, "error"), "code"));

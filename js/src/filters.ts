@@ -4,29 +4,16 @@
 // choice's `content_filter_results` (stage `completion`); its 400 `content_filter` error
 // carries the prompt's results in `innererror.content_filter_result`. Gateways in front of
 // Gemini pass its finish reasons through (`SAFETY`, `RECITATION`, ...). Only filtered
-// categories count, normalised to the closed vocabulary below, as the Python package does.
+// categories count, normalised to the vocabulary's closed list (`filters`), as the Python package does.
 import { field, GEMINI_FILTER_REASONS, type Filter } from "./taxonomy.js";
+import { VOCABULARY } from "./vocabulary.js";
 
 export type { Filter };
 
-const CATEGORIES = new Set([
-  "hate", "sexual", "violence", "self_harm", "jailbreak", "indirect_attack",
-  "protected_material_text", "protected_material_code", "profanity", "custom_blocklist",
-  "safety", "recitation", "prohibited_content", "spii", "other",
-]);
-const SEVERITIES = new Set(["safe", "low", "medium", "high", "unknown"]);
-const ALIASES: Record<string, string> = {
-  selfharm: "self_harm",
-  "self-harm": "self_harm",
-  custom_blocklists: "custom_blocklist",
-  blocklist: "custom_blocklist",
-  blocklists: "custom_blocklist",
-  image_safety: "safety",
-  harm_category_hate_speech: "hate",
-  harm_category_sexually_explicit: "sexual",
-  harm_category_dangerous_content: "violence",
-  harm_category_harassment: "hate",
-};
+const FILTERS = VOCABULARY.filters;
+const CATEGORIES: ReadonlySet<string> = new Set(FILTERS.categories);
+const SEVERITIES: ReadonlySet<string> = new Set(FILTERS.severities);
+const ALIASES = FILTERS.aliases;
 const MAX = 32; // categories read per results object
 
 export function categoryOf(name: unknown): string {

@@ -1,18 +1,11 @@
 // The one guard for telemetry steps: what a step throws is counted by stage (through the sink
 // config.ts sets) and warned about, rate-limited, with keys masked; never thrown to the caller.
-// Imports nothing from failsight but redact.
+// Imports nothing from failsight but redact and the vocabulary.
 import { maskSecrets } from "./redact.js";
+import { VOCABULARY } from "./vocabulary.js";
 
 /** The closed vocabulary of `genai_telemetry_errors_total{stage}`: each series starts at 0. */
-export const STAGES = [
-  "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
-  "record_finish_reason", "record_usage", "record_retry", "record_video_status",
-  "mark_failure", "set_model",
-  "call_start", "call_enter", "call_exit", "call_record", "call_finish", "attempt",
-  "stream_chunk", "stream_end", "http",
-  "span", "account", "abandoned", "series_budget", "other",
-  "price_unknown", "price",
-] as const;
+export const STAGES: readonly string[] = VOCABULARY.guard_stages;
 
 let errorSink: ((stage: string) => void) | undefined;
 

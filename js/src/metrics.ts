@@ -3,11 +3,10 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { CappedMetric, COMMON_LABELS, type Metric } from "./capped.js";
 import { STAGES } from "./guard.js";
+import { VOCABULARY } from "./vocabulary.js";
 
-export const ATTEMPT_BUCKETS = [1, 2, 3, 4, 5, 6, 8, 10];
-export const DURATION_BUCKETS = [...Array.from({ length: 14 }, (_, k) => 0.01 * 2 ** k), 163.84, 327.68];
-export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
-export const VIDEO_DURATION_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800];
+// The metric table (name, type, help, own labels, buckets) is the vocabulary's `metrics`.
+const MAKERS = { counter: Counter, gauge: Gauge, histogram: Histogram } as const;
 
 /** Every failsight metric, registered on one registry under one namespace. */
 export class MetricSet {
@@ -28,6 +27,8 @@ export class MetricSet {
   readonly contentFilter: CappedMetric<Counter<string>>;
   readonly telemetryErrors: Counter<string>;
   private readonly registered: string[] = [];
+  /** Every metric with the common labels, by its name in the vocabulary. */
+  private readonly capped = new Map<string, CappedMetric<Metric>>();
 
   constructor(
     private readonly registry: Registry,
@@ -36,12 +37,7 @@ export class MetricSet {
   ) {
     const ns = namespace;
     const taken = (name: string) => registry.getSingleMetric(name) !== undefined;
-    const names = [
-      "requests_total", "failures_total", "finish_reasons_total", "retries_total", "tokens_total",
-      "request_attempts", "request_duration_seconds", "time_to_first_token_seconds",
-      "video_jobs_total", "video_job_duration_seconds", "in_flight_requests", "telemetry_errors_total",
-      "wasted_tokens_total", "cost_usd_total", "wasted_cost_usd_total", "content_filter_total",
-    ].map((n) => `${ns}_${n}`);
+    const names = VOCABULARY.metrics.map((entry) => `${ns}_${entry.name}`);
     const clash = names.find(taken);
     if (clash !== undefined) {
       throw new Error(
@@ -51,58 +47,44 @@ export class MetricSet {
     }
     this.registered = names;
     const overflow = () => this.telemetryErrors.inc({ stage: "series_budget" });
-    const capped = <M extends Metric>(
-      make: new (config: never) => M,
-      name: string,
-      help: string,
-      own: readonly string[],
-      extra: Record<string, unknown> = {},
-    ): CappedMetric<M> => {
-      const labelNames = [...COMMON_LABELS, ...own];
-      const metric = new make({ name: `${ns}_${name}`, help, labelNames, registers: [registry], ...extra } as never);
-      return new CappedMetric(metric, labelNames, maxLabelValues, overflow);
+    const made = new Map<string, Metric>();
+    for (const entry of VOCABULARY.metrics) {
+      const labelNames = entry.common_labels ? [...COMMON_LABELS, ...entry.labels] : [...entry.labels];
+      const config = { name: `${ns}_${entry.name}`, help: entry.help, labelNames, registers: [registry] };
+      const buckets = entry.buckets === undefined ? {} : { buckets: [...entry.buckets] };
+      const metric: Metric = new MAKERS[entry.type]({ ...config, ...buckets } as never);
+      made.set(entry.name, metric);
+      if (entry.common_labels) this.capped.set(entry.name, new CappedMetric(metric, labelNames, maxLabelValues, overflow));
+    }
+    const capped = <M extends Metric>(name: string): CappedMetric<M> => {
+      const found = this.capped.get(name);
+      if (found === undefined) throw new Error(`failsight: the vocabulary has no labelled metric '${name}'`);
+      return found as CappedMetric<M>;
     };
-    this.requests = capped(Counter, "requests_total", "Logical generation requests by failure class.", ["failure_class"]);
-    this.failures = capped(Counter, "failures_total", "Failed logical requests by class and reason.", ["failure_class", "reason"]);
-    this.finishReasons = capped(Counter, "finish_reasons_total", "Choices or outputs returned, by finish reason.", ["finish_reason"]);
-    this.retries = capped(Counter, "retries_total", "Retries (SDK-internal and in traced scopes) by the failed reason.", ["reason"]);
-    this.tokens = capped(Counter, "tokens_total", "Tokens reported by API responses, every attempt.", ["token_type"]);
-    this.attempts = capped(Histogram, "request_attempts", "Attempts per logical request.", [], { buckets: ATTEMPT_BUCKETS });
-    this.duration = capped(Histogram, "request_duration_seconds", "Duration of logical requests in seconds.", ["failure_class"], {
-      buckets: DURATION_BUCKETS,
-      enableExemplars: false,
-    });
-    this.timeToFirstToken = capped(Histogram, "time_to_first_token_seconds", "Time to the first streamed chunk in seconds.", [], {
-      buckets: TTFT_BUCKETS,
-    });
-    this.videoJobs = capped(Counter, "video_jobs_total", "Video generation jobs reaching an end, by status.", ["status"]);
-    this.videoJobDuration = capped(Histogram, "video_job_duration_seconds", "Video job duration from create to its end in seconds.", ["status"], {
-      buckets: VIDEO_DURATION_BUCKETS,
-    });
-    this.inFlight = capped(Gauge, "in_flight_requests", "Generation requests now running.", []);
-    this.wastedTokens = capped(Counter, "wasted_tokens_total",
-      "Tokens that bought nothing kept: usage of requests ending failed, and of every retried attempt.",
-      ["token_type", "failure_class", "reason"]);
+    this.requests = capped("requests_total");
+    this.failures = capped("failures_total");
+    this.finishReasons = capped("finish_reasons_total");
+    this.retries = capped("retries_total");
+    this.tokens = capped("tokens_total");
+    this.attempts = capped("request_attempts");
+    this.duration = capped("request_duration_seconds");
+    this.timeToFirstToken = capped("time_to_first_token_seconds");
+    this.videoJobs = capped("video_jobs_total");
+    this.videoJobDuration = capped("video_job_duration_seconds");
+    this.inFlight = capped("in_flight_requests");
+    this.wastedTokens = capped("wasted_tokens_total");
     // Registered for the same series names as Python; the Node package prices nothing (yet).
-    this.cost = capped(Counter, "cost_usd_total", "Priced usage in US dollars, every attempt.", []);
-    this.wastedCost = capped(Counter, "wasted_cost_usd_total", "Priced wasted usage in US dollars.", ["failure_class", "reason"]);
-    this.contentFilter = capped(Counter, "content_filter_total",
-      "Content-filter categories a provider reported, by stage and severity.", ["category", "stage", "severity"]);
-    this.telemetryErrors = new Counter({
-      name: `${ns}_telemetry_errors_total`,
-      help: "Internal failsight errors swallowed so the caller was not affected, by stage.",
-      labelNames: ["stage"],
-      registers: [registry],
-    });
+    this.cost = capped("cost_usd_total");
+    this.wastedCost = capped("wasted_cost_usd_total");
+    this.contentFilter = capped("content_filter_total");
+    const errors = made.get("telemetry_errors_total");
+    if (!(errors instanceof Counter)) throw new Error("failsight: the vocabulary has no counter 'telemetry_errors_total'");
+    this.telemetryErrors = errors;
     for (const stage of STAGES) this.telemetryErrors.inc({ stage }, 0);
   }
 
   setMaxLabelValues(cap: number): void {
-    for (const m of [this.requests, this.failures, this.finishReasons, this.retries, this.tokens, this.attempts,
-      this.duration, this.timeToFirstToken, this.videoJobs, this.videoJobDuration, this.inFlight, this.wastedTokens,
-      this.cost, this.wastedCost, this.contentFilter]) {
-      m.setCap(cap);
-    }
+    for (const m of this.capped.values()) m.setCap(cap);
   }
 
   /** Take every metric of this set off its registry again. */

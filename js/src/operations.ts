@@ -1,7 +1,9 @@
 // The one table of operations the SDK patch is built from: what each call is (its `operation`
 // label, how the classifier reads its answer, `openai.api.type`, a request or a video poll) and
-// where the openai SDK keeps it. Imports nothing from failsight but a type of the vocabulary.
+// where the openai SDK keeps it, read from the vocabulary's `operations`. Imports nothing from
+// failsight but the vocabulary and a type of the taxonomy.
 import type { ResultKind } from "./taxonomy.js";
+import { VOCABULARY } from "./vocabulary.js";
 
 export interface Operation {
   name: string; // the `operation` label
@@ -19,35 +21,11 @@ export interface Patched {
   bodyArg: number;
 }
 
-const chat: Operation = { name: "chat", kind: "chat", apiType: "chat_completions", poll: false };
-export const OPERATIONS: readonly Patched[] = [
-  { path: ["chat", "completions"], methods: ["create"], op: chat, bodyArg: 0 },
-  {
-    path: ["completions"], methods: ["create"], bodyArg: 0,
-    op: { name: "text_completion", kind: "text_completion", apiType: "completions", poll: false },
-  },
-  { path: ["responses"], methods: ["create"], bodyArg: 0, op: { name: "chat", kind: "responses", apiType: "responses", poll: false } },
-  {
-    path: ["embeddings"], methods: ["create"], bodyArg: 0,
-    op: { name: "embeddings", kind: "embeddings", apiType: "embeddings", poll: false },
-  },
-  {
-    path: ["images"], methods: ["generate", "edit", "createVariation"], bodyArg: 0,
-    op: { name: "image_generation", kind: "image", apiType: "images", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["create", "createAndPoll"], bodyArg: 0,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["remix"], bodyArg: 1,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: false },
-  },
-  {
-    path: ["videos"], methods: ["retrieve"], bodyArg: -1,
-    op: { name: "video_generation", kind: "video", apiType: "videos", poll: true },
-  },
-];
+/** Every (path, methods) of the vocabulary's `operations`, each entry's `node` list in order. */
+export const OPERATIONS: readonly Patched[] = Object.values(VOCABULARY.operations).flatMap((entry) => {
+  const op: Operation = { name: entry.operation, kind: entry.kind, apiType: entry.api_type, poll: entry.role === "poll" };
+  return entry.node.map((sdk) => ({ path: sdk.path, methods: sdk.methods, op, bodyArg: sdk.body_arg }));
+});
 
 /** The `operation` labels the patch records, sorted (a scope's operation option is checked against them). */
 export const KNOWN_OPERATIONS: readonly string[] = [...new Set(OPERATIONS.map((patched) => patched.op.name))].sort();

@@ -4,39 +4,28 @@ import { context, SpanStatusCode, trace, type Attributes, type Span, type SpanKi
 import type { State } from "./config.js";
 import { guard, swallow } from "./guard.js";
 import { maskSecrets } from "./redact.js";
-import { TOKEN_TYPES, type Outcome } from "./taxonomy.js";
+import type { Outcome, TokenType } from "./taxonomy.js";
+import { VOCABULARY } from "./vocabulary.js";
 
-export const ATTR = {
-  operation: "gen_ai.operation.name",
-  provider: "gen_ai.provider.name",
-  requestModel: "gen_ai.request.model",
-  responseModel: "gen_ai.response.model",
-  responseId: "gen_ai.response.id",
-  finishReasons: "gen_ai.response.finish_reasons",
-  stream: "gen_ai.request.stream",
-  timeToFirstChunk: "gen_ai.response.time_to_first_chunk",
-  apiType: "openai.api.type",
-  serverAddress: "server.address",
-  serverPort: "server.port",
-  errorType: "error.type",
-  httpStatus: "http.response.status_code",
-  failureClass: "failsight.failure_class",
-  failureReason: "failsight.failure_reason",
-  attempts: "failsight.attempts",
-  retryCount: "failsight.retry_count",
-  callSite: "failsight.call_site",
-  errorParam: "failsight.error.param",
-  errorCode: "failsight.error.code",
-  requestId: "failsight.request_id",
-  videoStatus: "failsight.video.status",
-} as const;
+const SPANS = VOCABULARY.spans;
 
-export const USAGE_ATTRIBUTES: Record<(typeof TOKEN_TYPES)[number], string> = {
-  input: "gen_ai.usage.input_tokens",
-  output: "gen_ai.usage.output_tokens",
-  reasoning: "gen_ai.usage.reasoning.output_tokens",
-  cached_input: "gen_ai.usage.cache_read.input_tokens",
-};
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Head}${Capitalize<Camel<Tail>>}` : S;
+type CamelKeys<T> = { readonly [K in keyof T & string as Camel<K>]: string };
+
+/** `table` with its snake_case keys in camelCase: `request_model` -> `requestModel`. */
+function camelKeys<T extends object>(table: T): CamelKeys<T> {
+  const entries = Object.entries(table).map(([key, value]) => [key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), value]);
+  return Object.fromEntries(entries) as CamelKeys<T>;
+}
+
+/** Span attribute names (the vocabulary's `spans.gen_ai` and `spans.failsight`), keys in camelCase. */
+export const ATTR = Object.freeze({ ...camelKeys(SPANS.gen_ai), ...camelKeys(SPANS.failsight) });
+
+/** Span event names (`spans.events`). */
+export const EVENTS = SPANS.events;
+
+/** Token type -> its usage attribute (`spans.usage`). */
+export const USAGE_ATTRIBUTES = SPANS.usage as Readonly<Record<TokenType, string>>;
 
 export function startSpan(state: State, name: string, kind: SpanKind, attributes: Attributes, parent?: Span): Span {
   try {
@@ -67,7 +56,7 @@ export function endSpan(span: Span, values: Attributes, failureReason?: string, 
         guard("span", () => {
           const type = error instanceof Error ? error.constructor.name : typeof error;
           const message = error instanceof Error ? error.message : String(error);
-          span.addEvent("exception", { "exception.type": type, "exception.message": maskSecrets(message) });
+          span.addEvent(SPANS.events.exception, { "exception.type": type, "exception.message": maskSecrets(message) });
         });
       }
     }

@@ -4,6 +4,7 @@ import { classifyResult, extractUsage, nonEmpty, worstSoftReason } from "./class
 import { filtersOfChoice, filtersOfPrompt } from "./filters.js";
 import {
   asStr,
+  failureOfFinishReason,
   field,
   MAX_TEXT,
   normalizeFinishReason,
@@ -109,7 +110,7 @@ export class StreamJudge {
     if (reasons.length === 0) {
       return exhausted ? outcome("hard", "connection", { usage, ...identity }) : outcome("none", undefined, { usage, ...identity });
     }
-    const found: string[] = reasons.filter((r) => r === "content_filter" || r === "length");
+    const found = reasons.map(failureOfFinishReason).filter((r): r is string => r !== undefined);
     if (this.sawRefusal && !this.sawContent) found.push("refusal");
     if (!(this.sawContent || this.sawTools || this.sawRefusal) && reasons.includes("stop")) found.push("empty_content");
     const failure = worstSoftReason(found);

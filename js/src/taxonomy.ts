@@ -1,67 +1,48 @@
 // The failure taxonomy's vocabulary: classes, reasons, statuses, finish-reason and video-status
 // normalisation, Outcome and Usage. Tables and small pure helpers shared by the classifier, the
-// filters and the stream judge; no I/O, no telemetry, and nothing imported from the rest of failsight.
+// filters and the stream judge, read from the vocabulary; no I/O, no telemetry, and nothing else
+// imported from the rest of failsight.
+import { VOCABULARY } from "./vocabulary.js";
 
 export type FailureClass = "none" | "hard" | "soft" | "silent";
 
-export const FAILURE_CLASSES: readonly FailureClass[] = ["none", "hard", "soft", "silent"];
-export const TOKEN_TYPES = ["input", "output", "reasoning", "cached_input"] as const;
-export type TokenType = (typeof TOKEN_TYPES)[number];
+const V = VOCABULARY;
+export const FAILURE_CLASSES: readonly FailureClass[] = V.failure_classes;
+export const OTHER = V.other;
+export const TOKEN_TYPES = V.labels.token_types as readonly TokenType[];
+export type TokenType = keyof Usage;
 
-const FINISH_REASONS = new Set(["stop", "length", "content_filter", "tool_calls", "function_call", "other"]);
+/** The closed reason vocabulary by failure class (reasons.hard, .soft, .silent). */
+export const HARD_REASONS: ReadonlySet<string> = new Set(V.reasons.hard);
+export const SOFT_REASONS: ReadonlySet<string> = new Set(V.reasons.soft);
+export const SILENT_REASONS: ReadonlySet<string> = new Set(V.reasons.silent);
+/** Every reason of the taxonomy, and `other` (what a capped reason becomes): never capped. */
+export const REASONS: ReadonlySet<string> = new Set([...HARD_REASONS, ...SOFT_REASONS, ...SILENT_REASONS, OTHER]);
 
-const STATUS_REASONS: Readonly<Record<number, string>> = {
-  400: "bad_request",
-  401: "unauthorized",
-  403: "forbidden",
-  404: "not_found",
-  409: "conflict",
-  422: "unprocessable",
-  429: "rate_limited",
-  500: "server_error",
-  502: "bad_gateway",
-  503: "unavailable",
-  504: "gateway_timeout",
-};
+const FINISH = V.finish_reasons;
+const FINISH_VALUES: ReadonlySet<string> = new Set(FINISH.values);
+// Every provider's spellings in one map (the vocabulary's test holds them to agree).
+const FINISH_ALIASES: ReadonlyMap<string, string> = new Map(Object.values(FINISH.aliases).flatMap((a) => Object.entries(a)));
 
-export const RETRYABLE_REASONS: ReadonlySet<string> = new Set([
-  "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout", "timeout", "connection",
-]);
+export const RETRYABLE_REASONS: ReadonlySet<string> = new Set(V.retryable_reasons);
 
 /** A call after one of these is a new attempt, not a retry: the retry policy never retries them. */
-export const NON_RETRYABLE_CLIENT_ERRORS: ReadonlySet<string> = new Set([
-  "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-]);
+export const NON_RETRYABLE_CLIENT_ERRORS: ReadonlySet<string> = new Set(V.non_retryable_client_errors);
+
+/** Soft reasons, the most telling first: one names a request whose choices failed several ways. */
+export const SOFT_PRIORITY: readonly string[] = V.soft_priority;
 
 // Error class names (anywhere in the prototype chain) recognised without importing their
 // libraries: the openai SDK's, undici's and Node's own. Timeouts are checked first.
-export const TIMEOUT_NAMES: ReadonlySet<string> = new Set([
-  "APIConnectionTimeoutError", "TimeoutError", "ConnectTimeoutError", "HeadersTimeoutError", "BodyTimeoutError",
-]);
-export const CONNECTION_NAMES: ReadonlySet<string> = new Set([
-  "APIConnectionError", "SocketError", "ConnectionError", "FetchError",
-]);
-export const CONNECTION_CODES: ReadonlySet<string> = new Set([
-  "ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_SOCKET",
-  "UND_ERR_CLOSED", "ERR_STREAM_PREMATURE_CLOSE",
-]);
-export const INVALID_RESPONSE_NAMES: ReadonlySet<string> = new Set(["SyntaxError", "APIResponseValidationError"]);
-export const SOFT_ERRORS: Readonly<Record<string, string>> = {
-  LengthFinishReasonError: "length",
-  ContentFilterFinishReasonError: "content_filter",
-};
+const EXCEPTIONS = V.exceptions.node;
+export const TIMEOUT_NAMES: ReadonlySet<string> = new Set(EXCEPTIONS.timeout);
+export const CONNECTION_NAMES: ReadonlySet<string> = new Set(EXCEPTIONS.connection);
+export const CONNECTION_CODES: ReadonlySet<string> = new Set(EXCEPTIONS.connection_codes ?? []);
+export const INVALID_RESPONSE_NAMES: ReadonlySet<string> = new Set(EXCEPTIONS.invalid_response);
+export const SOFT_ERRORS: Readonly<Record<string, string>> = EXCEPTIONS.soft;
 
-const VIDEO_STATUSES: Readonly<Record<string, string>> = {
-  completed: "succeeded", succeeded: "succeeded", succeed: "succeeded", success: "succeeded",
-  failed: "failed", failure: "failed", error: "failed",
-  cancelled: "cancelled", canceled: "cancelled",
-  queued: "queued", pending: "queued", submitted: "queued", not_start: "queued",
-  in_progress: "in_progress", processing: "in_progress", running: "in_progress",
-};
-export const VIDEO_FAILURE_REASONS: Readonly<Record<string, string>> = {
-  failed: "video_failed",
-  cancelled: "video_cancelled",
-};
+const VIDEO_STATUSES = V.video.statuses;
+export const VIDEO_FAILURE_REASONS: Readonly<Record<string, string>> = V.video.failure_reasons;
 
 export const MAX_TEXT = 256;
 
@@ -69,14 +50,7 @@ export const MAX_TEXT = 256;
 export type Filter = [category: string, stage: string, severity: string];
 
 /** Gemini's filter finish reasons (any case) and their categories. */
-export const GEMINI_FILTER_REASONS: Record<string, string> = {
-  safety: "safety",
-  recitation: "recitation",
-  prohibited_content: "prohibited_content",
-  blocklist: "custom_blocklist",
-  spii: "spii",
-  image_safety: "safety",
-};
+export const GEMINI_FILTER_REASONS: Readonly<Record<string, string>> = V.filters.finish_reasons;
 
 /** How the classifier reads an answer: the `kind` of an operation (operations.ts). */
 export type ResultKind = "chat" | "text_completion" | "responses" | "embeddings" | "image" | "video";
@@ -149,22 +123,36 @@ export function asList(value: unknown): unknown[] | undefined {
 
 // ------------------------------------------------------------------ vocabulary
 
+const STATUS_REASONS = V.status_reasons;
+const FALLBACKS = V.status_fallbacks;
+
 /** The reason of an HTTP error status, e.g. 429 -> "rate_limited". */
 export function reasonForStatus(status: number): string {
-  const known = STATUS_REASONS[status];
+  const known = STATUS_REASONS[String(status)];
   if (known !== undefined) return known;
-  if (status >= 400 && status < 500) return "other_4xx";
-  if (status >= 500 && status < 600) return "other_5xx";
-  return "invalid_response";
+  if (status >= 400 && status < 500) return FALLBACKS["4xx"];
+  if (status >= 500 && status < 600) return FALLBACKS["5xx"];
+  return FALLBACKS.other;
 }
 
-/** A finish reason in label spelling (`other` for unknown values), undefined when absent. */
+/**
+ * A finish reason in label spelling, undefined when absent: a label value as it is, else a
+ * provider's spelling (any case, trimmed) mapped onto one, else `other` (anything not a string too).
+ *
+ * @example normalizeFinishReason("end_turn") // "stop" (Anthropic's); "MAX_TOKENS" -> "length"
+ */
 export function normalizeFinishReason(value: unknown): string | undefined {
   if (value === null || value === undefined) return undefined;
-  if (typeof value !== "string") return "other";
-  if (FINISH_REASONS.has(value)) return value;
-  // Gemini's filter reasons, as gateways pass them through
-  return GEMINI_FILTER_REASONS[value.toLowerCase().slice(0, 32)] !== undefined ? "content_filter" : "other";
+  if (typeof value !== "string") return OTHER;
+  if (FINISH_VALUES.has(value)) return value;
+  const key = value.trim().toLowerCase().slice(0, 32);
+  if (FINISH_VALUES.has(key)) return key;
+  return FINISH_ALIASES.get(key) ?? OTHER;
+}
+
+/** The soft reason a (normalised) finish reason means, undefined when it is no failure. */
+export function failureOfFinishReason(finishReason: string | undefined): string | undefined {
+  return finishReason === undefined ? undefined : FINISH.failing[finishReason];
 }
 
 /** Gateway spellings -> `succeeded`/`failed`/`cancelled`/`queued`/`in_progress`. */
