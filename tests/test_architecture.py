@@ -1,10 +1,10 @@
 """The module map, checked from the source (`ast`), so that it cannot drift.
 
 Imports flow one way: the pure modules (vocabulary data, taxonomy and classifier, stream
-judge, operation table, redaction, guard, deferred queue) import nothing from the rest; the engine knows no
-patch; the two patches never import each other; `failsight.testing` imports nothing from the
-library. The taxonomy's vocabulary has one home (`_taxonomy`): modules import its names from
-there, and `_classify` only for its classifier functions.
+judge, operation table, redaction, guard, deferred queue) import nothing from the rest; the
+engine knows no patch; the two patches never import each other; `failsight.testing` imports
+nothing from the library. The taxonomy's vocabulary has one home (`_taxonomy`): modules import
+its names from there, and `_classify` only for its classifier functions.
 """
 
 from __future__ import annotations
