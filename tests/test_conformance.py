@@ -1,7 +1,8 @@
-"""The cross-language conformance suite, Python side: tests/conformance/cases.json.
+"""The cross-language conformance suite, Python side: tests/conformance/cases.json (written by
+hand) and vocabulary_cases.json (written by tests/conformance/generate.py from the vocabulary).
 
 Each case names a fault-server scenario (in the model name) and a call shape; it expects exact
-metric deltas and span attributes. The Node.js package reads the same file (js/test/), so a case
+metric deltas and span attributes. The Node.js package reads the same files (js/test/), so a case
 added once is checked in both languages. How a case's compact `expect` becomes series is in
 `expected_series` here and `expectedSeries` in js/test/conformance.test.mjs: keep them alike.
 """
@@ -21,8 +22,13 @@ from failsight import RetryPolicy, validators
 from failsight.testing import FaultServer
 
 CASES_FILE = Path(__file__).parent / "conformance" / "cases.json"
+VOCABULARY_CASES_FILE = CASES_FILE.with_name("vocabulary_cases.json")
 CONFORMANCE: dict[str, Any] = json.loads(CASES_FILE.read_text())
+# The hand-written cases: also the workload of the parity and Prometheus tests.
 CASES: list[dict[str, Any]] = CONFORMANCE["cases"]
+# One case per vocabulary entry the hand-written ones leave out (same server settings).
+VOCABULARY_CASES: list[dict[str, Any]] = json.loads(VOCABULARY_CASES_FILE.read_text())["cases"]
+ALL_CASES = CASES + VOCABULARY_CASES
 PROVIDER = "127.0.0.1"
 
 # Time-dependent samples: only their counts are compared.
@@ -117,6 +123,9 @@ def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]
     if shape == "chat":
         resp = client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
         return resp.choices[0].message.content
+    if shape == "chat_then_raise":  # the application fails after a good answer
+        client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
+        raise RuntimeError("the application failed after the call")
     if shape == "chat_until_done":  # a common loop: ask again after a cut-off answer
         for _ in range(call["max_calls"]):
             resp = client.chat.completions.create(
@@ -221,7 +230,7 @@ def conformance_server() -> Any:
         yield srv
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c["id"] for c in ALL_CASES])
 def test_case(case: dict[str, Any], conformance_server: FaultServer, instrumented: Any) -> None:
     before = snapshot(instrumented.registry)
     _result, error = run_case(case, conformance_server.base_url)

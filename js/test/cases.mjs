@@ -26,6 +26,9 @@ export async function perform(client, call, headers) {
   switch (shape) {
     case "chat":
       return (await client.chat.completions.create({ model, messages }, options)).choices[0].message.content;
+    case "chat_then_raise": // the application fails after a good answer
+      await client.chat.completions.create({ model, messages }, options);
+      throw new Error("the application failed after the call");
     case "chat_until_done": // the usual loop: ask again after a cut-off answer
       for (let i = 0; i < call.max_calls; i++) {
         const answer = await client.chat.completions.create({ model, messages }, options);

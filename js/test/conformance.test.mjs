@@ -1,5 +1,6 @@
-// The cross-language conformance suite, Node.js side: ../tests/conformance/cases.json, the file
-// tests/test_conformance.py reads too. `expectedSeries` must stay alike its `expected_series`.
+// The cross-language conformance suite, Node.js side: ../tests/conformance/cases.json (written by
+// hand) and vocabulary_cases.json (generated from the vocabulary by tests/conformance/generate.py),
+// the files tests/test_conformance.py reads too. `expectedSeries` must stay alike its `expected_series`.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -13,7 +14,10 @@ import { instrumentOpenAI, uninstrumentOpenAI } from "../dist/index.js";
 import { runCase } from "./cases.mjs";
 import { freshTelemetry, labelKey, repoRoot, snapshot, startFaultServer } from "./helpers.mjs";
 
-const spec = JSON.parse(readFileSync(resolve(repoRoot, "tests", "conformance", "cases.json"), "utf8"));
+const read = (name) => JSON.parse(readFileSync(resolve(repoRoot, "tests", "conformance", name), "utf8"));
+const spec = read("cases.json");
+// Same server settings (the generator copies them): one fault server runs both files' cases.
+const cases = [...spec.cases, ...read("vocabulary_cases.json").cases];
 const PROVIDER = "127.0.0.1";
 
 function expectedSeries(c) {
@@ -61,7 +65,7 @@ const SDKS = [
   { label: `openai ${VERSION6}`, sdk: OpenAI6, perClient: true },
 ];
 
-for (const { label, sdk, perClient } of SDKS) describe(`conformance (tests/conformance/cases.json), ${label}`, () => {
+for (const { label, sdk, perClient } of SDKS) describe(`conformance (tests/conformance), ${label}`, () => {
   let server;
   let telemetry;
   before(async () => {
@@ -74,7 +78,7 @@ for (const { label, sdk, perClient } of SDKS) describe(`conformance (tests/confo
     await server?.stop();
   });
 
-  for (const c of spec.cases) {
+  for (const c of cases) {
     test(c.id, async () => {
       telemetry.exporter.reset();
       const beforeSnap = await snapshot(telemetry.registry);

@@ -1,6 +1,7 @@
-// Masking (redact.ts) against ../tests/conformance/secrets.json, the table tests/test_redact.py
-// runs through the Python package: every pattern, remembered keys in their spellings, the cut;
-// then the key a client sends, echoed back by an endpoint, masked on the span.
+// Masking (redact.ts) against the vocabulary's `secrets.cases` (src/failsight/vocabulary.json),
+// the table tests/test_redact.py runs through the Python package: every pattern, remembered keys
+// in their spellings, the cut; then the key a client sends, echoed back by an endpoint, masked on
+// the span.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -14,12 +15,12 @@ import { instrumentOpenAI, uninstrumentOpenAI } from "../dist/index.js";
 import { forgetSecrets, maskRemembered, maskSecrets, rememberSecret } from "../dist/redact.js";
 import { freshTelemetry, repoRoot } from "./helpers.mjs";
 
-const table = JSON.parse(readFileSync(resolve(repoRoot, "tests", "conformance", "secrets.json"), "utf8"));
+const table = JSON.parse(readFileSync(resolve(repoRoot, "src", "failsight", "vocabulary.json"), "utf8")).secrets;
 
 afterEach(() => forgetSecrets());
 
 for (const c of table.cases) {
-  test(`secrets.json: ${c.id}`, () => {
+  test(`vocabulary.json secrets.cases: ${c.id}`, () => {
     for (const key of c.remember ?? []) rememberSecret(key);
     assert.equal(maskSecrets(c.text, c.limit ?? 1024), c.masked);
   });
