@@ -1,5 +1,5 @@
 // Redaction: keys masked out of any text failsight records or logs, as the Python package's
-// _redact.py masks them, rule for rule; tests/conformance/secrets.json holds both to one table.
+// _redact.py masks them, rule for rule; the vocabulary's `secrets.cases` hold both to one table.
 //
 // Two layers, both in `maskSecrets`:
 // - exact keys: every key given to `rememberSecret` (the patch passes the API key of each client
@@ -7,165 +7,21 @@
 // - patterns: anything shaped like a credential: provider key prefixes, `Bearer …`, `api_key=…`,
 //   header reprs, URL signatures, a long opaque run after a key word.
 //
-// The patterns are Python's, spelled for JavaScript: Python's `(?i:…)` groups become character
-// sets (`ci`), and `\s`, `\w`, `\W`, `\b` are written as Python reads them in a str pattern
+// The patterns are the vocabulary's (`secrets` in vocabulary.json), written in Python's regex
+// syntax; `translatePattern` spells them for JavaScript: Python's `(?i:…)` groups become character
+// sets (`ci`), and `\s`, `\w`, `\W`, `\d`, `.` are written as Python reads them in a str pattern
 // (Unicode), so both packages mask the same text the same way.
+import { S, translatePattern } from "./regex.js";
+import { VOCABULARY, type SecretRule } from "./vocabulary.js";
 
-export const MASK = "***";
+const SECRETS = VOCABULARY.secrets;
+export const MASK = SECRETS.mask;
 
 // --------------------------------------------------------------------------- patterns
 
-// What Python's `(?i:x)` matches for a letter x: its two cases, and for i, k and s a few more.
-const FOLDS: Record<string, string> = { i: "iI\u0130\u0131", k: "kK\u212a", s: "sS\u017f" };
-
-/** A regex fragment matching `fragment` in any case, as Python's `(?i:fragment)`; classes kept. */
-function ci(fragment: string): string {
-  let out = "";
-  let inClass = false;
-  for (let i = 0; i < fragment.length; i++) {
-    const c = fragment[i]!;
-    if (c === "\\") {
-      // An escape, kept whole: \d, or a property such as \p{Nd}.
-      const end = /^[pP]\{/.test(fragment.slice(i + 1)) ? fragment.indexOf("}", i) : i + 1;
-      out += fragment.slice(i, end + 1);
-      i = end;
-      continue;
-    }
-    if (inClass || !/[a-zA-Z]/.test(c)) {
-      if (c === "[") inClass = true;
-      else if (c === "]") inClass = false;
-      out += c;
-      continue;
-    }
-    const lower = c.toLowerCase();
-    out += `[${FOLDS[lower] ?? lower + c.toUpperCase()}]`;
-  }
-  return out;
-}
-
-/**
- * A regex matching any of `words` (regex fragments) at the start of a word: its first letter in
- * either case, the rest in any case (as Python's `_word`).
- */
-function word(...words: string[]): string {
-  const alternatives = words.map((w) => `[${w[0]!.toLowerCase()}${w[0]!.toUpperCase()}]${ci(w.slice(1))}`);
-  return `(?<![A-Za-z0-9])(?:${alternatives.join("|")})`;
-}
-
-// Python's \s in a str pattern (str.isspace()), its \w (str.isalnum() or "_"), its \d.
-const SPACE_CHARS = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const S = `[${SPACE_CHARS}]`;
-const W = "[\\p{L}\\p{N}_]";
-const NOT_W = "[^\\p{L}\\p{N}_]";
-
-// --------------------------------------------------------------------------- translation
-
-/** The end of the group opened at `start` (the index of its ")"), escapes and classes skipped. */
-function groupEnd(pattern: string, start: number): number {
-  let depth = 0;
-  let inClass = false;
-  for (let i = start; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "\\") i++;
-    else if (inClass) inClass = c !== "]";
-    else if (c === "[") inClass = true;
-    else if (c === "(") depth++;
-    else if (c === ")" && --depth === 0) return i;
-  }
-  throw new Error(`failsight: unbalanced group in secret pattern ${JSON.stringify(pattern)}`);
-}
-
-/** Whether `fragment` has a `|` outside any group or class. */
-function hasTopLevelBar(fragment: string): boolean {
-  let depth = 0;
-  let inClass = false;
-  for (let i = 0; i < fragment.length; i++) {
-    const c = fragment[i];
-    if (c === "\\") i++;
-    else if (inClass) inClass = c !== "]";
-    else if (c === "[") inClass = true;
-    else if (c === "(") depth++;
-    else if (c === ")") depth--;
-    else if (c === "|" && depth === 0) return true;
-  }
-  return false;
-}
-
-// Python's escapes as JavaScript (with the u flag) reads them, outside and inside a class.
-const ESCAPES: Record<string, string> = { s: S, w: W, W: NOT_W, d: "\\p{Nd}" };
-const CLASS_ESCAPES: Record<string, string> = { s: SPACE_CHARS, w: "\\p{L}\\p{N}_", d: "\\p{Nd}" };
-const MACRO = /^\{\{(\w+)(?::([^}]*))?\}\}/;
-
-/**
- * A vocabulary pattern (Python's `re` syntax, `secrets.about`) as a JavaScript regex source
- * matching the same text: `(?P<n>` -> `(?<n>`, `(?i:…)` -> `ci`, `\s`, `\w`, `\W`, `\d` and `.`
- * as Python reads them in a str pattern, `{{key}}`/`{{token}}` macros, `{{words:a,b}}` -> `word`.
- * Python syntax without such a translation here (`\b`, `\S`, flags other than `i`) throws.
- *
- * @example translatePattern("(?P<secret>\\d+)", {}) // "(?<secret>\\p{Nd}+)"
- */
-export function translatePattern(pattern: string, macros: Readonly<Record<string, string>>): string {
-  let out = "";
-  let inClass = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    const rest = pattern.slice(i);
-    if (c === "\\") {
-      const e = pattern[++i];
-      if (e === undefined) throw new Error(`failsight: secret pattern ends in a backslash: ${JSON.stringify(pattern)}`);
-      const mapped = (inClass ? CLASS_ESCAPES : ESCAPES)[e];
-      if (mapped === undefined && /[A-Za-z]/.test(e) && e !== "n" && e !== "t" && e !== "r") {
-        throw new Error(`failsight: no JavaScript translation for \\${e} in secret pattern ${JSON.stringify(pattern)}`);
-      }
-      out += mapped ?? `\\${e}`;
-    } else if (inClass) {
-      if (c === "]") inClass = false;
-      out += c;
-    } else if (c === "[") {
-      inClass = true;
-      out += c;
-      if (pattern[i + 1] === "^") out += pattern[++i];
-    } else if (c === ".") {
-      out += "[^\\n]";
-    } else if (c === "{" && MACRO.test(rest)) {
-      const [whole, name, words] = MACRO.exec(rest)!;
-      if (name === "words" && words) out += word(...words.split(",").map((w) => translatePattern(w, macros)));
-      else if (macros[name!] !== undefined) out += translatePattern(macros[name!]!, macros);
-      else throw new Error(`failsight: unknown macro ${whole} in secret pattern ${JSON.stringify(pattern)}`);
-      i += whole.length - 1;
-    } else if (rest.startsWith("(?P<")) {
-      out += "(?<";
-      i += 3;
-    } else if (rest.startsWith("(?i:")) {
-      const end = groupEnd(pattern, i);
-      const inner = translatePattern(pattern.slice(i + 4, end), macros);
-      if (/\(\?P?</.test(inner.replace(/\(\?<[=!]/g, ""))) {
-        throw new Error(`failsight: a named group inside (?i:…) in secret pattern ${JSON.stringify(pattern)}`);
-      }
-      // A group is kept only where it matters: around alternatives, or before a quantifier.
-      const grouped = hasTopLevelBar(inner) || /^[*+?{]/.test(pattern.slice(end + 1));
-      out += grouped ? `(?:${ci(inner)})` : ci(inner);
-      i = end;
-    } else if (/^\(\?[a-zA-Z]/.test(rest)) {
-      throw new Error(`failsight: no JavaScript translation for ${rest.slice(0, 4)} in secret pattern ${JSON.stringify(pattern)}`);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-const KEY = "[A-Za-z0-9_\\-]"; // a key's characters after its prefix
-const TOKEN = "[A-Za-z0-9._~+/=\\-]"; // an HTTP auth token's characters
-const KEY_WORDS = ["key", "token", "secret", "passw"] as const;
-
 // Request, trace and span ids are runs of 32 hex too. Alone they are kept (no key word before
 // them); labelled as ids right before them they are kept even after a key word.
-const ID_LABEL = new RegExp(
-  `(?<!${W})${ci("(?:ids?|request|trace(?:parent)?|span|correlation|operation|session|digest|hash|sha\\p{Nd}*|md5|etag|fingerprint)")}` +
-    `${NOT_W}{0,3}$`,
-  "u",
-);
+const ID_LABEL = new RegExp(translatePattern(SECRETS.id_label, SECRETS.macros), "u");
 
 function notAnId(groups: Record<string, string | undefined>): boolean {
   return !ID_LABEL.test(groups.gap ?? "");
@@ -181,6 +37,7 @@ function hasLongRun(text: string): boolean {
 const LONG_BLOCK = /^[\p{L}\p{N}]{16}$/u;
 
 interface Rule {
+  id: string;
   /** Substrings one of which every match holds (lower-cased, unless it has capitals). */
   triggers: readonly string[];
   pattern: RegExp;
@@ -188,65 +45,37 @@ interface Rule {
   precheck?: (text: string) => boolean;
 }
 
-function rule(triggers: readonly string[], pattern: string, accept?: Rule["accept"], precheck?: Rule["precheck"]): Rule {
-  return { triggers, pattern: new RegExp(pattern, "dgu"), accept, precheck };
+const ACCEPT: Readonly<Record<string, Rule["accept"]>> = { not_an_id: notAnId };
+const PRECHECK: Readonly<Record<string, Rule["precheck"]>> = { long_run: hasLongRun };
+
+function rule(entry: SecretRule): Rule {
+  const accept = entry.accept === undefined ? undefined : ACCEPT[entry.accept];
+  const precheck = entry.precheck === undefined ? undefined : PRECHECK[entry.precheck];
+  if ((entry.accept !== undefined && !accept) || (entry.precheck !== undefined && !precheck)) {
+    throw new Error(`failsight: secret rule '${entry.id}' names an accept or precheck this package does not know`);
+  }
+  const pattern = new RegExp(translatePattern(entry.pattern, SECRETS.macros), "dgu");
+  return { id: entry.id, triggers: entry.triggers, pattern, accept, precheck };
 }
 
 // Each match's `secret` group is masked. Every rule reads the original text, so no rule can hide
-// another's match (a prefix glued before a key word: "pk-Bearer …").
-const RULES: readonly Rule[] = [
-  rule(["bearer"], `[bB]${ci("earer")}${S}+(?<secret>(?:${ci("bearer")}${S}+)*${TOKEN}{4,})`),
-  rule(["basic"], `${word("basic")}${S}+(?<secret>${TOKEN}{4,})`),
-  // OpenAI, Anthropic (sk-ant-), OpenRouter (sk-or-), DeepSeek, Cerebras (csk-).
-  rule(["k-"], `[psr](?<!${W}[^\\n])k-(?<secret>${KEY}{6,})`),
-  // Glued to a preceding word (e.g. after an escape in a repr): only key-length runs.
-  rule(["k-"], `[psr]k-(?<secret>${KEY}{20,})`),
-  // A key the provider echoed half-masked ("sk-proj-AbC1****Q7vZ"): its head and tail still identify it.
-  rule(["k-"], `[psr]k-(?<secret>${KEY}*\\*{3,}${KEY}*)`),
-  rule(["xai-", "pplx-"], "(?:xai|pplx)-(?<secret>[A-Za-z0-9]{20,})"), // xAI, Perplexity
-  rule(["github"], "github_pat_(?<secret>[A-Za-z0-9_]{20,})"), // GitHub fine-grained
-  // Groq, Hugging Face, GitHub (personal, OAuth, user, server, refresh), Replicate.
-  rule(["k_", "hf_", "gh", "r8_"], "(?:gsk|hf|gh[pousr]|r8)_(?<secret>[A-Za-z0-9]{20,})"),
-  rule(["k_"], "[sr]k_(?:live|test)_(?<secret>[A-Za-z0-9]{10,})"), // Stripe
-  rule(["AKIA", "ASIA"], "A(?:KIA|SIA)(?<secret>[A-Z0-9]{16})"), // AWS access key ids
-  rule(["AIza"], `AIza(?<secret>${KEY}{20,})`), // Google API keys
-  rule(["ya29."], `ya29\\.(?<secret>${KEY}{20,})`), // Google OAuth access tokens
-  // JWTs (and JWEs): a base64url JSON header, then two to four more parts.
-  rule(["eyJ"], `eyJ(?<secret>${KEY}{10,}\\.${KEY}{10,}(?:\\.${KEY}*){1,3})`),
-  // Microsoft's annotated keys (newer Azure AI keys): 84 characters, "JQQJ9" at 52.
-  rule(["JQQJ9"], "(?<secret>[A-Za-z0-9]{52}JQQJ9[9DH][A-Za-z0-9]{26}(?:[A-Za-z0-9]{2}==)?)", undefined, hasLongRun),
-  // Raw header tuples in a repr: (b'api-key', b'…'), ('x-api-key', '…').
-  rule(
-    KEY_WORDS,
-    `\\(${S}*b?["'][A-Za-z0-9_\\-]*?${ci("(?:key|token|secret|passw(?:or)?d)")}["']` +
-      `${S}*,${S}*b?["'](?<secret>[^"']{4,})`,
-  ),
-  // name=value, name: value, 'name': b'value' (headers, JSON, connection strings).
-  rule(
-    KEY_WORDS,
-    word("api[_-]?key", "access[_-]?token", "accountkey", "token", "secret", "sharedaccesskey", "passw(?:or)?d", "key") +
-      `["']?${S}*[=:]${S}*(?:b?["'])?(?<secret>[^${SPACE_CHARS}"'&,;]{4,})`,
-  ),
-  // URL query secrets: Azure Functions `code`, SAS `sig`, presigned URLs' signatures.
-  rule(
-    ["sig", "code=", "key", "token"],
-    `[?&]${ci("(?:sig|code|(?:x-(?:amz|goog)-)?(?:signature|security-token)|key|api[_-]?key|access_token|token)")}` +
-      `=(?<secret>[^&#${SPACE_CHARS}"'<>;]{3,})`,
-  ),
-  // A run of 32+ letters and digits a few words after a key word, unless labelled as an id:
-  // Azure keys are 32 hex (newer ones 84 characters), Together's 64 hex, Mistral's 32
-  // alphanumerics, none with a prefix to find them by.
-  rule(
-    KEY_WORDS,
-    word("api[_-]?key", "key", "secret", "token", "passw(?:or)?d") +
-      `${ci("s")}?(?![A-Za-z0-9_])(?<gap>[^\\n]{0,48}?)(?<![A-Za-z0-9_\\-])(?<secret>[A-Za-z0-9]{32,})`,
-    notAnId,
-    hasLongRun,
-  ),
-];
+// another's match (a prefix glued before a key word: "pk-Bearer …"). A rule runs only when the
+// text has one of its triggers (lower-cased, unless it has capitals) and its precheck passes.
+const RULES: readonly Rule[] = SECRETS.rules.map(rule);
 
 function triggered(rule: Rule, text: string, lowered: string): boolean {
   return rule.triggers.some((t) => (t === t.toLowerCase() ? lowered : text).includes(t));
+}
+
+/**
+ * Ids of the vocabulary's secret rules that find a secret in `text`, triggers aside (tests, docs).
+ *
+ * @example ruleIdsMatching("Authorization: Bearer abc.DEF-ghi_123") // ["bearer"]
+ */
+export function ruleIdsMatching(text: string): string[] {
+  return RULES.filter(
+    (r) => (!r.precheck || r.precheck(text)) && [...text.matchAll(r.pattern)].some((m) => !r.accept || r.accept(m.groups ?? {})),
+  ).map((r) => r.id);
 }
 
 // --------------------------------------------------------------------------- exact keys
@@ -523,7 +352,3 @@ export function sanitizeReason(name: string, limit = 40): string {
   return out.replace(/^_+|_+$/g, "").slice(0, limit) || "validator";
 }
 
-// TEMPORARY (removed in the next commit): the hand-written sources, for the equivalence test.
-export const HAND_WRITTEN_SOURCES = RULES.map((r) => r.pattern.source);
-export const HAND_WRITTEN_ID_LABEL = ID_LABEL.source;
-export const HAND_WRITTEN_REST = RULES.map((r) => [[...r.triggers], r.accept?.name, r.precheck?.name]);

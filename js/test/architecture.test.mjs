@@ -21,7 +21,9 @@ const PURE = {
   "stream-judge": ["classify", "taxonomy", "filters"],
   // A type only (ResultKind, the `kind` of an operation); Python's operation table types it as str.
   operations: ["taxonomy"],
-  redact: [],
+  // Python's regex dialect as JavaScript (the vocabulary's secret patterns are written in it).
+  regex: [],
+  redact: ["regex"],
   guard: ["redact"],
 };
 // Modules every module may import (pure ones included).
@@ -172,7 +174,7 @@ test("a broken map fails: cycle, pure module, patch import, engine importing the
     "taxonomy is pure but imports filters",
     "import cycle: filters -> taxonomy -> filters",
   ]);
-  assert.deepEqual(broken((m) => m.vocabulary.imports.add("redact")), ["vocabulary is pure but imports redact"]);
+  assert.deepEqual(broken((m) => m.vocabulary.imports.add("regex")), ["vocabulary is pure but imports regex"]);
   assert.deepEqual(broken((m) => m.vocabulary.imports.add("taxonomy")), [
     "vocabulary is pure but imports taxonomy",
     "import cycle: taxonomy -> vocabulary -> taxonomy",
