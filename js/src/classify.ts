@@ -128,7 +128,8 @@ function classifyErrorUnsafe(err: unknown): Outcome {
     reason = "invalid_response";
   } else if ([...names].some((n) => TIMEOUT_NAMES.has(n))) {
     reason = "timeout";
-  } else if (status !== undefined && status >= 400) {
+  } else if (status !== undefined && status >= 300) {
+    // an error carrying a 3xx: the SDK got an answer it cannot use (status_fallbacks.other)
     reason = reasonForStatus(status);
   } else if (connectionLike(err)) {
     reason = "connection";

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { test } from "node:test";
 import { Registry } from "prom-client";
-import { classifyResult } from "../dist/classify.js";
+import { classifyError, classifyResult } from "../dist/classify.js";
 import { categoryOf, filterOfFinishReason } from "../dist/filters.js";
 import { STAGES } from "../dist/guard.js";
 import { MetricSet } from "../dist/metrics.js";
@@ -115,6 +115,10 @@ test("statuses: the named ones, then the 4xx/5xx/other fallbacks", () => {
   assert.equal(reasonForStatus(418), RAW.status_fallbacks["4xx"]);
   assert.equal(reasonForStatus(599), RAW.status_fallbacks["5xx"]);
   assert.equal(reasonForStatus(300), RAW.status_fallbacks.other);
+  // an SDK error with a 3xx status (the openai Node SDK throws on any answer not ok)
+  const redirected = Object.assign(new Error("300 status code (no body)"), { status: 302 });
+  assert.deepEqual([classifyError(redirected).reason, classifyError(redirected).statusCode], [RAW.status_fallbacks.other, 302]);
+  assert.equal(classifyError(Object.assign(new Error("x"), { status: 200 })).reason, "exception");
 });
 
 test("the metric set registers the vocabulary's metric table: names, types, help, labels, buckets", async () => {
