@@ -19,13 +19,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "failsight"
 # module -> the failsight modules it may import (nothing else from failsight).
 PURE = {
     "_vocabulary": set(),
-    "_taxonomy": set(),
+    "_taxonomy": {"_vocabulary"},
     "_filters": {"_taxonomy", "_vocabulary"},
     "_classify": {"_taxonomy", "_filters"},
     "_stream_judge": {"_classify", "_taxonomy", "_filters"},
     "_operations": {"_vocabulary"},
     "_redact": {"_vocabulary"},
-    "_guard": {"_redact"},
+    "_guard": {"_redact", "_vocabulary"},
     "_deferred": set(),
 }
 PATCHES = {"_sdk_patch", "_http_patch"}

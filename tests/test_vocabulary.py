@@ -186,8 +186,9 @@ def _vocabulary_words() -> set[str]:
     words |= set(RAW["guard_stages"])
     for metric in RAW["metrics"]:
         words.add(metric["name"])
-    for group in ("gen_ai", "usage", "failsight", "otel_metrics"):
+    for group in ("gen_ai", "usage", "failsight"):
         words |= set(RAW["spans"][group].values())
+    words |= {metric["name"] for metric in RAW["spans"]["otel_metrics"].values()}
     for language in ("python", "node"):
         for names in RAW["exceptions"][language].values():
             words |= set(names)
@@ -221,7 +222,8 @@ def _python_literals(path: Path) -> Iterator[tuple[int, set[str]]]:
 
 
 _TS_TOKEN = re.compile(
-    r"""//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`|[\[\]{}()]""",
+    r"""//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`|[\[\]{}()]"""
+    r"|(?<![\w$.])[A-Za-z_$][\w$]*(?=\s*:(?!:))",  # a bare object key: `timeout: ...`
     re.S,
 )
 
@@ -242,6 +244,8 @@ def _typescript_literals(path: Path) -> Iterator[tuple[int, set[str]]]:
                 yield line, found & WORDS
         elif token[0] in "\"'" and "${" not in token:
             stack[-1][1].add(token[1:-1])
+        elif token[0] not in "\"'`":
+            stack[-1][1].add(token)
 
 
 def _tables(found: Iterator[tuple[int, set[str]]], path: Path) -> list[str]:
@@ -262,7 +266,8 @@ def test_no_vocabulary_table_is_spelled_in_python_source() -> None:
 
 
 def test_no_vocabulary_table_is_spelled_in_typescript_source() -> None:
-    sources = sorted((ROOT / "js" / "src").glob("*.ts"))
+    # vocabulary.ts types the file's sections: its members name them, as the schema does.
+    sources = [p for p in sorted((ROOT / "js" / "src").glob("*.ts")) if p.name != "vocabulary.ts"]
     assert sources
     found = [t for path in sources for t in _tables(_typescript_literals(path), path)]
     assert found == []
@@ -289,6 +294,7 @@ def test_the_scan_finds_a_table(tmp_path: Path) -> None:
     ts.write_text(
         '// "rate_limited", "server_error", "bad_gateway" in a comment is no table\n'
         'const R = new Set(["rate_limited", "server_error", "bad_gateway"]);\n'
+        "const S = { rate_limited: 1, server_error: 2, bad_gateway: 3 };\n"
     )
     hits = [words for _, words in _typescript_literals(ts) if len(words) >= TABLE_SIZE]
-    assert hits == [{"rate_limited", "server_error", "bad_gateway"}]
+    assert hits == [{"rate_limited", "server_error", "bad_gateway"}] * 2

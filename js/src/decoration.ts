@@ -2,13 +2,10 @@
 // it is written, with the fix in the message; nothing is checked per call.
 import { KNOWN_OPERATIONS } from "./operations.js";
 import { repr } from "./repr.js";
+import { VOCABULARY } from "./vocabulary.js";
 
 // API and SDK names that are not the label the patch gives the same calls.
-const ALIASES: Readonly<Record<string, string>> = {
-  chat_completion: "chat", chat_completions: "chat", response: "chat", responses: "chat",
-  completion: "text_completion", completions: "text_completion", embedding: "embeddings",
-  image: "image_generation", images: "image_generation", video: "video_generation", videos: "video_generation",
-};
+const ALIASES: Readonly<Record<string, string>> = VOCABULARY.operation_aliases;
 const OPERATION_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const TYPO_CUTOFF = 0.85; // "chatt", "embedding", "text_completions"; not "image_edit"
 

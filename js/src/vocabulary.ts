@@ -141,9 +141,14 @@ export interface Vocabulary {
       readonly cost_usd: string;
       readonly wasted_cost_usd: string;
     };
-    readonly otel_metrics: Spellings;
+    /** The GenAI semantic conventions' client metrics (the Python package exports them over OTel). */
+    readonly otel_metrics: Readonly<
+      Record<string, { readonly name: string; readonly unit: string; readonly help: string; readonly buckets: readonly number[] }>
+    >;
   };
   readonly operations: Readonly<Record<string, OperationEntry>>;
+  /** API and SDK names a scope's `operation` may be given by mistake -> the label the patch records. */
+  readonly operation_aliases: Spellings;
   readonly secrets: {
     readonly macros: Spellings;
     /** Python `re` syntax: the label before a 32-hex run that makes it an id, not a key. */

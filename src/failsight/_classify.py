@@ -23,6 +23,7 @@ __all__ = [
 from failsight._filters import filters_of_error, filters_of_response
 from failsight._taxonomy import (
     CONNECTION_NAMES,
+    FAILING_FINISH_REASONS,
     FINISH_REASONS,
     HARD,
     INVALID_RESPONSE_NAMES,
@@ -31,6 +32,7 @@ from failsight._taxonomy import (
     RETRYABLE_REASONS,
     SOFT,
     SOFT_EXCEPTIONS,
+    SOFT_PRIORITY,
     TIMEOUT_NAMES,
     VIDEO_FAILURE_REASONS,
     Outcome,
@@ -166,7 +168,8 @@ def _classify_exception(exc: BaseException) -> Outcome:
         reason = "invalid_response"
     elif names & TIMEOUT_NAMES:
         reason = "timeout"
-    elif status is not None and status >= 400:
+    elif status is not None and status >= 300:
+        # a 3xx too: the SDK got an answer it cannot use (the status fallback, invalid_response)
         reason = reason_for_status(status)
     elif names & CONNECTION_NAMES:
         reason = "connection"
@@ -262,14 +265,13 @@ def _blank(text: Any) -> bool:
 
 
 # Soft failures of several choices: the most telling one names the request.
-_SOFT_PRIORITY: Final = ("content_filter", "refusal", "length", "empty_content")
 
 
 def worst_soft_reason(reasons: list[str]) -> str | None:
     if not reasons:
         return None
     found = set(reasons)
-    for reason in _SOFT_PRIORITY:
+    for reason in SOFT_PRIORITY:
         if reason in found:
             return reason
     return None
@@ -285,8 +287,9 @@ def _classify_choices(obj: Any, choices: list[Any]) -> Outcome:
         message = _get(choice, "message")
         if message is None and _get(choice, "delta") is not None:
             continue  # a stream chunk: content is judged by the stream recorder
-        if finish_reason in ("content_filter", "length"):
-            failures.append(finish_reason)
+        failing = FAILING_FINISH_REASONS.get(finish_reason) if finish_reason else None
+        if failing is not None:
+            failures.append(failing)
             continue
         if message is not None:
             if _get(message, "refusal"):
@@ -403,7 +406,7 @@ def _classify_response_api(obj: Any) -> Outcome:
 
     if status == "incomplete":
         why = _get(_get(obj, "incomplete_details"), "reason")
-        finish = "length" if why == "max_output_tokens" else normalize_finish_reason(why)
+        finish = normalize_finish_reason(why)
         finish = finish or "other"
         return outcome(SOFT, finish if finish == "content_filter" else "length", (finish,))
     if status == "failed":

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -21,18 +22,14 @@ from failsight._metrics import DEFAULT_MAX_SERIES, MetricSet
 from failsight._prices import PriceBook, check_prices, load_table
 from failsight._version import __version__
 from failsight._video import VideoJobs
+from failsight._vocabulary import VOCABULARY
 
 __all__ = ["Settings", "State", "configure", "get_state"]
 
 _NAMESPACE_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
-# Recommended buckets of the GenAI semantic conventions.
-_SEMCONV_DURATION_BUCKETS: Final = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-)  # fmt: skip
-_SEMCONV_TOKEN_BUCKETS: Final = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
-)  # fmt: skip
+# The GenAI semantic conventions' client metrics, with their recommended buckets.
+_OTEL: Final[Mapping[str, Mapping[str, Any]]] = VOCABULARY["spans"]["otel_metrics"]
 
 
 @dataclass(frozen=True)
@@ -76,17 +73,18 @@ class State:
         self.otel_tokens: OTelHistogram | None = None
         if settings.meter_provider is not None:
             meter = settings.meter_provider.get_meter("failsight", __version__)
+            duration, tokens = _OTEL["operation_duration"], _OTEL["token_usage"]
             self.otel_duration = meter.create_histogram(
-                "gen_ai.client.operation.duration",
-                unit="s",
-                description="GenAI operation duration.",
-                explicit_bucket_boundaries_advisory=list(_SEMCONV_DURATION_BUCKETS),
+                duration["name"],
+                unit=duration["unit"],
+                description=duration["help"],
+                explicit_bucket_boundaries_advisory=[float(b) for b in duration["buckets"]],
             )
             self.otel_tokens = meter.create_histogram(
-                "gen_ai.client.token.usage",
-                unit="{token}",
-                description="Number of input and output tokens used.",
-                explicit_bucket_boundaries_advisory=[float(b) for b in _SEMCONV_TOKEN_BUCKETS],
+                tokens["name"],
+                unit=tokens["unit"],
+                description=tokens["help"],
+                explicit_bucket_boundaries_advisory=[float(b) for b in tokens["buckets"]],
             )
 
     def _price_unknown(self, provider: str, model: str) -> None:

@@ -11,16 +11,19 @@ Pure: reads dicts and SDK objects alike, never raises on odd shapes (the caller 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 from failsight._redact import mask_secrets
 from failsight._taxonomy import as_list, as_str, field, normalize_finish_reason
+from failsight._vocabulary import VOCABULARY
 
 __all__ = ["INPUT", "OUTPUT", "SYSTEM", "StreamText", "input_messages", "output_messages"]
 
-INPUT: Final = "gen_ai.input.messages"
-OUTPUT: Final = "gen_ai.output.messages"
-SYSTEM: Final = "gen_ai.system_instructions"
+_GEN_AI: Final[Mapping[str, str]] = VOCABULARY["spans"]["gen_ai"]
+INPUT: Final[str] = _GEN_AI["input_messages"]
+OUTPUT: Final[str] = _GEN_AI["output_messages"]
+SYSTEM: Final[str] = _GEN_AI["system_instructions"]
 _MAX_ITEMS: Final = 256  # messages or parts read from one request or answer
 
 

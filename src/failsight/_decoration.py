@@ -1,7 +1,7 @@
 """What `@traced_generation` checks when it decorates: its options and what it is given.
 
 Misuse fails here, where it is written, with the fix in the message; nothing is checked per
-call. Imports only the operation table.
+call. Imports only the operation table and the vocabulary.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 from failsight._operations import OPERATIONS
+from failsight._vocabulary import VOCABULARY
 
 __all__ = ["KNOWN_OPERATIONS", "check_decorated", "check_options"]
 
@@ -19,12 +21,7 @@ __all__ = ["KNOWN_OPERATIONS", "check_decorated", "check_options"]
 # any), but a near miss of one of these would split its series from the patches'.
 KNOWN_OPERATIONS: Final = tuple(sorted({op.name for op in OPERATIONS.values()}))
 # API and SDK names that are not the label the patches give the same calls.
-_ALIASES: Final = {
-    "chat_completion": "chat", "chat_completions": "chat", "response": "chat",
-    "responses": "chat", "completion": "text_completion", "completions": "text_completion",
-    "embedding": "embeddings", "image": "image_generation", "images": "image_generation",
-    "video": "video_generation", "videos": "video_generation",
-}  # fmt: skip
+_ALIASES: Final[Mapping[str, str]] = VOCABULARY["operation_aliases"]
 _OPERATION_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _TYPO_CUTOFF: Final = 0.85  # "chatt", "embedding", "text_completions"; not "image_edit"
 

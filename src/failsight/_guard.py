@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from failsight._redact import mask_secrets
+from failsight._vocabulary import VOCABULARY
 
 __all__ = [
     "STAGES",
@@ -40,20 +41,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RAISE_INTERNAL_ERRORS_ENV: Final = "FAILSIGHT_RAISE_INTERNAL_ERRORS"
 
-# The closed vocabulary of `stage` values; each series starts at 0 so alerts see it.
-STAGES: Final = (
-    # a traced scope (the decorator) and its handle's methods
-    "scope_start", "scope_enter", "scope_exit", "scope_finish", "retry", "validator",
-    "record_finish_reason", "record_usage", "record_retry", "record_video_status",
-    "mark_failure", "set_model",
-    # one API call, from either patch
-    "call_start", "call_enter", "call_exit", "call_record", "call_finish", "attempt",
-    "stream_chunk", "stream_end", "http",
-    # the account of a logical request, abandoned work, series limits
-    "span", "account", "abandoned", "series_budget", "other",
-    # pricing: a model with no price (once per model), a user's price callable that raised
-    "price_unknown", "price",
-)  # fmt: skip
+# The closed vocabulary of `stage` values (`vocabulary.json`, `guard_stages`); each series
+# starts at 0 so alerts see it.
+STAGES: Final[tuple[str, ...]] = VOCABULARY["guard_stages"]
 _STAGE_SET: Final = frozenset(STAGES)
 
 _LOG_INTERVAL: Final = 60.0  # seconds between two warnings of one stage

@@ -15,7 +15,14 @@ from typing import Final
 
 from failsight._account import Account, current_account
 from failsight._guard import FailsightWarning, guarded, raising, report
-from failsight._taxonomy import FAILURE_CLASSES, NONE, SOFT, Usage, normalize_finish_reason
+from failsight._taxonomy import (
+    FAILING_FINISH_REASONS,
+    FAILURE_CLASSES,
+    NONE,
+    SOFT,
+    Usage,
+    normalize_finish_reason,
+)
 from failsight._taxonomy import normalize_video_status as _normalize_video_status
 
 __all__ = ["Generation", "current_generation"]
@@ -125,8 +132,9 @@ class Generation:
         with guarded("record_finish_reason"):
             reason = normalize_finish_reason(finish_reason) or "other"
             self._account.count_finish_reasons((reason,))
-            if reason in ("content_filter", "length"):
-                self._account.failure = (SOFT, reason)
+            failing = FAILING_FINISH_REASONS.get(reason)
+            if failing is not None:
+                self._account.failure = (SOFT, failing)
 
     def record_usage(
         self,

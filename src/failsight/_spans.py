@@ -10,6 +10,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from failsight._guard import guarded, swallow
 from failsight._redact import mask_secrets
 from failsight._taxonomy import TOKEN_TYPES
+from failsight._vocabulary import VOCABULARY
 
 if TYPE_CHECKING:
     from failsight._taxonomy import Outcome
@@ -28,50 +29,50 @@ __all__ = [
 # detail, never a metric (docs/reference.md#counting-rules: metrics never depend on spans).
 _SPAN: Final = guarded("span")
 
-# GenAI semantic conventions.
-GEN_AI_OPERATION: Final = "gen_ai.operation.name"
-GEN_AI_PROVIDER: Final = "gen_ai.provider.name"
-GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
-GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
-GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
-GEN_AI_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
-GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
-GEN_AI_CACHED_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
-GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
-GEN_AI_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
-GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
-OPENAI_API_TYPE: Final = "openai.api.type"
-SERVER_ADDRESS: Final = "server.address"
-SERVER_PORT: Final = "server.port"
-ERROR_TYPE: Final = "error.type"
-HTTP_STATUS: Final = "http.response.status_code"
+# GenAI semantic conventions (the vocabulary's `spans`, at its `semconv_version`).
+_SPANS: Final = VOCABULARY["spans"]
+_GEN_AI: Final[Mapping[str, str]] = _SPANS["gen_ai"]
+_USAGE: Final[Mapping[str, str]] = _SPANS["usage"]
+_OWN: Final[Mapping[str, str]] = _SPANS["failsight"]
+SEMCONV_VERSION: Final[str] = _SPANS["semconv_version"]
+GEN_AI_OPERATION: Final[str] = _GEN_AI["operation"]
+GEN_AI_PROVIDER: Final[str] = _GEN_AI["provider"]
+GEN_AI_REQUEST_MODEL: Final[str] = _GEN_AI["request_model"]
+GEN_AI_RESPONSE_MODEL: Final[str] = _GEN_AI["response_model"]
+GEN_AI_RESPONSE_ID: Final[str] = _GEN_AI["response_id"]
+GEN_AI_FINISH_REASONS: Final[str] = _GEN_AI["finish_reasons"]
+GEN_AI_INPUT_TOKENS: Final[str] = _USAGE["input"]
+GEN_AI_OUTPUT_TOKENS: Final[str] = _USAGE["output"]
+GEN_AI_CACHED_TOKENS: Final[str] = _USAGE["cached_input"]
+GEN_AI_REASONING_TOKENS: Final[str] = _USAGE["reasoning"]
+GEN_AI_REQUEST_STREAM: Final[str] = _GEN_AI["stream"]
+GEN_AI_TIME_TO_FIRST_CHUNK: Final[str] = _GEN_AI["time_to_first_chunk"]
+GEN_AI_TOKEN_TYPE: Final[str] = _GEN_AI["token_type"]
+OPENAI_API_TYPE: Final[str] = _GEN_AI["api_type"]
+SERVER_ADDRESS: Final[str] = _GEN_AI["server_address"]
+SERVER_PORT: Final[str] = _GEN_AI["server_port"]
+ERROR_TYPE: Final[str] = _GEN_AI["error_type"]
+HTTP_STATUS: Final[str] = _GEN_AI["http_status"]
 
 # failsight's own.
-FAILURE_CLASS: Final = "failsight.failure_class"
-FAILURE_REASON: Final = "failsight.failure_reason"
-ATTEMPTS: Final = "failsight.attempts"
-RETRY_COUNT: Final = "failsight.retry_count"
-CALL_SITE: Final = "failsight.call_site"
-ERROR_PARAM: Final = "failsight.error.param"
-ERROR_CODE: Final = "failsight.error.code"
-REQUEST_ID: Final = "failsight.request_id"
-ERROR_MESSAGE: Final = "failsight.error.message"
-REVISED_PROMPT: Final = "failsight.image.revised_prompt"
-VIDEO_STATUS: Final = "failsight.video.status"
+FAILURE_CLASS: Final[str] = _OWN["failure_class"]
+FAILURE_REASON: Final[str] = _OWN["failure_reason"]
+ATTEMPTS: Final[str] = _OWN["attempts"]
+RETRY_COUNT: Final[str] = _OWN["retry_count"]
+CALL_SITE: Final[str] = _OWN["call_site"]
+ERROR_PARAM: Final[str] = _OWN["error_param"]
+ERROR_CODE: Final[str] = _OWN["error_code"]
+REQUEST_ID: Final[str] = _OWN["request_id"]
+ERROR_MESSAGE: Final[str] = _OWN["error_message"]
+REVISED_PROMPT: Final[str] = _OWN["revised_prompt"]
+VIDEO_STATUS: Final[str] = _OWN["video_status"]
 # The priced usage of a response (CLIENT span) or request (scope span): there is no
 # semantic-convention name for it (v1.41.0).
-COST_USD: Final = "failsight.cost.usd"
-WASTED_COST_USD: Final = "failsight.wasted_cost.usd"
+COST_USD: Final[str] = _OWN["cost_usd"]
+WASTED_COST_USD: Final[str] = _OWN["wasted_cost_usd"]
 
 # Token types as they map onto span attributes.
-USAGE_ATTRIBUTES: Final = {
-    "input": GEN_AI_INPUT_TOKENS,
-    "output": GEN_AI_OUTPUT_TOKENS,
-    "reasoning": GEN_AI_REASONING_TOKENS,
-    "cached_input": GEN_AI_CACHED_TOKENS,
-}
+USAGE_ATTRIBUTES: Final[Mapping[str, str]] = _USAGE
 # The same names in the order of `Usage`'s fields.
 USAGE_ATTRIBUTE_NAMES: Final = tuple(USAGE_ATTRIBUTES[token_type] for token_type in TOKEN_TYPES)
 

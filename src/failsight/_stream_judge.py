@@ -12,7 +12,15 @@ from typing import Any, Final
 
 from failsight._classify import classify_result, extract_usage, worst_soft_reason
 from failsight._filters import Filter, filters_of_choice, filters_of_prompt
-from failsight._taxonomy import HARD, MAX_TEXT, NONE, SOFT, Outcome, normalize_finish_reason
+from failsight._taxonomy import (
+    FAILING_FINISH_REASONS,
+    HARD,
+    MAX_TEXT,
+    NONE,
+    SOFT,
+    Outcome,
+    normalize_finish_reason,
+)
 
 __all__ = ["StreamJudge"]
 
@@ -176,7 +184,7 @@ class StreamJudge:
                 HARD if exhausted else NONE, "connection" if exhausted else None, usage=usage,
                 response_id=rid, response_model=model,
             )  # fmt: skip
-        found: list[str] = [r for r in reasons if r in ("content_filter", "length")]
+        found = [FAILING_FINISH_REASONS[r] for r in reasons if r in FAILING_FINISH_REASONS]
         if self.saw_refusal and not self.saw_content:
             found.append("refusal")
         if not (self.saw_content or self.saw_tools or self.saw_refusal) and "stop" in reasons:

@@ -1,160 +1,89 @@
 """The failure taxonomy's vocabulary: classes, reasons, statuses, `Outcome`, `Usage`.
 
-Tables and small pure helpers shared by the classifier and the stream judge. No I/O, no
-telemetry imports, nothing from the rest of failsight.
+Tables and small pure helpers shared by the classifier and the stream judge. The tables are
+the vocabulary's (`vocabulary.json`, shared with the Node.js package). No I/O beyond reading
+that file, no telemetry imports, nothing else from failsight.
 """
 
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
+from failsight._vocabulary import VOCABULARY
+
 __all__ = [
-    "CONNECTION_NAMES", "FAILURE_CLASSES", "FINISH_REASONS", "HARD", "HARD_REASONS",
-    "INVALID_RESPONSE_NAMES", "MAX_TEXT", "NONE", "NON_RETRYABLE_CLIENT_ERRORS", "OTHER",
-    "REASONS", "RETRYABLE_REASONS", "SILENT", "SILENT_REASONS", "SOFT", "SOFT_EXCEPTIONS",
-    "SOFT_REASONS", "TIMEOUT_NAMES", "TOKEN_TYPES", "UNKNOWN", "VIDEO_FAILURE_REASONS",
-    "VIDEO_TERMINAL", "Outcome", "Usage", "as_int", "as_list", "as_str", "field",
-    "normalize_finish_reason", "normalize_video_status", "reason_for_status",
+    "CONNECTION_NAMES", "FAILING_FINISH_REASONS", "FAILURE_CLASSES", "FINISH_REASONS", "HARD",
+    "HARD_REASONS", "INVALID_RESPONSE_NAMES", "MAX_TEXT", "NONE", "NON_RETRYABLE_CLIENT_ERRORS",
+    "OTHER", "REASONS", "RETRYABLE_REASONS", "SILENT", "SILENT_REASONS", "SOFT", "SOFT_EXCEPTIONS",
+    "SOFT_PRIORITY", "SOFT_REASONS", "STATUS_REASONS", "TIMEOUT_NAMES", "TOKEN_TYPES", "UNKNOWN",
+    "VIDEO_FAILURE_REASONS", "VIDEO_STATUSES", "VIDEO_TERMINAL", "Outcome", "Usage", "as_int",
+    "as_list", "as_str", "field", "normalize_finish_reason", "normalize_video_status",
+    "reason_for_status",
 ]  # fmt: skip
+
+_V: Final = VOCABULARY
 
 NONE: Final = "none"
 HARD: Final = "hard"
 SOFT: Final = "soft"
 SILENT: Final = "silent"
-FAILURE_CLASSES: Final = (NONE, HARD, SOFT, SILENT)
+FAILURE_CLASSES: Final[tuple[str, ...]] = _V["failure_classes"]
 
-FINISH_REASONS: Final = frozenset(
-    {"stop", "length", "content_filter", "tool_calls", "function_call", "other"}
-)
-
-STATUS_REASONS: Final[Mapping[int, str]] = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    422: "unprocessable",
-    429: "rate_limited",
-    500: "server_error",
-    502: "bad_gateway",
-    503: "unavailable",
-    504: "gateway_timeout",
-}
-
-RETRYABLE_REASONS: Final = frozenset(
-    {
-        "rate_limited",
-        "server_error",
-        "bad_gateway",
-        "unavailable",
-        "gateway_timeout",
-        "timeout",
-        "connection",
-    }
-)
-
-# A call after one of these is a new attempt, not a retry: the retry policy never retries them.
-NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset(
-    {"bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable"}
-)
-
-OTHER: Final = "other"
+OTHER: Final[str] = _V["other"]
 # A label value nothing gave (a model, operation or provider not known).
 UNKNOWN: Final = "unknown"
 
 # The closed `reason` vocabulary (docs/reference.md#reasons), by failure class: never
 # capped. Anything else (a validator's name, a reason given to `mark_failure` or
 # `record_retry`) is capped like a common label.
-HARD_REASONS: Final = frozenset(
-    {
-        "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unprocessable",
-        "rate_limited", "server_error", "bad_gateway", "unavailable", "gateway_timeout",
-        "other_4xx", "other_5xx", "timeout", "connection", "invalid_response", "exception",
-    }
-)  # fmt: skip
-SOFT_REASONS: Final = frozenset(
-    {
-        "content_filter", "length", "empty_content", "refusal", "image_filtered",
-        "video_failed", "video_cancelled", "video_timeout",
-    }
-)  # fmt: skip
-SILENT_REASONS: Final = frozenset({"empty_output", "invalid_json", "unexpected_label", "too_short"})
+HARD_REASONS: Final = frozenset[str](_V["reasons"]["hard"])
+SOFT_REASONS: Final = frozenset[str](_V["reasons"]["soft"])
+SILENT_REASONS: Final = frozenset[str](_V["reasons"]["silent"])
 # ...and what capped values become
 REASONS: Final = HARD_REASONS | SOFT_REASONS | SILENT_REASONS | {OTHER}
 
+STATUS_REASONS: Final[Mapping[int, str]] = types.MappingProxyType(
+    {int(status): reason for status, reason in _V["status_reasons"].items()}
+)
+_FALLBACKS: Final[Mapping[str, str]] = _V["status_fallbacks"]
+RETRYABLE_REASONS: Final = frozenset[str](_V["retryable_reasons"])
+# A call after one of these is a new attempt, not a retry: the retry policy never retries them.
+NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset[str](_V["non_retryable_client_errors"])
+# When one answer shows several soft failures, the first of these is its reason.
+SOFT_PRIORITY: Final[tuple[str, ...]] = _V["soft_priority"]
+
+FINISH_REASONS: Final = frozenset[str](_V["finish_reasons"]["values"])
+# Finish reason → the soft reason it means (content_filter, length).
+FAILING_FINISH_REASONS: Final[Mapping[str, str]] = _V["finish_reasons"]["failing"]
+# Other providers' spellings, lower-cased, whoever sends them (the file keeps them by provider).
+_FINISH_ALIASES: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        key: value
+        for aliases in _V["finish_reasons"]["aliases"].values()
+        for key, value in aliases.items()
+    }
+)
+
 # Exception class names (anywhere in the MRO) recognised without importing their libraries.
 # Timeouts are checked first: requests' ConnectTimeout is also a ConnectionError.
-TIMEOUT_NAMES: Final = frozenset(
-    {
-        "APITimeoutError",  # openai
-        "Timeout",  # requests
-        "ReadTimeout",
-        "ConnectTimeout",
-        "WriteTimeout",
-        "PoolTimeout",
-        "TimeoutException",  # httpx
-        "ServerTimeoutError",  # aiohttp
-        "TimeoutError",  # builtins, asyncio
-    }
-)
-CONNECTION_NAMES: Final = frozenset(
-    {
-        "APIConnectionError",  # openai
-        "ConnectionError",  # builtins, requests
-        "ConnectError",  # httpx
-        "NetworkError",
-        "ReadError",
-        "WriteError",
-        "RemoteProtocolError",
-        "LocalProtocolError",
-        "ProtocolError",  # urllib3
-        "ChunkedEncodingError",  # requests
-        "IncompleteRead",  # http.client
-        "RemoteDisconnected",
-        "ClientConnectionError",  # aiohttp
-        "ServerDisconnectedError",
-        "ClientPayloadError",
-    }
-)
-INVALID_RESPONSE_NAMES: Final = frozenset(
-    {"APIResponseValidationError", "JSONDecodeError", "InvalidJSONError", "ContentDecodingError"}
-)
-SOFT_EXCEPTIONS: Final[Mapping[str, str]] = {
-    "LengthFinishReasonError": "length",
-    "ContentFilterFinishReasonError": "content_filter",
-}
+_EXCEPTIONS: Final = _V["exceptions"]["python"]
+TIMEOUT_NAMES: Final = frozenset[str](_EXCEPTIONS["timeout"])
+CONNECTION_NAMES: Final = frozenset[str](_EXCEPTIONS["connection"])
+INVALID_RESPONSE_NAMES: Final = frozenset[str](_EXCEPTIONS["invalid_response"])
+SOFT_EXCEPTIONS: Final[Mapping[str, str]] = _EXCEPTIONS["soft"]
 
-VIDEO_STATUSES: Final[Mapping[str, str]] = {
-    "completed": "succeeded",
-    "succeeded": "succeeded",
-    "succeed": "succeeded",
-    "success": "succeeded",
-    "failed": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
-    "queued": "queued",
-    "pending": "queued",
-    "submitted": "queued",
-    "not_start": "queued",
-    "in_progress": "in_progress",
-    "processing": "in_progress",
-    "running": "in_progress",
-}
-VIDEO_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-VIDEO_FAILURE_REASONS: Final[Mapping[str, str]] = {
-    "failed": "video_failed",
-    "cancelled": "video_cancelled",
-}
+VIDEO_STATUSES: Final[Mapping[str, str]] = _V["video"]["statuses"]
+VIDEO_TERMINAL: Final = frozenset[str](_V["video"]["terminal"])
+VIDEO_FAILURE_REASONS: Final[Mapping[str, str]] = _V["video"]["failure_reasons"]
 
 MAX_TEXT: Final = 256  # bound on any string copied out of an input
 
 
 # The `token_type` label values, in the order of Usage's fields.
-TOKEN_TYPES: Final = ("input", "output", "reasoning", "cached_input")
+TOKEN_TYPES: Final[tuple[str, ...]] = VOCABULARY["labels"]["token_types"]
 
 
 class Usage(NamedTuple):
@@ -263,36 +192,40 @@ def as_list(value: Any) -> list[Any] | None:
 
 
 def reason_for_status(status: int) -> str:
-    """An HTTP error status's reason (docs/reference.md#status-codes): 429 → "rate_limited"."""
+    """An HTTP error status's reason (docs/reference.md#status-codes): 429 → "rate_limited".
+
+    >>> reason_for_status(429), reason_for_status(418), reason_for_status(302)
+    ('rate_limited', 'other_4xx', 'invalid_response')
+    """
     reason = STATUS_REASONS.get(status)
     if reason is not None:
         return reason
     if 400 <= status < 500:
-        return "other_4xx"
+        return _FALLBACKS["4xx"]
     if 500 <= status < 600:
-        return "other_5xx"
-    return "invalid_response"
-
-
-# Gemini's filter finish reasons, as gateways pass them through (compared lower-cased).
-_FILTER_FINISH_REASONS: Final = frozenset(
-    {"safety", "recitation", "prohibited_content", "blocklist", "spii", "image_safety"}
-)
+        return _FALLBACKS["5xx"]
+    return _FALLBACKS["other"]
 
 
 def normalize_finish_reason(value: Any) -> str | None:
     """A finish reason in label spelling (`other` for unknown strings), None when absent.
 
-    >>> normalize_finish_reason("SAFETY")  # Gemini's, through a gateway
-    'content_filter'
+    OpenAI's and Azure's spellings are kept; Anthropic's and Gemini's, as gateways pass them
+    through, and the Responses API's incomplete reasons are mapped (any case).
+
+    >>> normalize_finish_reason("SAFETY"), normalize_finish_reason("end_turn")
+    ('content_filter', 'stop')
     """
     if value is None:
         return None
     if isinstance(value, str):
         if value in FINISH_REASONS:
             return value
-        return "content_filter" if value.lower()[:32] in _FILTER_FINISH_REASONS else "other"
-    return "other"
+        key = value.strip().lower()[:32]
+        if key in FINISH_REASONS:
+            return key
+        return _FINISH_ALIASES.get(key, OTHER)
+    return OTHER
 
 
 def normalize_video_status(value: Any) -> str | None:
