@@ -118,7 +118,7 @@ def test_a_case_expecting_something_else_covers_nothing() -> None:
 def test_a_new_vocabulary_entry_fails_until_its_case_is_generated() -> None:
     vocabulary = copy.deepcopy(VOCABULARY)
     vocabulary["finish_reasons"]["aliases"]["anthropic"]["model_context_window_exceeded"] = "length"
-    vocabulary["status_reasons"]["408"] = "timeout"
+    vocabulary["status_reasons"]["408"] = {"reason": "timeout", "retryable": True}
     vocabulary["filters"]["aliases"]["harm_category_civic_integrity"] = "other"
     vocabulary["filters"]["categories"].insert(0, "violence_graphic")
     new = {

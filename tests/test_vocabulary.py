@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = VOCABULARY_PATH.with_name("vocabulary.schema.json")
 RAW: dict[str, Any] = json.loads(VOCABULARY_PATH.read_text(encoding="utf-8"))
 
-REASONS = RAW["reasons"]
+STATUS_REASONS = {entry["reason"] for entry in RAW["status_reasons"].values()}
+REASONS = {**RAW["reasons"], "hard": [*RAW["reasons"]["hard"], *sorted(STATUS_REASONS)]}
 ALL_REASONS = {reason for names in REASONS.values() for reason in names}
 
 
@@ -63,6 +64,19 @@ def test_loaded_vocabulary_is_read_only(tmp_path: Path) -> None:
         load_vocabulary(wrong)
 
 
+def test_derived_taxonomy_tables() -> None:
+    """What Python derives from the file: a status's reason is hard, retried or a client error."""
+    from failsight import _taxonomy
+
+    assert STATUS_REASONS <= _taxonomy.HARD_REASONS
+    assert {"rate_limited", "timeout", "connection"} <= _taxonomy.RETRYABLE_REASONS
+    assert "bad_request" in _taxonomy.NON_RETRYABLE_CLIENT_ERRORS
+    assert not _taxonomy.RETRYABLE_REASONS & _taxonomy.NON_RETRYABLE_CLIENT_ERRORS
+    assert _taxonomy.RETRYABLE_REASONS | _taxonomy.NON_RETRYABLE_CLIENT_ERRORS <= (
+        _taxonomy.HARD_REASONS
+    )
+
+
 def test_reasons_are_unique_across_classes() -> None:
     seen: dict[str, str] = {}
     for failure_class, names in REASONS.items():
@@ -73,12 +87,12 @@ def test_reasons_are_unique_across_classes() -> None:
 
 
 def test_taxonomy_cross_references() -> None:
-    hard, soft = set(REASONS["hard"]), set(REASONS["soft"])
-    assert set(RAW["status_reasons"].values()) <= hard
-    assert set(RAW["status_fallbacks"].values()) <= hard
-    assert set(RAW["retryable_reasons"]) <= hard
-    assert set(RAW["non_retryable_client_errors"]) <= hard
-    assert not set(RAW["retryable_reasons"]) & set(RAW["non_retryable_client_errors"])
+    listed, soft = set(RAW["reasons"]["hard"]), set(REASONS["soft"])
+    # A status's reason is listed with its status only: one line adds a status and its reason.
+    assert not listed & STATUS_REASONS
+    assert len(STATUS_REASONS) == len(RAW["status_reasons"]), "one reason per status"
+    assert set(RAW["status_fallbacks"].values()) <= listed
+    assert set(RAW["retryable_reasons"]) <= listed
     assert set(RAW["soft_priority"]) <= soft
     for language in ("python", "node"):
         assert set(RAW["exceptions"][language]["soft"].values()) <= soft

@@ -12,8 +12,13 @@ export const OTHER = V.other;
 export const TOKEN_TYPES = V.labels.token_types as readonly TokenType[];
 export type TokenType = keyof Usage;
 
-/** The closed reason vocabulary by failure class (reasons.hard, .soft, .silent). */
-export const HARD_REASONS: ReadonlySet<string> = new Set(V.reasons.hard);
+// HTTP error statuses with a reason of their own: [status, reason, whether a retry policy re-attempts it].
+const STATUSES: readonly (readonly [number, string, boolean])[] = Object.entries(V.status_reasons).map(
+  ([status, entry]) => [Number(status), entry.reason, entry.retryable] as const,
+);
+
+/** The closed reason vocabulary by failure class (reasons.hard, .soft, .silent); a status's reason is hard. */
+export const HARD_REASONS: ReadonlySet<string> = new Set([...V.reasons.hard, ...STATUSES.map(([, reason]) => reason)]);
 export const SOFT_REASONS: ReadonlySet<string> = new Set(V.reasons.soft);
 export const SILENT_REASONS: ReadonlySet<string> = new Set(V.reasons.silent);
 /** Every reason of the taxonomy, and `other` (what a capped reason becomes): never capped. */
@@ -24,10 +29,15 @@ const FINISH_VALUES: ReadonlySet<string> = new Set(FINISH.values);
 // Every provider's spellings in one map (the vocabulary's test holds them to agree).
 const FINISH_ALIASES: ReadonlyMap<string, string> = new Map(Object.values(FINISH.aliases).flatMap((a) => Object.entries(a)));
 
-export const RETRYABLE_REASONS: ReadonlySet<string> = new Set(V.retryable_reasons);
+export const RETRYABLE_REASONS: ReadonlySet<string> = new Set([
+  ...STATUSES.filter(([, , retry]) => retry).map(([, reason]) => reason),
+  ...V.retryable_reasons,
+]);
 
 /** A call after one of these is a new attempt, not a retry: the retry policy never retries them. */
-export const NON_RETRYABLE_CLIENT_ERRORS: ReadonlySet<string> = new Set(V.non_retryable_client_errors);
+export const NON_RETRYABLE_CLIENT_ERRORS: ReadonlySet<string> = new Set(
+  STATUSES.filter(([status, , retry]) => status < 500 && !retry).map(([, reason]) => reason),
+);
 
 /** Soft reasons, the most telling first: one names a request whose choices failed several ways. */
 export const SOFT_PRIORITY: readonly string[] = V.soft_priority;
@@ -123,12 +133,12 @@ export function asList(value: unknown): unknown[] | undefined {
 
 // ------------------------------------------------------------------ vocabulary
 
-const STATUS_REASONS = V.status_reasons;
+const STATUS_REASONS: ReadonlyMap<number, string> = new Map(STATUSES.map(([status, reason]) => [status, reason]));
 const FALLBACKS = V.status_fallbacks;
 
 /** The reason of an HTTP error status, e.g. 429 -> "rate_limited". */
 export function reasonForStatus(status: number): string {
-  const known = STATUS_REASONS[String(status)];
+  const known = STATUS_REASONS.get(status);
   if (known !== undefined) return known;
   if (status >= 400 && status < 500) return FALLBACKS["4xx"];
   if (status >= 500 && status < 600) return FALLBACKS["5xx"];

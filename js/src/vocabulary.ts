@@ -70,11 +70,11 @@ export interface Vocabulary {
   readonly failure_classes: readonly ("none" | "hard" | "soft" | "silent")[];
   readonly other: string;
   readonly reasons: { readonly hard: readonly string[]; readonly soft: readonly string[]; readonly silent: readonly string[] };
-  /** HTTP status (as a string) -> hard reason. */
-  readonly status_reasons: Spellings;
+  /** HTTP status (as a string) -> its hard reason, and whether a retry policy re-attempts it. */
+  readonly status_reasons: Readonly<Record<string, { readonly reason: string; readonly retryable: boolean }>>;
   readonly status_fallbacks: { readonly "4xx": string; readonly "5xx": string; readonly other: string };
+  /** Hard reasons besides a status's that a retry policy re-attempts. */
   readonly retryable_reasons: readonly string[];
-  readonly non_retryable_client_errors: readonly string[];
   /** Soft reasons, the most telling first. */
   readonly soft_priority: readonly string[];
   readonly finish_reasons: {

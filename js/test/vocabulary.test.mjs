@@ -111,7 +111,7 @@ function pick(o) {
 // ------------------------------------------------------------------ the other tables
 
 test("statuses: the named ones, then the 4xx/5xx/other fallbacks", () => {
-  for (const [status, reason] of Object.entries(RAW.status_reasons)) assert.equal(reasonForStatus(Number(status)), reason);
+  for (const [status, { reason }] of Object.entries(RAW.status_reasons)) assert.equal(reasonForStatus(Number(status)), reason);
   assert.equal(reasonForStatus(418), RAW.status_fallbacks["4xx"]);
   assert.equal(reasonForStatus(599), RAW.status_fallbacks["5xx"]);
   assert.equal(reasonForStatus(300), RAW.status_fallbacks.other);

@@ -36,22 +36,31 @@ OTHER: Final[str] = _V["other"]
 # A label value nothing gave (a model, operation or provider not known).
 UNKNOWN: Final = "unknown"
 
+# HTTP error statuses with a reason of their own: (reason, whether a retry policy re-attempts it).
+_STATUSES: Final[Mapping[int, tuple[str, bool]]] = types.MappingProxyType(
+    {int(status): (e["reason"], e["retryable"]) for status, e in _V["status_reasons"].items()}
+)
+STATUS_REASONS: Final[Mapping[int, str]] = types.MappingProxyType(
+    {status: reason for status, (reason, _) in _STATUSES.items()}
+)
+_FALLBACKS: Final[Mapping[str, str]] = _V["status_fallbacks"]
+
 # The closed `reason` vocabulary (docs/reference.md#reasons), by failure class: never
 # capped. Anything else (a validator's name, a reason given to `mark_failure` or
-# `record_retry`) is capped like a common label.
-HARD_REASONS: Final = frozenset[str](_V["reasons"]["hard"])
+# `record_retry`) is capped like a common label. A status's reason is hard.
+HARD_REASONS: Final = frozenset[str]((*_V["reasons"]["hard"], *STATUS_REASONS.values()))
 SOFT_REASONS: Final = frozenset[str](_V["reasons"]["soft"])
 SILENT_REASONS: Final = frozenset[str](_V["reasons"]["silent"])
 # ...and what capped values become
 REASONS: Final = HARD_REASONS | SOFT_REASONS | SILENT_REASONS | {OTHER}
 
-STATUS_REASONS: Final[Mapping[int, str]] = types.MappingProxyType(
-    {int(status): reason for status, reason in _V["status_reasons"].items()}
+RETRYABLE_REASONS: Final = frozenset[str](
+    (*_V["retryable_reasons"], *(reason for reason, retry in _STATUSES.values() if retry))
 )
-_FALLBACKS: Final[Mapping[str, str]] = _V["status_fallbacks"]
-RETRYABLE_REASONS: Final = frozenset[str](_V["retryable_reasons"])
 # A call after one of these is a new attempt, not a retry: the retry policy never retries them.
-NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset[str](_V["non_retryable_client_errors"])
+NON_RETRYABLE_CLIENT_ERRORS: Final = frozenset[str](
+    reason for status, (reason, retry) in _STATUSES.items() if status < 500 and not retry
+)
 # When one answer shows several soft failures, the first of these is its reason.
 SOFT_PRIORITY: Final[tuple[str, ...]] = _V["soft_priority"]
 

@@ -104,7 +104,7 @@ def fallback_of(vocabulary: Mapping[str, Any], status: int) -> str | None:
 def reason_for_status(vocabulary: Mapping[str, Any], status: int) -> str:
     fallback = fallback_of(vocabulary, status)
     if fallback is None:
-        return str(vocabulary["status_reasons"][str(status)])
+        return str(vocabulary["status_reasons"][str(status)]["reason"])
     return str(vocabulary["status_fallbacks"][fallback])
 
 
@@ -118,14 +118,21 @@ def fallback_statuses(vocabulary: Mapping[str, Any]) -> dict[str, int]:
     return found
 
 
+def reasons_by_class(vocabulary: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Every reason by class: a status's reason (listed with its status only) is hard."""
+    found = {cls: list(reasons) for cls, reasons in vocabulary["reasons"].items()}
+    found["hard"] += [entry["reason"] for entry in vocabulary["status_reasons"].values()]
+    return found
+
+
 def class_of(vocabulary: Mapping[str, Any], reason: str) -> str:
-    return next(cls for cls, reasons in vocabulary["reasons"].items() if reason in reasons)
+    return next(cls for cls, names in reasons_by_class(vocabulary).items() if reason in names)
 
 
 def required(vocabulary: Mapping[str, Any]) -> list[str]:
     """Every vocabulary entry that needs a conformance case, named for a reader."""
     entries = [
-        f"reason {cls}/{r}" for cls, reasons in vocabulary["reasons"].items() for r in reasons
+        f"reason {cls}/{r}" for cls, names in reasons_by_class(vocabulary).items() for r in names
     ]
     entries += [f"status {status}" for status in vocabulary["status_reasons"]]
     entries += [f"status fallback {fallback}" for fallback in vocabulary["status_fallbacks"]]
