@@ -205,6 +205,9 @@ def test_wheel_ships_the_assets_and_project_urls(dists: Distributions) -> None:
             assert packaged in names, packaged
             assert wheel.read(packaged) == (REPO / relative).read_bytes(), relative
         assert "failsight/_bootstrap/sitecustomize.py" in names
+        # The vocabulary both packages read: the package cannot import without it.
+        for data in ("vocabulary.json", "vocabulary.schema.json"):
+            assert wheel.read(f"failsight/{data}") == (REPO / "src/failsight" / data).read_bytes()
         (metadata_name,) = (n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = email.message_from_bytes(wheel.read(metadata_name))
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL") or [])
