@@ -1264,3 +1264,128 @@ def test_parameterised_scenario_parsing() -> None:
     assert not scenarios.is_scenario("finish") and not scenarios.is_scenario("http_299")
     assert scenarios.applies("http_418", "models") and scenarios.applies("finish=x", "responses")
     assert not scenarios.applies("filter=x", "completions")
+
+
+# --- declared outputs: tool calls and structured output ---------------------------------------
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+# scenario -> (chat finish reason, content, (tool name, arguments) or None)
+DECLARED_CASES: dict[str, tuple[str, str | None, tuple[str, str] | None]] = {
+    "tool_calls": ("tool_calls", None, ("get_weather", '{"city": "Paris"}')),
+    "tool_args_not_json": ("tool_calls", None, ("get_weather", '{"city": Paris}')),
+    "tool_undeclared": ("tool_calls", None, ("get_stock_price", '{"symbol": "ACME"}')),
+    "tool_args_invalid": ("tool_calls", None, ("get_weather", '{"city": 42}')),
+    "tool_missing": ("stop", "It is sunny in Paris today.", None),
+    "json_ok": ("stop", '{"city": "Paris"}', None),
+    "json_not_json": ("stop", "The weather in Paris is sunny.", None),
+    "json_schema_mismatch": ("stop", '{"town": "Paris"}', None),
+}
+covers(*DECLARED_CASES)
+
+
+def _judged_as_declared(scenario: str, content: str | None, call: tuple[str, str] | None) -> None:
+    """The answer is what the scenario promises a judge (and is nothing else)."""
+    _, want_content, want_call = DECLARED_CASES[scenario]
+    assert (content or None, call) == (want_content, want_call)
+    if scenario.startswith("tool_args_not") or scenario == "json_not_json":
+        with pytest.raises(ValueError):
+            json.loads(call[1] if call else content or "")
+    elif call is not None:
+        assert isinstance(json.loads(call[1]), dict)
+    elif scenario.startswith("json_"):
+        assert isinstance(json.loads(content or ""), dict)
+
+
+@pytest.mark.parametrize("scenario", list(DECLARED_CASES))
+def test_declared_scenarios_on_chat(client: openai.OpenAI, scenario: str) -> None:
+    finish = DECLARED_CASES[scenario][0]
+    resp = client.chat.completions.create(
+        model=f"gpt-4o-mini@{scenario}", messages=MESSAGES, tools=[WEATHER_TOOL],
+        tool_choice="required",
+    )  # fmt: skip
+    choice = resp.choices[0]
+    assert choice.finish_reason == finish
+    calls = choice.message.tool_calls or []
+    assert len(calls) <= 1
+    call = (calls[0].function.name, calls[0].function.arguments) if calls else None
+    _judged_as_declared(scenario, choice.message.content, call)
+
+
+@pytest.mark.parametrize("scenario", list(DECLARED_CASES))
+def test_declared_scenarios_on_a_chat_stream_split_the_arguments(
+    client: openai.OpenAI, scenario: str
+) -> None:
+    finish = DECLARED_CASES[scenario][0]
+    chunks = list(
+        client.chat.completions.create(
+            model=f"gpt-4o-mini@{scenario}", messages=MESSAGES, tools=[WEATHER_TOOL], stream=True
+        )
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == finish
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    pieces = [d.function.arguments for d in deltas if d.function and d.function.arguments]
+    call = None
+    if deltas:
+        assert deltas[0].function is not None and {d.index for d in deltas} == {0}
+        call = (str(deltas[0].function.name), "".join(pieces))
+        assert len(pieces) >= 3, pieces  # assembly is exercised: no delta holds it all
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    _judged_as_declared(scenario, text, call)
+
+
+@pytest.mark.parametrize("scenario", list(DECLARED_CASES))
+def test_declared_scenarios_on_the_responses_api(client: openai.OpenAI, scenario: str) -> None:
+    resp = client.responses.create(model=f"gpt-4.1@{scenario}", input="weather?")
+    assert resp.status == "completed"
+    calls = [(item.name, item.arguments) for item in resp.output if item.type == "function_call"]
+    assert len(calls) <= 1
+    _judged_as_declared(scenario, resp.output_text, calls[0] if calls else None)
+
+
+@pytest.mark.parametrize("scenario", list(DECLARED_CASES))
+def test_declared_scenarios_on_a_responses_stream_split_the_arguments(
+    client: openai.OpenAI, scenario: str
+) -> None:
+    events = list(client.responses.create(model=f"gpt-4.1@{scenario}", input="w?", stream=True))
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    call = None
+    if done:
+        assert len(pieces) >= 3 and "".join(pieces) == done[0].arguments
+        call = (done[0].name, done[0].arguments)
+        final = events[-1].response.output[0]
+        assert final.type == "function_call" and (final.name, final.arguments) == call
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    _judged_as_declared(scenario, text, call)
+
+
+@pytest.mark.parametrize("scenario", ["tool_undeclared", "json_not_json"])
+def test_declared_scenarios_do_not_fit_legacy_completions(
+    server: FaultServer, http: httpx.Client, scenario: str
+) -> None:
+    body = {"model": f"m@{scenario}", "prompt": "x"}
+    resp = http.post(server.base_url + "/completions", json=body)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "scenario_not_applicable"
+
+
+def test_argument_pieces_concatenate_back() -> None:
+    from failsight.testing._payloads import argument_pieces
+
+    assert argument_pieces('{"city": "Paris"}') == ['{"ci', 'ty":', ' "Pa', 'ris"', "}"]
+    assert argument_pieces("") == [""]
+    text = '{"q": "' + "é" * 37 + '"}'
+    assert "".join(argument_pieces(text, 5)) == text

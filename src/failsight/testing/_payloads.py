@@ -12,9 +12,9 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ._scenarios import USAGE, filter_of, finish_of
 
@@ -27,6 +27,17 @@ TOOL_NAME = "get_weather"
 # A failed Response's `error` (usage is still reported: the tokens were spent).
 FAILED_ERROR = {"code": "server_error", "message": "The model failed to complete the response."}
 TOOL_ARGUMENTS = '{"city": "Paris"}'
+# What the declared-output scenarios answer (the conformance suite's tool and schema take a
+# string `city`): arguments that are not JSON (a bare word), arguments of the wrong type, a
+# tool no request of the suite declares, and contents for a response format.
+NOT_JSON_ARGUMENTS = '{"city": Paris}'
+INVALID_ARGUMENTS = '{"city": 42}'
+UNDECLARED_TOOL = "get_stock_price"
+UNDECLARED_ARGUMENTS = '{"symbol": "ACME"}'
+NO_TOOL_TEXT = "It is sunny in Paris today."
+JSON_TEXT = '{"city": "Paris"}'
+NOT_JSON_TEXT = "The weather in Paris is sunny."
+MISMATCHED_JSON_TEXT = '{"town": "Paris"}'
 EMBEDDING_DIMENSIONS = 8
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 # A 1x1 transparent PNG, so image URLs and b64_json decode to a real image.
@@ -93,7 +104,21 @@ class Answer:
     azure_filter: str | None = None  # the category Azure's results say fired
     filter_severity: str | None = "high"  # its severity (None: no severity field)
     verbatim: bool = False  # `finish=`: the finish reason as given, whatever the API
+    tool_name: str = TOOL_NAME
+    arguments: str = TOOL_ARGUMENTS
     call_id: str = field(default_factory=lambda: new_id("call_"))
+
+
+# Declared-output scenarios: (text, finish reason, tool name and arguments or None).
+_DECLARED: Final[Mapping[str, tuple[str | None, str, tuple[str, str] | None]]] = {
+    "tool_args_not_json": (None, "tool_calls", (TOOL_NAME, NOT_JSON_ARGUMENTS)),
+    "tool_undeclared": (None, "tool_calls", (UNDECLARED_TOOL, UNDECLARED_ARGUMENTS)),
+    "tool_args_invalid": (None, "tool_calls", (TOOL_NAME, INVALID_ARGUMENTS)),
+    "tool_missing": (NO_TOOL_TEXT, "stop", None),
+    "json_ok": (JSON_TEXT, "stop", None),
+    "json_not_json": (NOT_JSON_TEXT, "stop", None),
+    "json_schema_mismatch": (MISMATCHED_JSON_TEXT, "stop", None),
+}
 
 
 def answer_for(scenario: str, echo_text: str) -> Answer:
@@ -107,6 +132,11 @@ def answer_for(scenario: str, echo_text: str) -> Answer:
                       filter_severity=fired[1])  # fmt: skip
     if scenario == "echo":
         return Answer(echo_text, "stop")
+    if scenario in _DECLARED:
+        text, finish, call = _DECLARED[scenario]
+        if call is None:
+            return Answer(text, finish)
+        return Answer(text, finish, tool_call=True, tool_name=call[0], arguments=call[1])
     if scenario == "tool_calls":
         return Answer(None, "tool_calls", tool_call=True)
     if scenario == "content_filter":
@@ -157,8 +187,14 @@ def _tool_call(answer: Answer) -> JSON:
     return {
         "id": answer.call_id,
         "type": "function",
-        "function": {"name": TOOL_NAME, "arguments": TOOL_ARGUMENTS},
+        "function": {"name": answer.tool_name, "arguments": answer.arguments},
     }
+
+
+def argument_pieces(arguments: str, size: int = 4) -> list[str]:
+    """Stream deltas of a tool call's arguments, a few characters each as OpenAI sends them,
+    so a client must assemble them: ``['{"ci', 'ty":', ...]``."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
 
 
 # --- chat completions -------------------------------------------------------------------------
@@ -243,7 +279,7 @@ def chat_chunks(model: str, answer: Answer, n: int, include_usage: bool) -> list
         for piece in words(answer.refusal or ""):
             chunks.append(chunk(index, {"refusal": piece}))
         if answer.tool_call:
-            for piece in words(TOOL_ARGUMENTS):
+            for piece in argument_pieces(answer.arguments):
                 chunks.append(
                     chunk(index, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                 )
@@ -352,8 +388,8 @@ def _response_items(answer: Answer, ids: _ResponseIds) -> list[JSON]:
                 "type": "function_call",
                 "id": ids.call,
                 "call_id": answer.call_id,
-                "name": TOOL_NAME,
-                "arguments": TOOL_ARGUMENTS,
+                "name": answer.tool_name,
+                "arguments": answer.arguments,
                 "status": "completed",
             }
         ]
@@ -432,13 +468,13 @@ def response_events(model: str, answer: Answer) -> list[tuple[str, JSON]]:
                 item={**item, "arguments": "", "status": "in_progress"},
                 **at,
             )
-            for piece in words(TOOL_ARGUMENTS):
+            for piece in argument_pieces(item["arguments"]):
                 emit("response.function_call_arguments.delta", item_id=ids.call, delta=piece, **at)
             emit(
                 "response.function_call_arguments.done",
                 item_id=ids.call,
-                name=TOOL_NAME,
-                arguments=TOOL_ARGUMENTS,
+                name=item["name"],
+                arguments=item["arguments"],
                 **at,
             )
             emit("response.output_item.done", item=item, **at)

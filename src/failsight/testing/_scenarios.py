@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 __all__ = [
+    "DECLARED_SCENARIOS",
     "HARD_SCENARIOS",
     "HTTP_ERROR_SCENARIOS",
     "IMAGE_SCENARIOS",
@@ -197,6 +198,22 @@ TEXT_SCENARIOS: Final[frozenset[str]] = (
     | FILTER_SCENARIOS
     | {"key_echo"}
 )
+# Answers judged against what the request declared (its `tools`, `tool_choice`, response
+# format), on chat and the Responses API: a tool call whose arguments are not JSON, that names
+# a tool the request did not declare, or whose arguments break the declared schema; a plain
+# answer where a tool call was required; content that is JSON fitting the conformance schema
+# (`json_ok`), not JSON at all, or JSON that does not fit it. `tool_calls` is the correct call.
+DECLARED_SCENARIOS: Final[frozenset[str]] = frozenset(
+    {
+        "tool_args_not_json",
+        "tool_undeclared",
+        "tool_args_invalid",
+        "tool_missing",
+        "json_ok",
+        "json_not_json",
+        "json_schema_mismatch",
+    }
+)
 # The Responses API only: a stream (or answer) that ends `failed`, its usage reported.
 RESPONSES_SCENARIOS: Final[frozenset[str]] = frozenset({"response_failed"})
 IMAGE_SCENARIOS: Final[frozenset[str]] = frozenset(
@@ -216,13 +233,18 @@ VIDEO_SCENARIOS: Final[frozenset[str]] = frozenset(
 )
 
 SCENARIOS: Final[frozenset[str]] = (
-    HARD_SCENARIOS | TEXT_SCENARIOS | RESPONSES_SCENARIOS | IMAGE_SCENARIOS | VIDEO_SCENARIOS
+    HARD_SCENARIOS
+    | TEXT_SCENARIOS
+    | DECLARED_SCENARIOS
+    | RESPONSES_SCENARIOS
+    | IMAGE_SCENARIOS
+    | VIDEO_SCENARIOS
 )
 
 _BY_ROUTE: Final[Mapping[RouteKind, frozenset[str]]] = types.MappingProxyType(
     {
-        "chat": TEXT_SCENARIOS | HARD_SCENARIOS,
-        "responses": TEXT_SCENARIOS | RESPONSES_SCENARIOS | HARD_SCENARIOS,
+        "chat": TEXT_SCENARIOS | DECLARED_SCENARIOS | HARD_SCENARIOS,
+        "responses": TEXT_SCENARIOS | DECLARED_SCENARIOS | RESPONSES_SCENARIOS | HARD_SCENARIOS,
         # Legacy completions have neither tool calls nor a refusal field.
         "completions": (TEXT_SCENARIOS - {"tool_calls", "refusal"}) | HARD_SCENARIOS,
         "embeddings": frozenset({"ok"}) | HARD_SCENARIOS,
