@@ -3,9 +3,11 @@
 ``FaultServer`` answers the OpenAI HTTP API on loopback and fails on request: HTTP
 errors, timeouts, dropped connections, undecodable bodies, soft failures such as
 ``finish_reason="content_filter"``, empty image results and video jobs that fail or
-never finish; ``PARAMETERISED`` scenarios send any HTTP status, finish reason or filter
-category a test names (``gpt-4o-mini@finish=end_turn``). It imports nothing else from
-failsight, so it can check the rest of it.
+never finish, tool calls and structured output that break what the request declared
+(``DECLARED_SCENARIOS``: arguments that are not JSON, an undeclared tool, ...);
+``PARAMETERISED`` scenarios send any HTTP status, finish reason or filter category a test
+names (``gpt-4o-mini@finish=end_turn``). It imports nothing else from failsight, so it can
+check the rest of it.
 
 Example::
 
@@ -26,6 +28,7 @@ except ImportError as _exc:
 from ._mock import completion_body, mock_openai_client, stream_body
 from ._payloads import OK_TEXT, REFUSAL_TEXT, TRUNCATED_TEXT
 from ._scenarios import (
+    DECLARED_SCENARIOS,
     HARD_SCENARIOS,
     HTTP_ERROR_SCENARIOS,
     IMAGE_SCENARIOS,
@@ -47,6 +50,7 @@ from ._server import (
 )
 
 __all__ = [
+    "DECLARED_SCENARIOS",
     "HARD_SCENARIOS",
     "HTTP_ERROR_SCENARIOS",
     "IMAGE_SCENARIOS",
