@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 import failsight
 from failsight import RetryPolicy, validators
@@ -36,6 +37,23 @@ _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
           "genai_video_job_duration_seconds")  # fmt: skip
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
+
+# The one tool and the one output schema the declared-output shapes send (js/test/cases.mjs
+# sends the same): a string `city`, nothing else.
+TOOL_NAME = "get_weather"
+WEATHER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+class Weather(BaseModel):
+    """`chat_parse`'s response format: the SDK sends WEATHER_SCHEMA (strict) and validates."""
+
+    model_config = ConfigDict(extra="forbid")
+    city: str
 
 
 def snapshot(registry: Any) -> dict[Key, float]:
@@ -96,6 +114,10 @@ def expected_series(case: dict[str, Any]) -> dict[Key, float]:
     for status, n in exp.get("video_jobs", {}).items():
         add(key("genai_video_jobs_total", status=status), n)
         add(key("genai_video_job_duration_seconds_count", status=status), n)
+    # Tool calls judged against the request's declared tools: "tool|outcome".
+    for spec, n in exp.get("tool_calls", {}).items():
+        tool, outcome = spec.split("|")
+        add(key("genai_tool_calls_total", tool=tool, outcome=outcome), n)
     return {k: v for k, v in series.items() if v}
 
 
@@ -116,16 +138,113 @@ def make_validators(specs: list[dict[str, Any]]) -> list[Any]:
     return made
 
 
+def raised_class(name: str | None) -> type[Exception]:
+    """What `chat_then_raise` raises: RuntimeError, or a subclass of a class named `name` (an
+    agent framework's, as failsight recognises it: by name, anywhere in the MRO)."""
+    if name is None:
+        return RuntimeError
+    named = type(name, (Exception,), {})
+    return type(f"App{name}", (named,), {})
+
+
+def declared(call: dict[str, Any], responses: bool) -> dict[str, Any]:
+    """The `tools` and `tool_choice` a declared-output shape sends, in the API's own format."""
+    strict = call.get("strict", False)  # always sent: the Responses API's default is strict
+    if responses:
+        tool: dict[str, Any] = {"type": "function", "name": TOOL_NAME, "parameters": WEATHER_SCHEMA,
+                                "strict": strict}  # fmt: skip
+    else:
+        function = {"name": TOOL_NAME, "parameters": WEATHER_SCHEMA}
+        tool = {
+            "type": "function",
+            "function": {**function, **({"strict": True} if strict else {})},
+        }
+    found: dict[str, Any] = {"tools": [tool]}
+    choice = call.get("tool_choice")
+    if choice in ("auto", "required", "none"):
+        found["tool_choice"] = choice
+    elif choice is not None:  # a function's name
+        found["tool_choice"] = (
+            {"type": "function", "name": choice}
+            if responses
+            else {"type": "function", "function": {"name": choice}}
+        )
+    return found
+
+
+def _chat_answer(message: Any) -> Any:
+    calls = [(c.function.name, c.function.arguments) for c in message.tool_calls or []]
+    return calls or message.content
+
+
+def perform_declared(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]) -> Any:
+    """The declared-output shapes: tools (`strict`, `tool_choice`) or a response format."""
+    shape, model = call["shape"], call["model"]
+    messages: Any = [{"role": "user", "content": "weather in Paris?"}]
+    stream = shape.endswith("_stream")
+    json_schema = {"name": "weather", "schema": WEATHER_SCHEMA, "strict": call.get("strict", True)}
+    if shape == "chat_parse":
+        parsed = client.chat.completions.parse(
+            model=model, messages=messages, response_format=Weather, extra_headers=headers
+        )
+        return parsed.choices[0].message.parsed
+    if shape.startswith("chat_"):
+        options: dict[str, Any] = declared(call, False) if "_tools" in shape else {}
+        if shape.startswith("chat_json_schema"):
+            options["response_format"] = {"type": "json_schema", "json_schema": json_schema}
+        elif shape == "chat_json_object":
+            options["response_format"] = {"type": "json_object"}
+        if not stream:
+            resp = client.chat.completions.create(
+                model=model, messages=messages, extra_headers=headers, **options
+            )
+            return _chat_answer(resp.choices[0].message)
+        chunks = client.chat.completions.create(
+            model=model, messages=messages, extra_headers=headers, stream=True,
+            stream_options={"include_usage": True}, **options,
+        )  # fmt: skip
+        text, arguments = [], []
+        for chunk in chunks:
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                for delta in choice.delta.tool_calls or []:
+                    arguments.append((delta.function.arguments or "") if delta.function else "")
+        return "".join(arguments) or "".join(text)
+    options = declared(call, True) if "_tools" in shape else {}
+    if shape.startswith("responses_json_schema"):
+        options["text"] = {"format": {"type": "json_schema", **json_schema}}
+    if not stream:
+        resp = client.responses.create(
+            model=model, input="weather?", extra_headers=headers, **options
+        )
+        return [(item.name, item.arguments) for item in resp.output if item.type == "function_call"]
+    events = client.responses.create(
+        model=model, input="weather?", stream=True, extra_headers=headers, **options
+    )
+    return [event.type for event in events]
+
+
+DECLARED_SHAPES = frozenset({
+    "chat_tools", "chat_tools_stream", "responses_tools", "responses_tools_stream",
+    "chat_json_schema", "chat_json_schema_stream", "chat_json_object", "responses_json_schema",
+    "responses_json_schema_stream", "chat_parse",
+})  # fmt: skip
+
+
 def perform(client: openai.OpenAI, call: dict[str, Any], headers: dict[str, str]) -> Any:
     """One call of the case's shape; returns what a traced function would return."""
     shape, model = call["shape"], call["model"]
     messages = [{"role": "user", "content": "hi"}]
+    if shape in DECLARED_SHAPES:
+        return perform_declared(client, call, headers)
     if shape == "chat":
         resp = client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
         return resp.choices[0].message.content
-    if shape == "chat_then_raise":  # the application fails after a good answer
+    if shape == "chat_then_raise":  # the application (or an agent framework) fails after it
         client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
-        raise RuntimeError("the application failed after the call")
+        raise raised_class(call.get("exception", {}).get("python"))(
+            "the application failed after the call"
+        )
     if shape == "chat_until_done":  # a common loop: ask again after a cut-off answer
         for _ in range(call["max_calls"]):
             resp = client.chat.completions.create(

@@ -55,6 +55,11 @@ function expectedSeries(c) {
     add("genai_video_jobs_total", { status }, n);
     add("genai_video_job_duration_seconds_count", { status }, n);
   }
+  // Tool calls judged against the request's declared tools: "tool|outcome".
+  for (const [key, n] of Object.entries(exp.tool_calls ?? {})) {
+    const [tool, outcome] = key.split("|");
+    add("genai_tool_calls_total", { tool, outcome }, n);
+  }
   return new Map([...series].filter(([, v]) => v));
 }
 
