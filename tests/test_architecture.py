@@ -24,6 +24,8 @@ PURE = {
     "_classify": {"_taxonomy", "_filters"},
     "_stream_judge": {"_classify", "_taxonomy", "_filters"},
     "_operations": {"_vocabulary"},
+    "_schemas": {"_vocabulary"},
+    "_declared": {"_schemas", "_taxonomy", "_vocabulary"},
     "_redact": {"_vocabulary"},
     "_guard": {"_redact", "_vocabulary"},
     "_deferred": set(),

@@ -138,7 +138,8 @@ def test_metric_table_cross_references() -> None:
     assert len(names) == len(set(names))
     closed_labels = {
         "failure_class", "reason", "finish_reason", "token_type", "status", "category", "stage",
-        "severity",
+        "severity", "outcome",
+        "tool",  # not closed, but capped like a common label: the request's declared names
     }  # fmt: skip
     for metric in RAW["metrics"]:
         assert set(metric["labels"]) <= closed_labels, metric["name"]
@@ -146,6 +147,19 @@ def test_metric_table_cross_references() -> None:
         buckets = metric.get("buckets", [])
         assert buckets == sorted(buckets) and len(set(buckets)) == len(buckets), metric["name"]
     assert set(RAW["spans"]["usage"]) == set(RAW["labels"]["token_types"])
+
+
+def test_declared_cross_references() -> None:
+    """Judging declared tools and output: each failing tool-call outcome has its silent reason."""
+    declared, outcomes = RAW["declared"], RAW["tool_call_outcomes"]
+    silent = set(RAW["reasons"]["silent"])
+    failing = set(outcomes) - {outcomes[0]}
+    assert outcomes[0] == "ok"
+    assert set(declared["tool_call_reasons"]) == failing
+    reasons = [*declared["tool_call_reasons"].values(), *declared["output_reasons"].values()]
+    assert set(reasons) | {declared["missing_reason"]} <= silent
+    assert declared["undeclared_tool"] not in failing | {RAW["other"]}
+    assert "schema" in RAW["guard_stages"]
 
 
 def test_span_attribute_names_are_unique() -> None:
@@ -198,6 +212,7 @@ def _vocabulary_words() -> set[str]:
     filters = RAW["filters"]
     words |= set(filters["categories"]) | set(filters["aliases"]) | set(filters["finish_reasons"])
     words |= set(RAW["guard_stages"])
+    words |= set(RAW["tool_call_outcomes"])
     for metric in RAW["metrics"]:
         words.add(metric["name"])
     for group in ("gen_ai", "usage", "failsight"):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from failsight import _spans
 from failsight._classify import classify_exception
 from failsight._guard import guarded, swallow
+from failsight._judged import explained_by_judgement
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
 from failsight._taxonomy import (
@@ -60,7 +61,8 @@ def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
     video stuck in its queue: the recorded soft failure is the real reason then
     (docs/reference.md#the-reason-of-a-request).
     """
-    return outcome.reason == "exception" or type(exc) is TimeoutError
+    judged = explained_by_judgement(exc)  # a parse() error judged as its answer's failure
+    return outcome.reason == "exception" or type(exc) is TimeoutError or judged
 
 
 class Account:
@@ -82,6 +84,7 @@ class Account:
         "finish_reasons",
         "handle",
         "inner",
+        "judge_declared",
         "model",
         "operation",
         "provider",
@@ -115,6 +118,7 @@ class Account:
         self.provider = provider or UNKNOWN
         self.retries = 0
         self.retrying = False  # the scope re-runs itself (`traced_generation(retry=...)`)
+        self.judge_declared: bool | None = None  # the scope's `judge_declared=`, or inherited
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky

@@ -47,6 +47,7 @@ class Settings:
     max_open_video_jobs: int = 1000
     max_series: int = DEFAULT_MAX_SERIES
     prices: Any = None
+    judge_declared: bool = True
 
 
 class State:
@@ -154,6 +155,7 @@ def configure(
     max_open_video_jobs: int = 1000,
     max_series: int = DEFAULT_MAX_SERIES,
     prices: Any = None,
+    judge_declared: bool = True,
 ) -> Settings:
     """Set where failsight records; optional, and calling it again replaces the settings.
 
@@ -177,6 +179,14 @@ def configure(
     (an Azure deployment's own name, say), comes first; a callable (provider, model) ->
     either, or None, is asked once per pair (per hour); False turns pricing off.
 
+    `judge_declared` (default True) judges each chat or Responses answer against what its
+    request declares, with no validator: tool calls to undeclared tools, tool arguments that
+    are not JSON or break the tool's `parameters` schema, a `tool_choice` that forced a call
+    that did not come, structured output (`response_format`, `text.format`) that is not JSON
+    or breaks its schema are silent failures, and `genai_tool_calls_total` counts tool calls
+    by tool and outcome. False turns it off; `traced_generation(judge_declared=...)` decides
+    for the calls inside one call site.
+
     Raises TypeError/ValueError naming the bad option and its accepted range (unknown
     options are a TypeError), or ValueError when a failsight metric name is already taken
     in `registry`.
@@ -199,6 +209,10 @@ def configure(
         capture_content = capture_content_from_env()
     if not isinstance(capture_content, bool):
         raise TypeError("failsight.configure: capture_content must be True, False or None")
+    if not isinstance(judge_declared, bool):
+        raise TypeError(
+            f"failsight.configure: judge_declared must be True or False, got {judge_declared!r:.80}"
+        )
     settings = Settings(
         registry=registry,
         tracer_provider=tracer_provider,
@@ -219,6 +233,7 @@ def configure(
         ),
         max_series=_check_int("max_series", max_series, 1, MAX_SERIES_LIMIT),
         prices=prices,
+        judge_declared=judge_declared,
     )
     check_prices(prices)  # a bad price fails here, not on the first call
     _activate(settings)

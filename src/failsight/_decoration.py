@@ -55,11 +55,17 @@ def check_operation(operation: str) -> None:
         )
 
 
-def check_options(name: Any, operation: Any, model: Any) -> None:
-    """`name`, `operation` and `model` are None or non-empty strings (`operation` checked)."""
+def check_options(name: Any, operation: Any, model: Any, judge_declared: Any = None) -> None:
+    """`name`, `operation` and `model` are None or non-empty strings (`operation` checked);
+    `judge_declared` is None or a bool."""
     for option, value in (("name", name), ("operation", operation), ("model", model)):
         if value is not None and (not isinstance(value, str) or not value):
             raise TypeError(f"traced_generation({option}=...) takes a non-empty str, got {value!r}")
+    if judge_declared is not None and not isinstance(judge_declared, bool):
+        raise TypeError(
+            "traced_generation(judge_declared=...) takes True, False or None (as "
+            f"configure(judge_declared=...) says), got {judge_declared!r:.80}"
+        )
     if operation is not None:
         check_operation(operation)
 

@@ -22,7 +22,9 @@ from failsight import _deferred, _spans
 from failsight._account import Account, current_account
 from failsight._classify import classify_exception
 from failsight._config import State, get_state
+from failsight._declared import Declared
 from failsight._guard import guarded, swallow
+from failsight._judged import judged_error
 from failsight._operations import Operation
 from failsight._redact import mask_remembered, mask_secrets
 from failsight._taxonomy import NONE, SOFT, UNKNOWN, Outcome
@@ -45,6 +47,8 @@ active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar
 )
 
 _RECORD: Final = guarded("call_record")
+# Reasons of what the SDK's `parse()` helpers raise on an answer they cannot read.
+_PARSE_ERRORS: Final = frozenset({"exception", "invalid_response"})
 _ATTEMPT: Final = guarded("attempt")
 
 
@@ -57,6 +61,7 @@ class Call:
         "attempt_end",
         "attempt_outcome",
         "attempts",
+        "declared",
         "first_token",
         "labels",
         "op",
@@ -84,6 +89,7 @@ class Call:
         self.account = account  # None: an unscoped video poll (a job step, not a request)
         self.own = own  # the call is the logical request (no enclosing scope)
         self.spent: Spent | None = None  # the usage and cost its answer reported
+        self.declared: Declared | None = None  # what its request declares (`_judged.declare`)
         self.span = span
         # Span attributes gathered during the call, set once at its end.
         self.values: dict[str, Any] = {
@@ -361,6 +367,8 @@ def fail(call: Call, exc: BaseException, seen: Outcome | None = None) -> None:
     try:
         with _RECORD:
             outcome = classify_exception(exc)
+            if call.declared is not None and outcome.reason in _PARSE_ERRORS:
+                outcome = judged_error(call, exc, outcome)  # `parse()` ends as `create` would
             extra = outcome
             if seen is not None:
                 call.record(seen)

@@ -138,7 +138,8 @@ class MetricSet:
     `genai_request_duration_seconds`, `genai_time_to_first_token_seconds`,
     `genai_video_jobs_total`, `genai_video_job_duration_seconds`, `genai_in_flight_requests`,
     `genai_wasted_tokens_total`, `genai_cost_usd_total`, `genai_wasted_cost_usd_total`,
-    `genai_content_filter_total` and `genai_telemetry_errors_total` with the default namespace.
+    `genai_content_filter_total`, `genai_tool_calls_total` and `genai_telemetry_errors_total`
+    with the default namespace.
 
     Registration is all or nothing: when one of the names is taken in `registry`, the metrics
     already registered are unregistered again and a ValueError names the clash.
@@ -208,14 +209,14 @@ class MetricSet:
             self._registered.append(metric)
             return metric
 
-        def capped(name: str) -> CappedMetric:
+        def capped(name: str, n_capped: int = n) -> CappedMetric:
             entry = METRICS[name]
             metric = register(entry, common)
             extra = entry["labels"]
             reason = n + list(extra).index("reason") if "reason" in extra else None
             shown = f"{namespace}_{name.removesuffix('_total')}"
             return CappedMetric(
-                metric, n, cap, reason_index=reason, max_series=max_series,
+                metric, n_capped, cap, reason_index=reason, max_series=max_series,
                 on_overflow=self._series_overflow, name=shown,
             )  # fmt: skip
 
@@ -234,6 +235,8 @@ class MetricSet:
         self.cost = capped("cost_usd_total")
         self.wasted_cost = capped("wasted_cost_usd_total")
         self.content_filter = capped("content_filter_total")
+        # `tool` follows the common labels and is capped like them (a request's tool names).
+        self.tool_calls = capped("tool_calls_total", n + 1)
         self.telemetry_errors: Counter = register(METRICS["telemetry_errors_total"])
         for stage in STAGES:
             self.telemetry_errors.labels(stage)
@@ -251,7 +254,7 @@ class MetricSet:
             self.requests, self.failures, self.finish_reasons, self.retries, self.tokens,
             self.attempts, self.duration, self.time_to_first_token, self.video_jobs,
             self.video_job_duration, self.in_flight, self.wasted_tokens, self.cost,
-            self.wasted_cost, self.content_filter,
+            self.wasted_cost, self.content_filter, self.tool_calls,
         )  # fmt: skip
 
     def set_max_label_values(self, cap: int) -> None:

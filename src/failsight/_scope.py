@@ -126,8 +126,9 @@ class _Scope:
 
 
 def _open(
-    site: str, operation: str | None, model: str | None, retrying: bool = False
-) -> _Scope | None:
+    site: str, operation: str | None, model: str | None, retrying: bool = False,
+    judge_declared: bool | None = None,
+) -> _Scope | None:  # fmt: skip
     if _deferred.pending():
         _deferred.drain()  # a safe point: abandoned streams and generators finish here
     try:
@@ -137,6 +138,8 @@ def _open(
         span = _spans.start_span(state.tracer, site, SpanKind.INTERNAL)
         account = Account(state, site, operation=operation, model=model, parent=parent, span=span)
         account.retrying = retrying
+        inherited = parent.judge_declared if parent is not None else None
+        account.judge_declared = inherited if judge_declared is None else judge_declared
         if parent is not None:
             with _START:  # a failure here loses a label, never the scope
                 parent.note_call(account.operation, account.provider, account.model)
@@ -209,9 +212,12 @@ def _wrap_sync(
     model: str | None,
     validators: Validators,
     policy: RetryPolicy | None,
+    declared: bool | None = None,
 ) -> Callable[..., Any]:
+    retrying = policy is not None and policy.max_attempts > 1
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = _open(site, operation, model, policy is not None and policy.max_attempts > 1)
+        scope = _open(site, operation, model, retrying, declared)
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -246,9 +252,12 @@ def _wrap_async(
     model: str | None,
     validators: Validators,
     policy: RetryPolicy | None,
+    declared: bool | None = None,
 ) -> Callable[..., Any]:
+    retrying = policy is not None and policy.max_attempts > 1
+
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = _open(site, operation, model, policy is not None and policy.max_attempts > 1)
+        scope = _open(site, operation, model, retrying, declared)
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -281,10 +290,11 @@ def _wrap_generator(
     operation: str | None,
     model: str | None,
     validators: Validators,
+    declared: bool | None = None,
 ) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         inner = fn(*args, **kwargs)
-        scope = _open(site, operation, model)
+        scope = _open(site, operation, model, False, declared)
         collected = Collected() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
@@ -331,10 +341,11 @@ def _wrap_async_generator(
     operation: str | None,
     model: str | None,
     validators: Validators,
+    declared: bool | None = None,
 ) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         inner = fn(*args, **kwargs)
-        scope = _open(site, operation, model)
+        scope = _open(site, operation, model, False, declared)
         collected = Collected() if validators and scope is not None else None
         sent: Any = None
         thrown: BaseException | None = None
@@ -389,6 +400,7 @@ def traced_generation(
     model: str | None = None,
     validate: Iterable[Validator] | Validator | None = (),
     retry: int | RetryPolicy | None = None,
+    judge_declared: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -401,11 +413,15 @@ def traced_generation(
     model: str | None = None,
     validate: Iterable[Validator] | Validator | None = (),
     retry: int | RetryPolicy | None = None,
+    judge_declared: bool | None = None,
 ) -> Any:
     """Trace a call site that generates with an OpenAI-compatible API.
 
     Works on sync and async functions, generators and async generators, bare or with
-    options. The return value and exceptions pass through unchanged.
+    options. The return value and exceptions pass through unchanged. `judge_declared`
+    (None: as `configure(judge_declared=...)` says) turns on or off, for the calls made
+    inside, the judging of tool calls and structured output against what each request
+    declares (tools, tool_choice, response_format); the innermost scope that says decides.
 
     >>> from failsight.validators import json_output
     >>> @traced_generation(name="extract", validate=[json_output()], retry=3)
@@ -414,7 +430,7 @@ def traced_generation(
     >>> extract("hello")
     '{"ok": true}'
     """
-    check_options(name, operation, model)
+    check_options(name, operation, model, judge_declared)
     validators = prepare(validate)
     policy = RetryPolicy.coerce(retry)
 
@@ -428,13 +444,15 @@ def traced_generation(
                     "already yielded cannot be taken back; retry inside it instead"
                 )
             if inspect.isasyncgenfunction(fn):
-                wrapper = _wrap_async_generator(fn, site, operation, model, validators)
+                wrapper = _wrap_async_generator(
+                    fn, site, operation, model, validators, judge_declared
+                )
             else:
-                wrapper = _wrap_generator(fn, site, operation, model, validators)
+                wrapper = _wrap_generator(fn, site, operation, model, validators, judge_declared)
         elif inspect.iscoroutinefunction(fn):
-            wrapper = _wrap_async(fn, site, operation, model, validators, policy)
+            wrapper = _wrap_async(fn, site, operation, model, validators, policy, judge_declared)
         else:
-            wrapper = _wrap_sync(fn, site, operation, model, validators, policy)
+            wrapper = _wrap_sync(fn, site, operation, model, validators, policy, judge_declared)
         return functools.wraps(fn)(wrapper)  # type: ignore[return-value]
 
     if func is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import wrapt
 
@@ -14,11 +14,12 @@ from failsight import _content, _deferred
 from failsight._classify import classify_exception, classify_result, classify_status
 from failsight._engine import Call
 from failsight._guard import guarded, swallow
+from failsight._judged import declare, judged
 from failsight._spans import is_recording
 from failsight._streams import watch
 from failsight._taxonomy import Outcome
 
-__all__ = ["RAW_RESPONSE_HEADER", "answer", "set_stream_types"]
+__all__ = ["RAW_RESPONSE_HEADER", "answer", "declare_request", "set_stream_types"]
 
 RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _RESULT: Final = guarded("call_record")
@@ -53,6 +54,8 @@ def _judge(call: Call, parsed: Any) -> None:
     outcome = Outcome()
     try:
         outcome = classify_result(parsed, kind=call.op.kind)
+        if call.declared is not None:
+            outcome = judged(call, outcome, parsed)
         call.record(outcome, parsed)
         settings = call.state.settings
         if settings.capture_content and is_recording(call.span):
@@ -64,6 +67,41 @@ def _judge(call: Call, parsed: Any) -> None:
         swallow("call_record", exc)
     finally:
         call.finish(outcome)
+
+
+# `parse()`'s pydantic types -> the format the SDK sends for them (built once per type).
+_formats: weakref.WeakKeyDictionary[type, Any] = weakref.WeakKeyDictionary()
+
+
+def _format_of(parse_type: type, responses: bool) -> Any:
+    """The `response_format` (chat) or `text` (Responses) that `parse()` sends for a type."""
+    found = _formats.get(parse_type)
+    if found is None:
+        from openai.lib._parsing._completions import type_to_response_format_param
+
+        found = cast(Any, type_to_response_format_param(parse_type))  # the SDK's own conversion
+        _formats[parse_type] = found
+    if responses:  # the Responses API's `text.format` spells the same schema flat
+        spec = found["json_schema"]
+        return {"format": {"type": found["type"], "strict": True, "name": spec["name"],
+                           "schema": spec["schema"]}}  # fmt: skip
+    return found
+
+
+def declare_request(call: Call, kwargs: dict[str, Any]) -> None:
+    """Keep on `call` what its request declares (`_judged.declare`); `parse()`'s pydantic
+    `response_format` / `text_format` are read as the JSON Schema the SDK sends for them."""
+    try:
+        request: Any = kwargs
+        if call.op.kind == "responses":
+            text_format = kwargs.get("text_format")
+            if isinstance(text_format, type):
+                request = {**kwargs, "text": _format_of(text_format, True)}
+        elif isinstance(kwargs.get("response_format"), type):
+            request = {**kwargs, "response_format": _format_of(kwargs["response_format"], False)}
+        declare(call, request)
+    except Exception as exc:
+        swallow("call_start", exc)
 
 
 # ---------------------------------------------------------------------- raw responses

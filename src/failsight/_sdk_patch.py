@@ -32,7 +32,7 @@ from failsight._engine import (
 from failsight._guard import FailsightWarning, guarded, swallow
 from failsight._operations import Operation, SdkMethod, sdk_methods
 from failsight._provider import server_of_url
-from failsight._sdk_answers import answer
+from failsight._sdk_answers import answer, declare_request
 from failsight._spans import is_recording
 from failsight._taxonomy import UNKNOWN, Outcome
 
@@ -105,7 +105,10 @@ def _start(op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
     if retrying_site is not None:
         _warn_nested_retries(resource, retrying_site)
     call = start_call(op, model, provider, address, port, kwargs.get("stream") is True)
-    if call is not None and call.state.settings.capture_content and is_recording(call.span):
+    if call is None:
+        return None
+    declare_request(call, kwargs)
+    if call.state.settings.capture_content and is_recording(call.span):
         with _RESULT:
             limit = call.state.settings.max_content_length
             call.values.update(_content.input_messages(op.kind, kwargs, limit))

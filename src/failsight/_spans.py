@@ -70,6 +70,10 @@ VIDEO_STATUS: Final[str] = _OWN["video_status"]
 # semantic-convention name for it (v1.41.0).
 COST_USD: Final[str] = _OWN["cost_usd"]
 WASTED_COST_USD: Final[str] = _OWN["wasted_cost_usd"]
+# Tool calls of an answer judged against the request's declarations (`_judged`).
+TOOL_CALLS: Final[str] = _OWN["tool_calls"]
+TOOL_CALLS_FAILED: Final[str] = _OWN["tool_calls_failed"]
+FAILED_TOOL: Final[str] = _OWN["failed_tool"]
 
 # Token types as they map onto span attributes.
 USAGE_ATTRIBUTES: Final[Mapping[str, str]] = _USAGE

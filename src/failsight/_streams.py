@@ -17,8 +17,10 @@ import wrapt
 
 from failsight import _deferred
 from failsight._content import OUTPUT, StreamText
+from failsight._declared import StreamAnswer
 from failsight._engine import Call, fail
 from failsight._guard import guarded, swallow
+from failsight._judged import judged
 from failsight._spans import is_recording
 from failsight._stream_judge import StreamJudge
 from failsight._taxonomy import Outcome
@@ -91,7 +93,7 @@ class Watcher:
 class CallWatcher(Watcher):
     """A streamed answer of one call, judged by the stream judge; finishes the call."""
 
-    __slots__ = ("call", "judge", "text")
+    __slots__ = ("answer", "call", "judge", "text")
 
     def __init__(self, call: Call) -> None:
         super().__init__()
@@ -99,13 +101,18 @@ class CallWatcher(Watcher):
         self.judge = StreamJudge(call.op.kind)
         settings = call.state.settings
         self.text: StreamText | None = None
+        declared = call.declared
+        # The answer put back together, when its request declared what it should be.
+        self.answer = StreamAnswer(call.op.kind, declared.output is not None) if declared else None
         if settings.capture_content and is_recording(call.span):
             self.text = StreamText(settings.max_content_length)  # the assembled output
-        else:
+        elif self.answer is None:
             self._chunk_to = self.judge.chunk
 
     def on_chunk(self, item: Any) -> None:
         self.judge.chunk(item)
+        if self.answer is not None:
+            self.answer.chunk(item)
         if self.text is not None:
             self.text.chunk(self.call.op.kind, item)
 
@@ -118,6 +125,8 @@ class CallWatcher(Watcher):
             fail(call, exc, self.judge.outcome(exhausted=False))  # what it reported still counts
             return
         outcome = self.judge.outcome(exhausted)
+        if self.answer is not None and (outcome.finish_reasons or self.answer.final is not None):
+            outcome = judged(call, outcome, self.answer.answer())  # whole: it has its end
         call.record(outcome)
         if self.text is not None:
             call.values[OUTPUT] = self.text.output_messages(outcome.finish_reasons)
