@@ -17,15 +17,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
-from failsight._classify import classify_exception
+from failsight._agents import classify_scope_exception
 from failsight._guard import guarded, swallow
-from failsight._judged import explained_by_judgement
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
 from failsight._taxonomy import (
     HARD,
     NON_RETRYABLE_CLIENT_ERRORS,
     NONE,
+    SILENT,
     SOFT,
     TOKEN_TYPES,
     UNKNOWN,
@@ -59,10 +59,12 @@ def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
 
     Code commonly raises ValueError after a content_filter, and a bare TimeoutError after a
     video stuck in its queue: the recorded soft failure is the real reason then
-    (docs/reference.md#the-reason-of-a-request).
+    (docs/reference.md#the-reason-of-a-request). So is an exception saying the answer was
+    wrong (a silent outcome: an agent framework's ModelBehaviorError): a judgement recorded on
+    that answer names what was wrong.
     """
-    judged = explained_by_judgement(exc)  # a parse() error judged as its answer's failure
-    return outcome.reason == "exception" or type(exc) is TimeoutError or judged
+    silent = outcome.failure_class == SILENT
+    return outcome.reason == "exception" or type(exc) is TimeoutError or silent
 
 
 class Account:
@@ -84,7 +86,6 @@ class Account:
         "finish_reasons",
         "handle",
         "inner",
-        "judge_declared",
         "model",
         "operation",
         "provider",
@@ -118,7 +119,6 @@ class Account:
         self.provider = provider or UNKNOWN
         self.retries = 0
         self.retrying = False  # the scope re-runs itself (`traced_generation(retry=...)`)
-        self.judge_declared: bool | None = None  # the scope's `judge_declared=`, or inherited
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
@@ -395,7 +395,7 @@ class Account:
             for key in self.video_keys:
                 if self.state.video_jobs.end(key):
                     self.failure = (SOFT, "video_timeout")
-        outcome = classify_exception(exc) if exc is not None else None
+        outcome = classify_scope_exception(exc) if exc is not None else None
         if outcome is not None and not _explained_by_recorded(exc, outcome):  # type: ignore[arg-type]
             return outcome.failure_class, outcome.reason, outcome
         if self.failure is not None:

@@ -15,13 +15,13 @@ from typing import Any, Final, NamedTuple
 from failsight._vocabulary import VOCABULARY
 
 __all__ = [
-    "CONNECTION_NAMES", "FAILING_FINISH_REASONS", "FAILURE_CLASSES", "FINISH_REASONS", "HARD",
-    "HARD_REASONS", "INVALID_RESPONSE_NAMES", "MAX_TEXT", "NONE", "NON_RETRYABLE_CLIENT_ERRORS",
-    "OTHER", "REASONS", "RETRYABLE_REASONS", "SILENT", "SILENT_REASONS", "SOFT", "SOFT_EXCEPTIONS",
-    "SOFT_PRIORITY", "SOFT_REASONS", "STATUS_REASONS", "TIMEOUT_NAMES", "TOKEN_TYPES", "UNKNOWN",
-    "VIDEO_FAILURE_REASONS", "VIDEO_STATUSES", "VIDEO_TERMINAL", "Outcome", "Usage", "as_int",
-    "as_list", "as_str", "field", "normalize_finish_reason", "normalize_video_status",
-    "reason_for_status",
+    "AGENT_EXCEPTIONS", "CONNECTION_NAMES", "FAILING_FINISH_REASONS", "FAILURE_CLASSES",
+    "FINISH_REASONS", "HARD", "HARD_REASONS", "INVALID_RESPONSE_NAMES", "MAX_TEXT", "NONE",
+    "NON_RETRYABLE_CLIENT_ERRORS", "OTHER", "REASONS", "RETRYABLE_REASONS", "SILENT",
+    "SILENT_REASONS", "SOFT", "SOFT_EXCEPTIONS", "SOFT_PRIORITY", "SOFT_REASONS", "STATUS_REASONS",
+    "TIMEOUT_NAMES", "TOKEN_TYPES", "UNKNOWN", "VIDEO_FAILURE_REASONS", "VIDEO_STATUSES",
+    "VIDEO_TERMINAL", "Outcome", "Usage", "as_int", "as_list", "as_str", "field",
+    "normalize_finish_reason", "normalize_video_status", "reason_for_status",
 ]  # fmt: skip
 
 _V: Final = VOCABULARY
@@ -83,6 +83,8 @@ TIMEOUT_NAMES: Final = frozenset[str](_EXCEPTIONS["timeout"])
 CONNECTION_NAMES: Final = frozenset[str](_EXCEPTIONS["connection"])
 INVALID_RESPONSE_NAMES: Final = frozenset[str](_EXCEPTIONS["invalid_response"])
 SOFT_EXCEPTIONS: Final[Mapping[str, str]] = _EXCEPTIONS["soft"]
+# An agent framework's end of a failed run (openai-agents' MaxTurnsExceeded, ...) -> its reason.
+AGENT_EXCEPTIONS: Final[Mapping[str, str]] = _EXCEPTIONS["agents"]
 
 VIDEO_STATUSES: Final[Mapping[str, str]] = _V["video"]["statuses"]
 VIDEO_TERMINAL: Final = frozenset[str](_V["video"]["terminal"])
