@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from failsight import _spans
 from failsight._agents import classify_scope_exception
 from failsight._guard import guarded, swallow
+from failsight._judged import explained_by_judgement
 from failsight._metrics import LabelChildren
 from failsight._redact import sanitize_reason
 from failsight._taxonomy import (
@@ -63,7 +64,7 @@ def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
     wrong (a silent outcome: an agent framework's ModelBehaviorError): a judgement recorded on
     that answer names what was wrong.
     """
-    silent = outcome.failure_class == SILENT
+    silent = outcome.failure_class == SILENT or explained_by_judgement(exc)  # parse()'s too
     return outcome.reason == "exception" or type(exc) is TimeoutError or silent
 
 
@@ -86,6 +87,7 @@ class Account:
         "finish_reasons",
         "handle",
         "inner",
+        "judge_declared",
         "model",
         "operation",
         "provider",
@@ -119,6 +121,7 @@ class Account:
         self.provider = provider or UNKNOWN
         self.retries = 0
         self.retrying = False  # the scope re-runs itself (`traced_generation(retry=...)`)
+        self.judge_declared: bool | None = None  # the scope's `judge_declared=`, or inherited
         self.span = span  # where retry events go when no call span is given
         self.exemplar = _spans.exemplar_of(span)
         self.failure: tuple[str, str] | None = None  # marked by the user or a soft end; sticky
