@@ -129,6 +129,32 @@ $(COLLECTOR): $(COLLECTOR_SRC)
 	  && echo "$@: built in $$secs s"
 test: collector
 
+# Sloth (github.com/slok/sloth), the SLO generator that wrote dashboards/rules/failsight-slo.yml
+# from dashboards/slo/failsight-slo.yml: `make sloth` builds its cmd/sloth into bin/sloth at the
+# release pinned in deploy/sloth/ (go.mod's tool line, go.sum), in Go's caches like the
+# collector; rebuilt only when those change. `make slo-rules` writes the rules anew with it.
+.PHONY: sloth slo-rules
+SLOTH := bin/sloth
+SLOTH_SRC := deploy/sloth/go.mod deploy/sloth/go.sum
+sloth: $(SLOTH)
+	@echo "$(SLOTH): up to date ($$(cat $(SLOTH).build-time 2>/dev/null))"
+$(SLOTH): $(SLOTH_SRC)
+	@command -v go >/dev/null 2>&1 || { echo "go not found: install Go to build Sloth (make sloth)"; exit 1; }
+	@mkdir -p bin
+	@echo "building $@ from deploy/sloth/ ($$(go version | cut -d' ' -f3)): first build downloads and compiles, a few minutes"
+	@start=$$(date +%s); \
+	  (cd deploy/sloth && version=$$(go list -m -f '{{.Version}}' github.com/slok/sloth) \
+	    && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false \
+	      -ldflags="-s -w -X github.com/slok/sloth/internal/info.Version=$$version" \
+	      -o ../../$@.tmp github.com/slok/sloth/cmd/sloth) \
+	  && mv $@.tmp $@ \
+	  && secs=$$(( $$(date +%s) - start )) \
+	  && echo "built in $$secs s on $$(date -u +%FT%TZ)" > $@.build-time \
+	  && echo "$@: built in $$secs s"
+slo-rules: $(SLOTH)
+	$(SLOTH) generate --input dashboards/slo/failsight-slo.yml --out dashboards/rules/failsight-slo.yml
+test: sloth
+
 # npm installs exactly the committed package-lock.json files; `make test-latest` swaps this for
 # the newest releases the package.json ranges allow.
 NPM_INSTALL ?= npm ci --no-audit --no-fund
