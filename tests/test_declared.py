@@ -16,12 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import failsight
-from conftest import Telemetry
 from failsight import _declared, _schemas
 from failsight._declared import Declared, StreamAnswer, declared_of, judge
 from failsight._judged import answer_in_traceback
-from failsight.testing import completion_body, mock_openai_client
 
 PARAMS = {
     "type": "object",
@@ -61,7 +58,10 @@ def responses_answer(*calls: tuple[str, Any], text: str | None = None) -> dict[s
 
 
 JSON_SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "w", "schema": PARAMS}}
-STRICT_FORMAT = {"type": "json_schema", "json_schema": {"name": "w", "schema": PARAMS, "strict": True}}
+STRICT_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "w", "schema": PARAMS, "strict": True},
+}
 TEXT_FORMAT = {"format": {"type": "json_schema", "name": "w", "schema": PARAMS}}
 
 # (case, kind, request, answer, reason, [(tool label, outcome)])
@@ -170,10 +170,12 @@ def test_the_failed_tool_is_the_first_failing_call_as_written() -> None:
 def test_stream_answer_assembles_tool_call_deltas_by_index() -> None:
     stream = StreamAnswer("chat", want_text=True)
     pieces = ['{"ci', 'ty": ', '"Paris"}']
-    stream.chunk({"choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "id": "c0", "type": "function", "function": {"name": "get_weather",
-                                                                   "arguments": ""}},
-        {"index": 1, "id": "c1", "type": "function", "function": {"name": "other"}}]}}]})  # fmt: skip
+    first = {"name": "get_weather", "arguments": ""}
+    calls = [
+        {"index": 0, "id": "c0", "type": "function", "function": first},
+        {"index": 1, "id": "c1", "type": "function", "function": {"name": "other"}},
+    ]
+    stream.chunk({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
     for piece in pieces:
         stream.chunk({"choices": [{"index": 0, "delta": {"tool_calls": [
             {"index": 0, "function": {"arguments": piece}}]}}]})  # fmt: skip
@@ -219,6 +221,7 @@ def declares(**request: Any) -> Declared:
 def test_ten_megabyte_arguments_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[int] = []
     real = json.loads
+
     def loads(text: str, **options: Any) -> Any:
         parsed.append(len(text))
         return real(text, **options)
@@ -268,8 +271,10 @@ def test_a_schema_past_the_bounds_is_not_checked() -> None:
 
 
 def test_a_recursive_schema_over_a_deep_instance_never_raises() -> None:
-    schema = {"$ref": "#/$defs/node", "$defs": {"node": {"type": "array",
-                                                          "items": {"$ref": "#/$defs/node"}}}}
+    schema = {
+        "$ref": "#/$defs/node",
+        "$defs": {"node": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+    }
     instance: Any = []
     for _ in range(900):
         instance = [instance]
@@ -292,8 +297,8 @@ def test_a_remote_ref_is_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
     schema = {"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}
     valid, error = _schemas.check(schema, {"a": 1})
     assert valid is None and error is not None and "example.com" in str(error)
-    declared = declares(tools=[{"type": "function", "function": {"name": "f",
-                                                                   "parameters": schema}}])  # fmt: skip
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    declared = declares(tools=[tool])
     found = judge(declared, chat_answer(("f", '{"a": 1}')), "chat")
     assert found.calls == (("f", "ok"),) and len(found.errors) == 1
 

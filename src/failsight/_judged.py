@@ -47,8 +47,21 @@ __all__ = ["declare", "explained_by_judgement", "judged", "judged_error"]
 _KINDS: Final = frozenset({"chat", "responses"})
 _STAGE: Final = "schema"
 # Errors of `parse()` this module turned into a silent failure: the request's reason is the
-# judgement's, not the exception's (held weakly: the caller owns them).
+# judgement's, not the exception's. Held weakly where the type allows; pydantic's
+# ValidationError does not, so the newest few of those are held (the caller holds them anyway
+# until its scope ends).
 _judged_errors: weakref.WeakSet[BaseException] = weakref.WeakSet()
+_judged_strong: dict[int, BaseException] = {}
+_STRONG_LIMIT: Final = 16
+
+
+def _remember(exc: BaseException) -> None:
+    try:
+        _judged_errors.add(exc)
+    except TypeError:  # not weakly referenceable
+        while len(_judged_strong) >= _STRONG_LIMIT:
+            del _judged_strong[next(iter(_judged_strong))]
+        _judged_strong[id(exc)] = exc
 
 
 def enabled(call: Call) -> bool:
@@ -117,20 +130,20 @@ def judged_error(call: Call, exc: BaseException, outcome: Outcome) -> Outcome:
     if answer is not None:
         seen = judged(call, classify_result(answer, kind=call.op.kind), answer)
         if seen.failure_class == SILENT:
-            _judged_errors.add(exc)
+            _remember(exc)
             return seen
     # The SDK found what the judgement did not (a pydantic validator is stricter than the
     # schema; no jsonschema): its error names the reason, the answer gives the usage.
     reason = parse_error_reason(exc, declared)
     if reason is None:
         return outcome
-    _judged_errors.add(exc)
+    _remember(exc)
     return (seen or outcome)._replace(failure_class=SILENT, reason=reason, error_type=None)
 
 
 def explained_by_judgement(exc: BaseException) -> bool:
     """`exc` is an error `judged_error` turned into the silent failure of its call."""
-    return exc in _judged_errors
+    return _judged_strong.get(id(exc)) is exc or exc in _judged_errors
 
 
 # ---------------------------------------------------------------------- parse() errors
