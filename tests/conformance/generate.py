@@ -13,6 +13,11 @@ parameterised scenarios: `http_<status>`, `finish=<reason>` and `filter=<categor
 
 tests/test_conformance_coverage.py imports `required`, `covered` and `render` from here: the
 file must be fresh, and every entry covered by cases.json or vocabulary_cases.json.
+
+What a request declares (tools, tool_choice, a response format) is judged on each call shape
+that carries it: `required` also names every tool-call outcome and declared-output reason per
+shape (streamed and not, chat and Responses), and every agent framework's exception name of
+each language. No HTTP status or finish reason reaches those, so their cases are hand-written.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ TOKENS = {
 CHOICE_SHAPES = frozenset({"chat", "chat_stream", "chat_stream_helper", "chat_until_done",
                            "chat_retry_recorded", "completions"})  # fmt: skip
 RESPONSE_SHAPES = frozenset({"responses", "responses_stream"})
+# The shapes that declare the one tool (tests/test_conformance.py `declared`), and those that
+# declare a response format with a schema; `chat_json_object` declares JSON without one.
+TOOL_SHAPES = ("chat_tools", "chat_tools_stream", "responses_tools", "responses_tools_stream")
+SCHEMA_SHAPES = ("chat_json_schema", "chat_json_schema_stream", "responses_json_schema",
+                 "responses_json_schema_stream", "chat_parse")  # fmt: skip
+OUTPUT_SHAPES = {"not_json": (*SCHEMA_SHAPES, "chat_json_object"), "schema_mismatch": SCHEMA_SHAPES}
+# A tool call is required when tool_choice is `required` or names a function.
+NOT_REQUIRED_CHOICES = (None, "auto", "none")
+AGENT_LANGUAGES = ("python", "node")
 # Providers' finish reasons arrive through gateways in the provider's own spelling: Gemini's
 # are upper case (STOP, MAX_TOKENS, SAFETY); implementations compare them lower-cased.
 UPPER_CASE_PROVIDERS = frozenset({"gemini"})
@@ -125,8 +139,10 @@ def reasons_by_class(vocabulary: Mapping[str, Any]) -> dict[str, list[str]]:
     return found
 
 
-def class_of(vocabulary: Mapping[str, Any], reason: str) -> str:
-    return next(cls for cls, names in reasons_by_class(vocabulary).items() if reason in names)
+def class_of(vocabulary: Mapping[str, Any], reason: str) -> str | None:
+    """The class of a vocabulary reason; None for a name the vocabulary does not hold."""
+    found = (cls for cls, names in reasons_by_class(vocabulary).items() if reason in names)
+    return next(found, None)
 
 
 def required(vocabulary: Mapping[str, Any]) -> list[str]:
@@ -147,6 +163,23 @@ def required(vocabulary: Mapping[str, Any]) -> list[str]:
     entries += [f"filter category {category}" for category in filters["categories"]]
     entries += [f"filter alias {alias}" for alias in filters["aliases"]]
     entries += [f"filter finish reason {reason}" for reason in filters["finish_reasons"]]
+    entries += [
+        f"tool outcome {outcome} on {shape}"
+        for outcome in vocabulary["tool_call_outcomes"]
+        for shape in TOOL_SHAPES
+    ]
+    declared = vocabulary["declared"]
+    entries += [f"reason {declared['missing_reason']} on {shape}" for shape in TOOL_SHAPES]
+    entries += [
+        f"reason {declared['output_reasons'][kind]} on {shape}"
+        for kind, shapes in OUTPUT_SHAPES.items()
+        for shape in shapes
+    ]
+    entries += [
+        f"agent exception {language}/{name}"
+        for language in AGENT_LANGUAGES
+        for name in vocabulary["exceptions"][language]["agents"]
+    ]
     return entries
 
 
@@ -207,6 +240,48 @@ def covers(vocabulary: Mapping[str, Any], case: Case) -> set[str]:
         category = filter_category(vocabulary, fired[0])
         if f"{category}|completion|{fired[1] or 'unknown'}" in expected_filters:
             found.add(f"filter alias {fired[0]}")
+    return found | covers_declared(vocabulary, case) | covers_agents(vocabulary, case)
+
+
+def covers_declared(vocabulary: Mapping[str, Any], case: Case) -> set[str]:
+    """The tool-call outcomes and declared-output reasons a case proves on its shape: it expects
+    the outcome's series and its request's outcome (its silent reason; none for `ok`)."""
+    found: set[str] = set()
+    expect, call = case["expect"], case["call"]
+    shape, reason = call["shape"], expect.get("reason")
+    declared = vocabulary["declared"]
+    failing = declared["tool_call_reasons"]
+    silent = expect["failure_class"] == "silent"
+    for spec, n in expect.get("tool_calls", {}).items():
+        outcome = spec.split("|")[-1]
+        meant = failing.get(outcome)
+        if (
+            n
+            and shape in TOOL_SHAPES
+            and (
+                (meant is None and expect["failure_class"] == "none")
+                or (silent and reason == meant)
+            )
+        ):
+            found.add(f"tool outcome {outcome} on {shape}")
+    required = call.get("tool_choice") not in NOT_REQUIRED_CHOICES
+    if shape in TOOL_SHAPES and silent and reason == declared["missing_reason"] and required:
+        found.add(f"reason {reason} on {shape}")
+    for kind, shapes in OUTPUT_SHAPES.items():
+        if shape in shapes and silent and reason == declared["output_reasons"][kind]:
+            found.add(f"reason {reason} on {shape}")
+    return found
+
+
+def covers_agents(vocabulary: Mapping[str, Any], case: Case) -> set[str]:
+    """The agent exception names a case raises in each language, expecting their reason."""
+    found: set[str] = set()
+    expect, raised = case["expect"], case["call"].get("exception", {})
+    for language, name in raised.items():
+        reason = vocabulary["exceptions"][language]["agents"].get(name)
+        meant = reason is not None and expect.get("reason") == reason and expect.get("raises")
+        if meant and expect["failure_class"] == class_of(vocabulary, str(reason)):
+            found.add(f"agent exception {language}/{name}")
     return found
 
 
