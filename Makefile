@@ -129,10 +129,10 @@ $(COLLECTOR): $(COLLECTOR_SRC)
 	  && echo "$@: built in $$secs s"
 test: collector
 
-# Sloth (github.com/slok/sloth), the SLO generator that wrote dashboards/rules/failsight-slo.yml
-# from dashboards/slo/failsight-slo.yml: `make sloth` builds its cmd/sloth into bin/sloth at the
-# release pinned in deploy/sloth/ (go.mod's tool line, go.sum), in Go's caches like the
-# collector; rebuilt only when those change. `make slo-rules` writes the rules anew with it.
+# Sloth (github.com/slok/sloth), the SLO generator: `make sloth` builds its cmd/sloth into
+# bin/sloth at the release pinned in deploy/sloth/ (go.mod's tool line, go.sum), in Go's caches
+# like the collector; rebuilt only when those change. `make slo-rules` writes
+# dashboards/rules/failsight-slo.yml anew from the spec dashboards/slo/failsight-slo-spec.yml.
 .PHONY: sloth slo-rules
 SLOTH := bin/sloth
 SLOTH_SRC := deploy/sloth/go.mod deploy/sloth/go.sum
@@ -152,7 +152,8 @@ $(SLOTH): $(SLOTH_SRC)
 	  && echo "built in $$secs s on $$(date -u +%FT%TZ)" > $@.build-time \
 	  && echo "$@: built in $$secs s"
 slo-rules: $(SLOTH)
-	$(SLOTH) generate --input dashboards/slo/failsight-slo.yml --out dashboards/rules/failsight-slo.yml
+	$(SLOTH) generate --no-log --input dashboards/slo/failsight-slo-spec.yml \
+	  --out dashboards/rules/failsight-slo.yml
 test: sloth
 
 # npm installs exactly the committed package-lock.json files; `make test-latest` swaps this for

@@ -1,4 +1,4 @@
-"""The `failsight` command: `demo`, `run`, `assets` and `doctor`.
+"""The `failsight` command: `demo`, `run`, `assets`, `doctor` and `slo`.
 
 Bad input (an unknown option, a busy port, a program that does not exist) is one line on
 stderr and a non-zero exit, never a traceback.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from failsight._version import __version__
+from failsight.slo._cli import add_slo_command, run_slo
 
 if TYPE_CHECKING:
     from failsight import doctor as doctor_types
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="overwrite files that exist and differ"
     )
     _add_doctor(commands)
+    add_slo_command(commands)
     return parser
 
 
@@ -421,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _assets(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "slo":
+            return run_slo(args)
         return _run(args)
     except UsageError as exc:
         print(f"failsight: error: {exc}", file=sys.stderr)
