@@ -6,7 +6,8 @@
   a per-run key so the server walks the sequence request by request), openai clients pointed at
   loopback with a dummy key, and the JSON body of every request those clients send.
 - `run_once`: a case's result, or the exception it raised, with per-response ids scrubbed.
-- `expected_metrics` (from the server's record of the requests it answered) and
+- `expected_metrics` (from the server's record of the requests it answered, and what each
+  request declared: `declared_outcome` judges the fault server's declared-output scenarios) and
   `observed_metrics` (from the Prometheus registry), in one comparable shape.
 """
 
@@ -28,6 +29,7 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
+from failsight._vocabulary import VOCABULARY
 from failsight.testing import (
     HTTP_ERROR_SCENARIOS,
     KEY_HEADER,
@@ -205,12 +207,20 @@ _STATUS_REASONS = {
     409: "conflict", 422: "unprocessable", 429: "rate_limited", 500: "server_error",
     502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout",
 }  # fmt: skip
+_TOOL_ANSWERS = ("tool_calls", "tool_args_not_json", "tool_undeclared", "tool_args_invalid")
 _CHAT_FINISH = {
-    "ok": "stop", "echo": "stop", "tool_calls": "tool_calls", "content_filter": "content_filter",
-    "length": "length", "empty_content": "stop", "refusal": "stop",
+    "ok": "stop", "echo": "stop", "content_filter": "content_filter", "length": "length",
+    "empty_content": "stop", "refusal": "stop", "tool_missing": "stop", "json_ok": "stop",
+    "json_not_json": "stop", "json_schema_mismatch": "stop",
+    **dict.fromkeys(_TOOL_ANSWERS, "tool_calls"),
 }  # fmt: skip
 # Responses API: `completed` → stop (function calls included), incomplete → its reason.
-_RESPONSES_FINISH = {**_CHAT_FINISH, "tool_calls": "stop"}
+_RESPONSES_FINISH = {**_CHAT_FINISH, **dict.fromkeys(_TOOL_ANSWERS, "stop")}
+_DECLARED = VOCABULARY["declared"]
+_UNDECLARED = _DECLARED["undeclared_tool"]
+# The tool each tool scenario calls, by name (the cases declare `get_weather(city: str)`).
+_CALLED = {"tool_calls": "get_weather", "tool_args_not_json": "get_weather",
+           "tool_undeclared": "get_stock_price", "tool_args_invalid": "get_weather"}  # fmt: skip
 _SOFT = {"content_filter", "length", "empty_content", "refusal"}
 _TOKENS = {
     "input": USAGE["prompt_tokens"],
@@ -218,6 +228,41 @@ _TOKENS = {
     "reasoning": USAGE["reasoning_tokens"],
     "cached_input": USAGE["cached_tokens"],
 }
+
+
+def declared_outcome(
+    scenario: str | None, body: dict[str, Any], responses: bool
+) -> tuple[str, str, tuple[str, str] | None]:
+    """(failure_class, reason, (tool, outcome) of its tool call) of an answer judged against what
+    the request declared: the fault server's declared-output scenarios say what they break."""
+    tools: dict[str, bool] = {}  # declared name -> strict
+    for entry in body.get("tools") or []:
+        spec = entry if responses else entry.get("function") or {}
+        if entry.get("type") == "function" and isinstance(spec.get("name"), str):
+            tools[spec["name"]] = spec.get("strict") is True
+    text = body.get("text")
+    fmt = (text or {}).get("format") if responses else body.get("response_format")
+    fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
+    if scenario in _CALLED and tools:
+        name = _CALLED[str(scenario)]
+        if name not in tools:
+            outcome, label = "not_declared", _UNDECLARED
+        elif scenario == "tool_args_not_json":
+            outcome, label = "not_json", name
+        elif scenario == "tool_args_invalid":
+            outcome, label = ("strict_violation" if tools[name] else "invalid_arguments"), name
+        else:
+            outcome, label = "ok", name
+        reason = _DECLARED["tool_call_reasons"].get(outcome)
+        return ("silent", reason, (label, outcome)) if reason else ("none", "", (label, outcome))
+    choice = body.get("tool_choice")
+    if scenario == "tool_missing" and tools and choice not in (None, "auto", "none"):
+        return "silent", _DECLARED["missing_reason"], None
+    if scenario == "json_not_json" and fmt_type in ("json_schema", "json_object"):
+        return "silent", _DECLARED["output_reasons"]["not_json"], None
+    if scenario == "json_schema_mismatch" and fmt_type == "json_schema":
+        return "silent", _DECLARED["output_reasons"]["schema_mismatch"], None
+    return "none", "", None
 
 
 def _hard_reason(scenario: str | None) -> str | None:
@@ -254,16 +299,18 @@ def expected_metrics(
     finish_reasons: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
     retries: Counter[str] = Counter()
+    tool_calls: Counter[tuple[str, str]] = Counter()
     series: set[tuple[str, str, str, str]] = set()
     for attempts in calls:
-        last = attempts[-1][0]
+        last, last_body = attempts[-1]
+        responses = last.path.endswith("/responses")
         hard = _hard_reason(last.scenario)
         if hard is not None:
             failure_class, reason = "hard", hard
         elif last.scenario in _SOFT:
             failure_class, reason = "soft", str(last.scenario)
         else:
-            failure_class, reason = "none", ""
+            failure_class, reason, _ = declared_outcome(last.scenario, last_body, responses)
         totals[failure_class] += 1
         if reason:
             failures[failure_class, reason] += 1
@@ -273,8 +320,12 @@ def expected_metrics(
         for request, body in attempts:
             if _hard_reason(request.scenario) is not None:
                 continue
-            table = _RESPONSES_FINISH if request.path.endswith("/responses") else _CHAT_FINISH
+            responses = request.path.endswith("/responses")
+            table = _RESPONSES_FINISH if responses else _CHAT_FINISH
             finish_reasons[table[str(request.scenario)]] += 1
+            called = declared_outcome(request.scenario, body, responses)[2]
+            if called is not None:
+                tool_calls[called] += 1
             if _reports_usage(request, body):
                 tokens.update(_TOKENS)
     return {
@@ -283,6 +334,7 @@ def expected_metrics(
         "finish_reasons_total": dict(finish_reasons),
         "tokens_total": dict(tokens),
         "retries_total": dict(retries),
+        "tool_calls_total": dict(tool_calls),
         "request_attempts": {
             "count": len(calls),
             "sum": sum(len(attempts) for attempts in calls),
@@ -299,6 +351,7 @@ def observed_metrics(registry: CollectorRegistry) -> dict[str, Any]:
     finish_reasons: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
     retries: Counter[str] = Counter()
+    tool_calls: Counter[tuple[str, str]] = Counter()
     attempts = {"count": 0, "sum": 0}
     in_flight = 0.0
     series: set[tuple[str, str, str, str]] = set()
@@ -319,6 +372,8 @@ def observed_metrics(registry: CollectorRegistry) -> dict[str, Any]:
                 tokens[labels["token_type"]] += int(value)
             elif name == "genai_retries_total" and value:
                 retries[labels["reason"]] += int(value)
+            elif name == "genai_tool_calls_total" and value:
+                tool_calls[labels["tool"], labels["outcome"]] += int(value)
             elif name == "genai_request_attempts_count":
                 attempts["count"] += int(value)
             elif name == "genai_request_attempts_sum":
@@ -331,6 +386,7 @@ def observed_metrics(registry: CollectorRegistry) -> dict[str, Any]:
         "finish_reasons_total": dict(finish_reasons),
         "tokens_total": dict(tokens),
         "retries_total": dict(retries),
+        "tool_calls_total": dict(tool_calls),
         "request_attempts": attempts,
         "in_flight_requests": int(in_flight) if in_flight == int(in_flight) else in_flight,
         "request_series": series,

@@ -3,7 +3,10 @@
 Each case drives one library (instructor, langchain-openai, pydantic-ai, openai-agents,
 llama-index-llms-openai) against the fault-injection server on loopback: a plain completion,
 a stream, structured output, a tool call, one SDK-internal retry (429 or 500, then success)
-and one soft failure. It runs twice, first without failsight and then under
+and one soft failure; and, where the library uses tools or structured output, answers that
+break what its request declared (arguments not JSON or against the tool's schema, a tool it
+did not declare, output against its schema), judged silent without a validator. It runs twice,
+first without failsight and then under
 `failsight.instrument_openai()`, and checks:
 
 1. the library returns the same thing (or raises the same exception type and message);
@@ -251,6 +254,25 @@ def langchain_soft_length(wire: Wire) -> Any:
     return langchain_structured(wire)  # parse raises openai.LengthFinishReasonError
 
 
+@case("langchain", "tool_args_not_json", "tool_args_not_json")
+def langchain_tool_args_not_json(wire: Wire) -> Any:
+    from langchain_core.tools import tool
+
+    message = _langchain(wire).bind_tools([tool(get_weather)]).invoke("weather?")
+    broken = [(call["name"], call["args"]) for call in message.invalid_tool_calls]
+    return _langchain_message(message), broken  # langchain keeps it as an invalid tool call
+
+
+@case("langchain", "tool_undeclared", "tool_undeclared")
+def langchain_tool_undeclared(wire: Wire) -> Any:
+    return langchain_tool_call(wire)  # the application gets a call it cannot dispatch
+
+
+@case("langchain", "structured_schema_mismatch", "json_schema_mismatch")
+def langchain_structured_schema_mismatch(wire: Wire) -> Any:
+    return langchain_structured(wire)  # parse() raises a pydantic ValidationError
+
+
 # --------------------------------------------------------------------------- pydantic-ai
 
 
@@ -303,6 +325,19 @@ async def pydantic_ai_retry(wire: Wire) -> Any:
 @case("pydantic_ai", "soft_content_filter", "content_filter")
 async def pydantic_ai_soft_content_filter(wire: Wire) -> Any:
     return await pydantic_ai_plain(wire)  # raises ContentFilterError
+
+
+@case("pydantic_ai", "tool_args_invalid_then_fixed", "tool_args_invalid,tool_calls,ok")
+async def pydantic_ai_tool_args_invalid(wire: Wire) -> Any:
+    return await pydantic_ai_tool_call(wire)  # pydantic-ai asks again: the retry is judged ok
+
+
+@case("pydantic_ai", "structured_mismatch_then_fixed", "json_schema_mismatch,json_ok")
+async def pydantic_ai_structured_mismatch(wire: Wire) -> Any:
+    from pydantic_ai import NativeOutput
+
+    agent = _pydantic_agent(wire, output_type=NativeOutput(Weather))  # one retry by default
+    return (await agent.run("weather?")).output.model_dump()
 
 
 # --------------------------------------------------------------------------- openai-agents
@@ -367,6 +402,78 @@ async def agents_retry(wire: Wire) -> Any:
 @case("openai_agents", "soft_length", "length")
 async def agents_soft_length(wire: Wire) -> Any:
     return await agents_plain(wire)  # an incomplete Response raises ModelBehaviorError
+
+
+@case("openai_agents", "tool_undeclared", "tool_undeclared")
+async def agents_tool_undeclared(wire: Wire) -> Any:
+    return await agents_tool_call(wire)  # raises ModelBehaviorError: tool not found
+
+
+@case("openai_agents", "tool_args_not_json", "tool_args_not_json,ok")
+async def agents_tool_args_not_json(wire: Wire) -> Any:
+    return await agents_tool_call(wire)
+
+
+@case("openai_agents", "structured_schema_mismatch", "json_schema_mismatch")
+async def agents_structured_schema_mismatch(wire: Wire) -> Any:
+    from agents import Runner
+
+    result = await Runner.run(_agents_agent(wire, output_type=Weather), "weather?")
+    return result.final_output.model_dump()  # raises ModelBehaviorError: invalid JSON output
+
+
+@pytest.mark.parametrize(
+    ("scenario", "max_turns", "raised", "failure_class", "reason", "requests"),
+    [
+        # The loop never ends: openai-agents' MaxTurnsExceeded is the run's end, hard.
+        ("tool_calls", 2, "MaxTurnsExceeded", "hard", "agent_max_turns", 2),
+        # A tool the agent does not have: ModelBehaviorError, explained by the judged answer.
+        ("tool_undeclared", 5, "ModelBehaviorError", "silent", "tool_not_declared", 1),
+        # Output against the agent's output type: ModelBehaviorError, explained likewise.
+        ("json_schema_mismatch", 5, "ModelBehaviorError", "silent", "output_schema_mismatch", 1),
+    ],
+)
+def test_openai_agents_run_ending_in_a_traced_scope(
+    telemetry: Telemetry, fault_server: FaultServer, scenario: str, max_turns: int, raised: str,
+    failure_class: str, reason: str, requests: int,
+) -> None:  # fmt: skip
+    """A failed agent run inside @traced_generation: the logical request gets a bounded reason
+    (not `exception`), the application still gets openai-agents' own exception."""
+    require_library(LIBRARIES["openai_agents"])
+    import asyncio
+
+    from agents import Runner, function_tool
+
+    fault_server.reset()
+    wire = Wire(fault_server, scenario)
+    output = Weather if scenario.startswith("json") else str
+    agent = _agents_agent(wire, tools=[function_tool(get_weather)], output_type=output)
+
+    @failsight.traced_generation(name="agent_run")
+    async def run() -> Any:
+        return await Runner.run(agent, "weather?", max_turns=max_turns)
+
+    failsight.instrument_openai()
+    try:
+        with pytest.raises(Exception) as info:
+            asyncio.run(run())
+    finally:
+        failsight.uninstrument_openai()
+    assert type(info.value).__name__ == raised
+    assert len(fault_server.requests) == requests
+    assert telemetry.value("genai_requests_total", call_site="agent_run") == 1
+    assert (
+        telemetry.value(
+            "genai_failures_total",
+            call_site="agent_run",
+            failure_class=failure_class,
+            reason=reason,
+        )
+        == 1
+    )
+    assert telemetry.value("genai_failures_total", reason="exception") == 0
+    attributes = dict(telemetry.span("agent_run").attributes or {})
+    assert attributes["failsight.failure_reason"] == reason
 
 
 # --------------------------------------------------------------------------- llama-index
