@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -217,6 +218,8 @@ _CHAT_FINISH = {
 # Responses API: `completed` → stop (function calls included), incomplete → its reason.
 _RESPONSES_FINISH = {**_CHAT_FINISH, **dict.fromkeys(_TOOL_ANSWERS, "stop")}
 _DECLARED = VOCABULARY["declared"]
+# Without the `schemas` extra (jsonschema), failsight judges JSON-ness and names, not schemas.
+SCHEMAS = importlib.util.find_spec("jsonschema") is not None
 _UNDECLARED = _DECLARED["undeclared_tool"]
 # The tool each tool scenario calls, by name (the cases declare `get_weather(city: str)`).
 _CALLED = {"tool_calls": "get_weather", "tool_args_not_json": "get_weather",
@@ -249,7 +252,7 @@ def declared_outcome(
             outcome, label = "not_declared", _UNDECLARED
         elif scenario == "tool_args_not_json":
             outcome, label = "not_json", name
-        elif scenario == "tool_args_invalid":
+        elif scenario == "tool_args_invalid" and SCHEMAS:
             outcome, label = ("strict_violation" if tools[name] else "invalid_arguments"), name
         else:
             outcome, label = "ok", name
@@ -260,7 +263,7 @@ def declared_outcome(
         return "silent", _DECLARED["missing_reason"], None
     if scenario == "json_not_json" and fmt_type in ("json_schema", "json_object"):
         return "silent", _DECLARED["output_reasons"]["not_json"], None
-    if scenario == "json_schema_mismatch" and fmt_type == "json_schema":
+    if scenario == "json_schema_mismatch" and fmt_type == "json_schema" and SCHEMAS:
         return "silent", _DECLARED["output_reasons"]["schema_mismatch"], None
     return "none", "", None
 

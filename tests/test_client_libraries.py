@@ -200,6 +200,11 @@ def instructor_soft_length(wire: Wire) -> Any:
     return instructor_structured(wire)  # raises IncompleteOutputException
 
 
+@case("instructor", "tool_args_invalid_then_fixed", "tool_args_invalid,tool_calls")
+def instructor_tool_args_invalid(wire: Wire) -> Any:
+    return instructor_tool_call(wire)  # instructor re-asks after its validation error
+
+
 # --------------------------------------------------------------------------- langchain-openai
 
 
