@@ -91,6 +91,13 @@ def _format_of(parse_type: type, responses: bool) -> Any:
 def declare_request(call: Call, kwargs: dict[str, Any]) -> None:
     """Keep on `call` what its request declares (`_judged.declare`); `parse()`'s pydantic
     `response_format` / `text_format` are read as the JSON Schema the SDK sends for them."""
+    if (
+        "tools" not in kwargs
+        and "response_format" not in kwargs
+        and "text" not in kwargs
+        and "text_format" not in kwargs
+    ):
+        return  # the plain call: four `in` tests, no call
     try:
         request: Any = kwargs
         if call.op.kind == "responses":
