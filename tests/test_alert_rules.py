@@ -14,6 +14,7 @@ from prom_harness import RULE_FILES, RULES_DIR, require_binary, run_promtool
 
 RECORDING = RULES_DIR / "failsight-recording.yml"
 ALERTS = RULES_DIR / "failsight-alerts.yml"
+SLO = RULES_DIR / "failsight-slo.yml"  # Sloth's rules: tests/test_slo.py checks them further
 UNIT_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
 KEY = "job, operation, provider, model, call_site"
 TRAFFIC_GUARD = f"sum by ({KEY}) (genai:requests:rate5m) * 300 >= 10"
@@ -49,7 +50,7 @@ def one_line(expr: str) -> str:
     return re.sub(r"\s+", " ", expr).replace("( ", "(").replace(" )", ")").strip()
 
 
-@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*RULE_FILES, SLO], ids=lambda p: p.name)
 @pytest.mark.needs_prometheus
 def test_promtool_check_rules_with_all_lints(path: Path) -> None:
     # promtool 2.42 knows --lint=all|duplicate-rules|none; --lint-fatal turns findings into exit 3.
@@ -81,7 +82,9 @@ def test_unit_tests_load_the_shipped_rule_files() -> None:
         rule_files = {
             (path.parent / f).resolve() for f in yaml.safe_load(path.read_text())["rule_files"]
         }
-        assert rule_files == {RECORDING.resolve(), ALERTS.resolve()}, path.name
+        # The SLO burn tests (slo_*.yml) need nothing but the SLO rules.
+        shipped = {SLO} if path.name.startswith("slo_") else {RECORDING, ALERTS}
+        assert rule_files == {p.resolve() for p in shipped}, path.name
 
 
 @pytest.mark.parametrize("alert", sorted(alerts()))
@@ -97,7 +100,7 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test(alert: str) -> None:
 
 
 def test_unit_tests_name_only_real_alerts() -> None:
-    known = set(alerts())
+    known = set(alerts()) | {rule["alert"] for rule in rules(SLO) if "alert" in rule}
     for path, case in unit_test_cases():
         for check in case.get("alert_rule_test", []):
             assert check["alertname"] in known, f"{path.name}: {check['alertname']}"

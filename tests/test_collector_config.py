@@ -261,7 +261,10 @@ def test_prometheus_loads_the_failsight_rules() -> None:
         host_path("prometheus", str(config_path.parent / rule))
         for rule in prometheus_config()["rule_files"]
     }
-    assert rule_files == {RULES_DIR / "failsight-recording.yml", RULES_DIR / "failsight-alerts.yml"}
+    assert rule_files == {
+        RULES_DIR / name
+        for name in ("failsight-recording.yml", "failsight-alerts.yml", "failsight-slo.yml")
+    }
     assert (
         "--enable-feature=exemplar-storage" in COMPOSE_CONFIG["services"]["prometheus"]["command"]
     )
@@ -292,7 +295,7 @@ def test_promtool_checks_the_prometheus_config_as_mounted(tmp_path: Path) -> Non
     result = run_promtool("check", "config", str(root / config_path.relative_to("/")))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "2 rule files found" in output, output
+    assert "3 rule files found" in output, output
 
 
 def test_grafana_provisioning_is_mounted() -> None:

@@ -183,7 +183,9 @@ def shipped_config(demo_target: str, scrape_s: float = SCRAPE_S) -> dict[str, An
     config["global"]["scrape_interval"] = f"{scrape_s:g}s"
     config["global"]["scrape_timeout"] = f"{scrape_s:g}s"
     rules = config["rule_files"]
-    assert rules == ["rules/failsight-recording.yml", "rules/failsight-alerts.yml"], rules
+    assert rules == [
+        "rules/failsight-recording.yml", "rules/failsight-alerts.yml", "rules/failsight-slo.yml"
+    ], rules  # fmt: skip
     config["rule_files"] = [str(RULES_DIR / Path(path).name) for path in rules]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == DEMO_JOB]
     assert job["static_configs"] == [{"targets": ["host.docker.internal:9464"]}]
