@@ -251,3 +251,62 @@ def test_wrong_types_fail_at_configuration(value: Any) -> None:
     if value is not None:
         with pytest.raises(TypeError, match="judge_declared"):
             failsight.traced_generation(judge_declared=value)
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+@pytest.fixture
+def http_patched(telemetry: Telemetry) -> Iterator[Telemetry]:
+    failsight.instrument_http()
+    yield telemetry
+    failsight.uninstrument_http()
+
+
+RAW_CASES = [
+    ("tool_calls", None),
+    ("tool_args_not_json", "tool_arguments_not_json"),
+    ("tool_undeclared", "tool_not_declared"),
+    ("tool_args_invalid", "tool_arguments_strict_violation"),
+    ("tool_missing", "tool_call_missing"),
+]
+
+
+@pytest.mark.parametrize("library", ["requests", "httpx"])
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(("scenario", "reason"), RAW_CASES)
+def test_raw_http(
+    http_patched: Telemetry, server: FaultServer, library: str, api: str, stream: bool,
+    scenario: str, reason: str | None,
+) -> None:  # fmt: skip
+    """Code that posts the JSON itself (requests, httpx) is judged from its request body."""
+    if api == "chat":
+        url, body = f"{server.base_url}/chat/completions", {"messages": MESSAGES}
+        body["tools"] = chat_tools(True)
+    else:
+        url, body = f"{server.base_url}/responses", {"input": "weather?"}
+        body["tools"] = responses_tools(True)
+    body.update(model="m", stream=stream, tool_choice="required")
+    sent = {"Authorization": "Bearer sk-test-key-123456", **headers(scenario)}
+    if library == "requests":
+        import requests
+
+        with requests.post(url, json=body, headers=sent, stream=stream, timeout=10) as answer:
+            answer.raise_for_status()
+            for _ in answer.iter_content(chunk_size=None):
+                pass
+    else:
+        import httpx
+
+        with httpx.Client(timeout=10) as client:
+            if stream:
+                with client.stream("POST", url, json=body, headers=sent) as answer:
+                    for _ in answer.iter_bytes():
+                        pass
+            else:
+                client.post(url, json=body, headers=sent).raise_for_status()
+    t = http_patched
+    assert t.value("genai_requests_total", failure_class="silent" if reason else "none") == 1
+    if reason is not None:
+        assert t.value("genai_failures_total", reason=reason) == 1

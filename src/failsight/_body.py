@@ -15,13 +15,17 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from failsight._classify import classify_result
+from failsight._declared import StreamAnswer
 from failsight._engine import Call, fail
-from failsight._guard import guarded
+from failsight._guard import guarded, swallow
+from failsight._judged import declare, judged
 from failsight._stream_judge import StreamJudge
 from failsight._streams import Watcher
 from failsight._taxonomy import HARD, SOFT, VIDEO_TERMINAL, Outcome
 
-__all__ = ["BodyWatcher", "Decoder", "Unsupported", "judge_content", "make_decoder"]
+__all__ = [
+    "BodyWatcher", "Decoder", "Unsupported", "declare_body", "judge_content", "make_decoder",
+]  # fmt: skip
 
 _MAX_BODY: Final = 1 << 20  # streamed non-SSE body kept to classify at its end
 _MAX_LINE: Final = 1 << 20  # one SSE line; longer and the stream is no longer observed
@@ -117,8 +121,8 @@ def _namespace(fields: dict[str, Any]) -> types.SimpleNamespace:
 class BodyWatcher(Watcher):
     """One raw call's streamed body: events judged as they pass, or the body at its end."""
 
-    __slots__ = ("call", "chunks", "cleanup", "decoder", "invalid", "job_id", "judge", "lost",
-                 "size", "status")  # fmt: skip
+    __slots__ = ("answer", "call", "chunks", "cleanup", "decoder", "invalid", "job_id", "judge",
+                 "lost", "size", "status")  # fmt: skip
 
     def __init__(
         self, call: Call, job_id: str | None, status: int, sse: bool, decompressor: Any
@@ -129,6 +133,9 @@ class BodyWatcher(Watcher):
         self.status = status
         text_events = sse and call.op.kind in _SSE_KINDS
         self.judge = StreamJudge(call.op.kind) if text_events else None
+        declared = call.declared if text_events else None
+        # The streamed answer put back together, when its request declared what it should be.
+        self.answer = StreamAnswer(call.op.kind, declared.output is not None) if declared else None
         # Other event streams (e.g. partial images) are not judged: their status is all we know.
         self.lost = sse and not text_events
         self.decoder = Decoder(decompressor, text_events)
@@ -165,6 +172,8 @@ class BodyWatcher(Watcher):
                 self.invalid = exc.with_traceback(None)
             return
         judge.chunk(item)
+        if self.answer is not None:
+            self.answer.chunk(item)
 
     def on_end(self, exhausted: bool, exc: BaseException | None) -> None:
         call = self.call
@@ -185,6 +194,9 @@ class BodyWatcher(Watcher):
                 fail(call, exc, judge.outcome(exhausted=False))  # what it reported still counts
                 return
             outcome = judge.outcome(exhausted)
+            answer = self.answer
+            if answer is not None and (outcome.finish_reasons or answer.final is not None):
+                outcome = judged(call, outcome, answer.answer())
             call.record(outcome)
             call.finish(outcome)
         elif exc is not None:
@@ -214,6 +226,8 @@ def judge_content(call: Call, job_id: str | None, status: int, content: bytes) -
         call.finish(Outcome(HARD, "invalid_response", status_code=status))
         return
     outcome = classify_result(parsed, kind=call.op.kind)
+    if call.declared is not None:
+        outcome = judged(call, outcome, parsed)
     key = None
     jobs = call.state.video_jobs
     if outcome.video_status is not None:
@@ -226,3 +240,11 @@ def judge_content(call: Call, job_id: str | None, status: int, content: bytes) -
         # This poll's update ended the job `timed_out`: the job failed, as the scope should know.
         outcome = outcome._replace(failure_class=SOFT, reason="video_timeout")
     call.finish(outcome)
+
+
+def declare_body(call: Call, fields: dict[str, Any]) -> None:
+    """Keep on `call` what its decoded JSON request body declares (`_judged.declare`)."""
+    try:
+        declare(call, fields)
+    except Exception as exc:
+        swallow("http", exc)

@@ -26,13 +26,13 @@ from urllib.parse import urlsplit
 import wrapt
 
 from failsight import _deferred, _redact, _spans, _transport
-from failsight._body import BodyWatcher, Unsupported, judge_content, make_decoder
+from failsight._body import BodyWatcher, Unsupported, declare_body, judge_content, make_decoder
 from failsight._classify import classify_status
 from failsight._engine import Call, active_call, expire_video_jobs, send, send_async, start_call
 from failsight._guard import guarded, swallow
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS
 from failsight._provider import server_of
-from failsight._routes import Route, RouteTable, build_table, form_fields, request_fields
+from failsight._routes import Route, RouteTable, build_table, form_fields, parse_request
 
 __all__ = ["DEFAULT_ROUTES", "ROUTE_KINDS", "instrument_http", "is_http_instrumented",
            "uninstrument_http"]  # fmt: skip
@@ -71,8 +71,10 @@ def _start_requests(routes: tuple[Route, ...], request: Any) -> tuple[Call, str 
         return None
     route, job_id = found
     _remember_key(request.headers)
-    model, stream = request_fields(request.body, request.headers.get("content-type"))
+    model, stream, fields = parse_request(request.body, request.headers.get("content-type"))
     call = _start(route, model, stream, server_of(parts.scheme, parts.hostname, parts.port))
+    if call is not None and fields is not None:
+        declare_body(call, fields)
     return (call, job_id) if call is not None else None
 
 
@@ -83,13 +85,16 @@ def _start_httpx(routes: tuple[Route, ...], request: Any) -> tuple[Call, str | N
         return None
     route, job_id = found
     _remember_key(request.headers)
+    fields = None
     try:
         content = request.content
     except Exception:  # a streamed upload (multipart): its form fields, never its bytes
         model, stream = form_fields(getattr(request.stream, "fields", None))
     else:
-        model, stream = request_fields(content, request.headers.get("content-type"))
+        model, stream, fields = parse_request(content, request.headers.get("content-type"))
     call = _start(route, model, stream, server_of(url.scheme, url.host, url.port))
+    if call is not None and fields is not None:
+        declare_body(call, fields)
     return (call, job_id) if call is not None else None
 
 

@@ -17,7 +17,10 @@ from urllib.parse import unquote_plus
 from failsight._operations import DEFAULT_ROUTES, OPERATIONS, Operation
 from failsight._taxonomy import UNKNOWN
 
-__all__ = ["Route", "RouteTable", "build_table", "form_fields", "parse_route", "request_fields"]
+__all__ = [
+    "Route", "RouteTable", "build_table", "form_fields", "parse_request", "parse_route",
+    "request_fields",
+]  # fmt: skip
 
 _MAX_TEXT: Final = 256  # bound on a job id or model name copied out of a request
 _MAX_REQUEST_JSON: Final = 4 << 20  # request bodies parsed for `model`; larger ones are skipped
@@ -142,29 +145,39 @@ def build_table(routes: Any) -> RouteTable:
 
 def request_fields(body: Any, content_type: Any) -> tuple[str, bool]:
     """(model, stream) of a request body: JSON, a multipart form or an urlencoded form."""
+    model, stream, _ = parse_request(body, content_type)
+    return model, stream
+
+
+def parse_request(body: Any, content_type: Any) -> tuple[str, bool, dict[str, Any] | None]:
+    """(model, stream, the decoded JSON object or None) of a request body (`request_fields`).
+
+    >>> parse_request(b'{"model": "m", "tools": []}', "application/json")
+    ('m', False, {'model': 'm', 'tools': []})
+    """
     if isinstance(body, str):
         body = body.encode("utf-8", "replace")
     if not isinstance(body, (bytes, bytearray)) or not body:
-        return UNKNOWN, False
+        return UNKNOWN, False, None
     ctype = content_type.lower() if isinstance(content_type, str) else ""
     if ctype.startswith("multipart/"):
         found = _MULTIPART_MODEL.search(body)
-        return (found.group(1).decode("utf-8", "replace") if found else UNKNOWN), False
+        return (found.group(1).decode("utf-8", "replace") if found else UNKNOWN), False, None
     if ctype.startswith("application/x-www-form-urlencoded"):
         text = bytes(body[:65536]).decode("latin-1")
         form = _FORM_MODEL.search(text)
-        return (unquote_plus(form.group(1))[:_MAX_TEXT] if form else UNKNOWN), False
+        return (unquote_plus(form.group(1))[:_MAX_TEXT] if form else UNKNOWN), False, None
     if len(body) > _MAX_REQUEST_JSON:
-        return UNKNOWN, False
+        return UNKNOWN, False, None
     try:
         fields = json.loads(body)
     except (ValueError, RecursionError):
-        return UNKNOWN, False
+        return UNKNOWN, False, None
     if not isinstance(fields, dict):
-        return UNKNOWN, False
+        return UNKNOWN, False, None
     model = fields.get("model")
     model = model[:_MAX_TEXT] if isinstance(model, str) and model else UNKNOWN
-    return model, fields.get("stream") is True
+    return model, fields.get("stream") is True, fields
 
 
 def form_fields(fields: Any) -> tuple[str, bool]:
