@@ -310,3 +310,23 @@ def test_raw_http(
     assert t.value("genai_requests_total", failure_class="silent" if reason else "none") == 1
     if reason is not None:
         assert t.value("genai_failures_total", reason=reason) == 1
+
+
+async def test_async_create_stream_and_parse(patched: Telemetry, server: FaultServer) -> None:
+    from openai_calls import async_client
+
+    client = async_client(server)
+    stream = await client.chat.completions.create(
+        model="m", messages=MESSAGES, tools=chat_tools(False), stream=True,
+        extra_headers=headers("tool_args_not_json"),
+    )  # fmt: skip
+    async for _ in stream:
+        pass
+    with pytest.raises(Exception) as raised:
+        await client.chat.completions.parse(
+            model="m", messages=MESSAGES, response_format=City,
+            extra_headers=headers("json_schema_mismatch"),
+        )  # fmt: skip
+    assert type(raised.value).__name__ == "ValidationError"
+    assert patched.value("genai_failures_total", reason="tool_arguments_not_json") == 1
+    assert patched.value("genai_failures_total", reason="output_schema_mismatch") == 1
