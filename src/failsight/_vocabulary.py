@@ -35,8 +35,8 @@ def frozen(value: Any) -> Any:
 def load_vocabulary(path: Path = VOCABULARY_PATH) -> Mapping[str, Any]:
     """The vocabulary file at `path`, frozen.
 
-    >>> load_vocabulary()["reasons"]["hard"][0]
-    'bad_request'
+    >>> load_vocabulary()["status_reasons"]["429"]["reason"]
+    'rate_limited'
     """
     with path.open(encoding="utf-8") as file:
         data = json.load(file)
