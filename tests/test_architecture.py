@@ -26,6 +26,7 @@ PURE = {
     "_operations": {"_vocabulary"},
     "_schemas": {"_vocabulary"},
     "_declared": {"_schemas", "_taxonomy", "_vocabulary"},
+    "_agents": {"_classify", "_taxonomy"},
     "_redact": {"_vocabulary"},
     "_guard": {"_redact", "_vocabulary"},
     "_deferred": set(),
