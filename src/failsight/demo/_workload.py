@@ -30,7 +30,9 @@ PASSING_PROMPTS = {
 class Workload:
     """Runs a plan of steps against a fault server with the openai SDK and httpx."""
 
-    def __init__(self, base_url: str, timeout: float = 0.5) -> None:
+    # No step of the plan waits for a timeout; a generous one keeps a loaded machine (a CI
+    # runner, 30 concurrent async calls) from turning slow answers into unplanned retries.
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         import httpx
         import openai
 
