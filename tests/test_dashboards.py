@@ -46,6 +46,9 @@ from prom_harness import (
     substitute_variables,
 )
 
+# The recording and alert rules, and the SLO rules (Sloth's) that the "Error budget" rows read.
+ALL_RULE_FILES = (*RULE_FILES, RULES_DIR / "failsight-slo.yml")
+
 DASHBOARD_FILES = ("failsight-overview.json", "failsight-call-site.json")
 VARIABLES = ("datasource", "job", "provider", "model", "operation", "call_site")
 COMMON_FILTERS = ("job", "operation", "provider", "model", "call_site")
@@ -87,7 +90,7 @@ def load_rules(path: Path) -> list[dict[str, Any]]:
 def rule_expressions() -> list[tuple[str, str]]:
     return [
         (f"{path.name}: {rule.get('record') or rule.get('alert')}", rule["expr"])
-        for path in RULE_FILES
+        for path in ALL_RULE_FILES
         for rule in load_rules(path)
     ]
 
@@ -379,6 +382,23 @@ def test_hard_failure_stat_turns_red_at_the_alert_threshold() -> None:
     assert steps["thresholds"]["steps"][-1] == {"color": "red", "value": expected}
 
 
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_burn_rate_panel_draws_the_slo_alerts_windows_and_factors(name: str) -> None:
+    """The "Error budget" row's burn rates are those Sloth's page and ticket alerts compare:
+    the same windows, and a threshold line at each burn factor."""
+    alerts = [r for r in load_rules(RULES_DIR / "failsight-slo.yml") if r.get("alert")]
+    quality = [r["expr"] for r in alerts if 'sloth_slo="generation-quality"' in r["expr"]]
+    assert quality
+    windows = {w for expr in quality for w in re.findall(r"ratio_rate(\w+)\{", expr)}
+    factors = {float(f) for expr in quality for f in re.findall(r"> \(([\d.]+) \*", expr)}
+    p = panel(name, "Burn rate by window (generation quality)")
+    (target,) = p["targets"]
+    drawn = re.search(r"ratio_rate\(([\w|]+)\)", target["expr"])
+    assert drawn and set(drawn.group(1).split("|")) == windows
+    steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert {s["value"] for s in steps if s["value"] is not None} == factors
+
+
 def test_trace_links_point_at_the_provisioned_tempo() -> None:
     urls = [
         url
@@ -624,10 +644,18 @@ def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
     feeder = threading.Thread(target=feed, name="workload", daemon=True)
     feeder.start()
     try:
-        with serve_registry(registry) as target, PrometheusServer([target], RULE_FILES) as prom:
+        with (
+            serve_registry(registry) as target,
+            PrometheusServer([target], ALL_RULE_FILES) as prom,
+        ):
             # Three scrapes for rate(), then rule evaluations on top of them.
             prom.wait_for("count(count_over_time(genai_requests_total[10s]) >= 3)", bool, 20)
-            for recorded in ("genai:content_filter_ratio:rate1d", "genai:length_ratio:rate5m"):
+            for recorded in (
+                "genai:content_filter_ratio:rate1d",
+                "genai:length_ratio:rate5m",
+                "slo:current_burn_rate:ratio",  # the SLO rules of the "Error budget" rows
+                "slo:period_error_budget_remaining:ratio",
+            ):
                 prom.wait_for(recorded, bool, timeout=20)
             yield prom, target
     finally:
