@@ -151,6 +151,45 @@ def test_parse_ends_as_create(
         assert t.value("genai_tokens_total") > 0
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("scenario", "reason"), OUTPUT_CASES)
+def test_raw_response_parse_ends_as_create(
+    patched: Telemetry, server: FaultServer, scenario: str, reason: str | None, is_async: bool
+) -> None:
+    """`with_raw_response.parse(...)` then the raw answer's `parse()` (langchain's way): its
+    pydantic ValidationError is the judged silent failure, not a broken body (hard)."""
+    import asyncio
+
+    from openai_calls import async_client
+
+    async def run_async() -> Any:
+        raw = await async_client(server).chat.completions.with_raw_response.parse(
+            model="m", messages=MESSAGES, response_format=City, extra_headers=headers(scenario)
+        )
+        return raw.parse()  # with_raw_response's parse() is synchronous on the async client too
+
+    def run() -> Any:
+        if is_async:
+            return asyncio.run(run_async())
+        raw = sync_client(server).chat.completions.with_raw_response.parse(
+            model="m", messages=MESSAGES, response_format=City, extra_headers=headers(scenario)
+        )
+        return raw.parse()
+
+    if reason is None:
+        assert isinstance(run().choices[0].message.parsed, City)
+    else:
+        with pytest.raises(Exception) as raised:
+            run()
+        assert type(raised.value).__name__ == "ValidationError"
+    t = patched
+    assert t.value("genai_requests_total", failure_class="silent" if reason else "none") == 1
+    if reason is not None:
+        assert t.value("genai_failures_total", failure_class="silent", reason=reason) == 1
+        assert t.value("genai_failures_total", failure_class="hard") == 0
+        assert t.value("genai_tokens_total") > 0
+
+
 @pytest.mark.parametrize(("scenario", "reason"), OUTPUT_CASES)
 def test_responses_parse_ends_as_create(
     patched: Telemetry, server: FaultServer, scenario: str, reason: str | None

@@ -14,7 +14,7 @@ from failsight import _content, _deferred
 from failsight._classify import classify_exception, classify_result, classify_status
 from failsight._engine import Call
 from failsight._guard import guarded, swallow
-from failsight._judged import declare, judged
+from failsight._judged import declare, judged, judged_error
 from failsight._spans import is_recording
 from failsight._streams import watch
 from failsight._taxonomy import Outcome
@@ -146,6 +146,10 @@ class _RawAnswer:
         try:
             with _RESULT:
                 outcome = classify_exception(exc)
+                if self.call.declared is not None and outcome.reason == "exception":
+                    # A declared answer `parse()` refused (pydantic's ValidationError): judged
+                    # as `create` would be, not a broken body.
+                    outcome = judged_error(self.call, exc, outcome)
                 if outcome.reason == "exception":
                     outcome = outcome._replace(reason="invalid_response")
                 if outcome.usage is not None or outcome.finish_reasons:
