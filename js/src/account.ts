@@ -3,7 +3,7 @@
 // duration exactly once, in close(). It keeps the request's usage not yet wasted (its ledger)
 // and counts what a failure or a retry wastes. Every recording step is guarded.
 import type { Attributes, Span } from "@opentelemetry/api";
-import { classifyError } from "./classify.js";
+import { classifyScopeError } from "./agents.js";
 import type { State } from "./config.js";
 import { guard, swallow } from "./guard.js";
 import { sanitizeReason } from "./redact.js";
@@ -23,10 +23,23 @@ import {
 
 export const UNKNOWN = "unknown";
 
+// Errors of the SDK's `parse()` that judged.ts turned into the silent failure of their call: the
+// request's reason is the judgement's, not the error's.
+const judgedErrors = new WeakSet<object>();
+
+/** `error` (thrown by `parse()` on an answer judged silent) is explained by its judgement. */
+export function rememberJudged(error: unknown): void {
+  if (error !== null && (typeof error === "object" || typeof error === "function")) judgedErrors.add(error);
+}
+
 // Common code throws a plain Error after a content_filter, and a TimeoutError after a video
-// stuck in its queue: the failure recorded inside the scope is the real reason then.
+// stuck in its queue: the failure recorded inside the scope is the real reason then. So is an
+// error saying the answer was wrong (a silent outcome: an agent framework's ModelBehaviorError,
+// or `parse()` refusing an answer the judgement already named): the recorded failure names it.
 function explainedByRecorded(error: unknown, o: Outcome): boolean {
-  return o.reason === "exception" || (error instanceof Error && error.name === "TimeoutError" && !("status" in error));
+  if (o.reason === "exception" || o.failureClass === "silent") return true;
+  if (error !== null && typeof error === "object" && judgedErrors.has(error)) return true;
+  return error instanceof Error && error.name === "TimeoutError" && !("status" in error);
 }
 
 export type Verdict = [FailureClass, string | undefined, Outcome | undefined];
@@ -76,6 +89,8 @@ export class Account {
   waited = 0;
   handle: unknown;
   closed = false;
+  /** The scope's `judgeDeclared` (inherited from the enclosing scope); undefined: as configured. */
+  judgeDeclared: boolean | undefined;
   private verdict: Verdict = ["none", undefined, undefined];
   private readonly start = performance.now();
   private inFlight: Record<string, string> | undefined;
@@ -307,7 +322,7 @@ export class Account {
     if (hasError && !this.parent) {
       for (const key of this.videoKeys) if (this.state.videoJobs.end(key)) this.failure = ["soft", "video_timeout"];
     }
-    const o = hasError ? classifyError(error) : undefined;
+    const o = hasError ? classifyScopeError(error) : undefined;
     if (o !== undefined && !explainedByRecorded(error, o)) return [o.failureClass, o.reason, o];
     if (this.failure !== undefined) return [this.failure[0], this.failure[1], o];
     if (this.inner !== undefined) return [this.inner[1], this.inner[2], o];

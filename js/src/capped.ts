@@ -13,9 +13,13 @@ export const MAX_SERIES = 1000;
 
 export type Metric = Counter<string> | Gauge<string> | Histogram<string>;
 
-/** A labelled metric whose label values are bounded, so its series count is too. */
+/**
+ * A labelled metric whose label values are bounded, so its series count is too. The first
+ * `capped` labels (the common ones, and a metric's own open label such as `tool`) are capped
+ * each and make up the series budget's key.
+ */
 export class CappedMetric<M extends Metric> {
-  private readonly seen: Set<string>[] = COMMON_LABELS.map(() => new Set<string>());
+  private readonly seen: Set<string>[];
   private readonly reasons = new Set<string>();
   private readonly series = new Set<string>();
 
@@ -24,7 +28,10 @@ export class CappedMetric<M extends Metric> {
     readonly labelNames: readonly string[],
     private cap: number,
     private readonly onOverflow: () => void,
-  ) {}
+    private readonly capped = COMMON_LABELS.length,
+  ) {
+    this.seen = Array.from({ length: capped }, () => new Set<string>());
+  }
 
   setCap(cap: number): void {
     this.cap = cap;
@@ -32,7 +39,7 @@ export class CappedMetric<M extends Metric> {
 
   /** Label values (common labels first, then the metric's own), capped. */
   labels(values: readonly string[]): Record<string, string> {
-    const n = COMMON_LABELS.length;
+    const n = this.capped;
     const common = values.slice(0, n).map((v) => String(v).slice(0, MAX_LABEL_LENGTH));
     for (let i = 0; i < n; i++) {
       const seen = this.seen[i]!;

@@ -17,6 +17,15 @@ export interface ConfigureOptions {
   namespace?: string;
   /** Distinct values each common label keeps per metric; later ones become `other` (default 100). */
   maxLabelValues?: number;
+  /**
+   * Judge each chat or Responses answer against what its request declares, with no validator
+   * (default true): a call to an undeclared tool, tool arguments that are not JSON or break the
+   * tool's `parameters` schema, a `tool_choice` that forced a call that did not come, structured
+   * output (`response_format`, `text.format`) that is not JSON or breaks its schema are silent
+   * failures, and `genai_tool_calls_total` counts tool calls by tool and outcome. False turns it
+   * off; `tracedGeneration({ judgeDeclared })` decides for the calls inside one call site.
+   */
+  judgeDeclared?: boolean;
 }
 
 export interface State {
@@ -25,6 +34,7 @@ export interface State {
   tracerProvider: TracerProvider | undefined;
   tracer: Tracer;
   videoJobs: VideoJobs;
+  judgeDeclared: boolean;
 }
 
 let state: State | undefined;
@@ -33,7 +43,7 @@ const sets = new WeakMap<Registry, Map<string, MetricSet>>();
 
 // Large enough for any real service, small enough that a typo (an extra zero) fails here.
 export const MAX_LABEL_VALUES_LIMIT = 100_000;
-const OPTIONS = ["registry", "tracerProvider", "namespace", "maxLabelValues"] as const;
+const OPTIONS = ["registry", "tracerProvider", "namespace", "maxLabelValues", "judgeDeclared"] as const;
 
 function build(options: ConfigureOptions): State {
   checkOptions("configure()", options, OPTIONS);
@@ -55,6 +65,10 @@ function build(options: ConfigureOptions): State {
   if (cap < 1 || cap > MAX_LABEL_VALUES_LIMIT) {
     throw new RangeError(`failsight: configure({ maxLabelValues }) must be in 1..${MAX_LABEL_VALUES_LIMIT}, got ${repr(cap)}`);
   }
+  const judgeDeclared = options.judgeDeclared ?? true;
+  if (typeof judgeDeclared !== "boolean") {
+    throw new TypeError(`failsight: configure({ judgeDeclared }) takes true or false, got ${repr(judgeDeclared)}`);
+  }
   let byNamespace = sets.get(registry);
   if (!byNamespace) sets.set(registry, (byNamespace = new Map()));
   let metrics = byNamespace.get(namespace);
@@ -71,7 +85,7 @@ function build(options: ConfigureOptions): State {
     m.videoJobs.metric.inc(m.videoJobs.labels([...labels, status]));
     m.videoJobDuration.metric.observe(m.videoJobDuration.labels([...labels, status]), seconds);
   });
-  return { registry, metrics, tracerProvider: provider, tracer, videoJobs };
+  return { registry, metrics, tracerProvider: provider, tracer, videoJobs, judgeDeclared };
 }
 
 /**

@@ -7,6 +7,7 @@ import { SpanKind, type Attributes, type Span } from "@opentelemetry/api";
 import { Account } from "./account.js";
 import { classifyError } from "./classify.js";
 import { getState, type State } from "./config.js";
+import type { Declared } from "./declared.js";
 import { guard, swallow } from "./guard.js";
 import type { Operation } from "./operations.js";
 import { maskRemembered } from "./redact.js";
@@ -31,6 +32,8 @@ export class Call {
   attemptOutcome: Outcome | undefined;
   attemptEnd = 0;
   done = false;
+  /** What the request declares (tools, structured output), when judged (judged.ts). */
+  declared: Declared | undefined;
   readonly seq = ++callSeq; // names the call in its account's ledger (0 is the scope)
 
   constructor(

@@ -1,18 +1,19 @@
 // instrumentOpenAI: the `openai` npm client patched, from one table of operations.
 //
-// Each patched method starts a Call; the SDK's APIPromise is returned as is (so `withResponse()`
-// and `asResponse()` keep working), with its response parser wrapped so the parsed answer is
-// judged, or followed when it is a stream. SDK-internal retries are seen in the client's
+// Each patched method starts a Call, keeping what its request declares (tools, structured
+// output); the SDK's APIPromise is returned as is (so `withResponse()` and `asResponse()` keep
+// working), followed by answers.ts so the parsed answer is judged, or followed when it is a stream. SDK-internal retries are seen in the client's
 // `fetch`, which is wrapped once per client: each HTTP attempt of the active call is recorded,
 // with the SDK's own `x-stainless-retry-count` header.
-import OpenAI, { AzureOpenAI, APIUserAbortError } from "openai";
+import OpenAI, { AzureOpenAI } from "openai";
 import { UNKNOWN } from "./account.js";
-import { classifyError, classifyResult, classifyStatus, providerForHost } from "./classify.js";
+import { follow } from "./answers.js";
+import { classifyError, classifyStatus, providerForHost } from "./classify.js";
 import { Call, current, fail, startCall } from "./engine.js";
 import { swallow } from "./guard.js";
+import { declare } from "./judged.js";
 import { OPERATIONS, type Patched } from "./operations.js";
 import { rememberSecret } from "./redact.js";
-import { StreamJudge } from "./stream-judge.js";
 import { field, outcome } from "./taxonomy.js";
 
 const ORIGINAL = Symbol("failsight.original");
@@ -114,183 +115,6 @@ function serverOf(client: Obj | undefined): [string, string | undefined, number 
   return result;
 }
 
-// ------------------------------------------------------------------ answers
-
-function isAbort(error: unknown): boolean {
-  const name = field(error, "name");
-  // By class name too: a client of another copy of the SDK throws its own class.
-  const kind = field(field(error, "constructor"), "name");
-  return error instanceof APIUserAbortError || name === "AbortError" || name === "APIUserAbortError" || kind === "APIUserAbortError";
-}
-
-function isStream(value: unknown): value is { iterator: Fn; controller?: AbortController } {
-  return typeof field(value, "iterator") === "function" && typeof field(value, Symbol.asyncIterator as never) === "function";
-}
-
-function judge(call: Call, parsed: unknown): void {
-  let o = outcome();
-  try {
-    o = classifyResult(parsed, call.op.kind);
-    call.record(o);
-  } catch (error) {
-    swallow("call_record", error);
-  } finally {
-    call.finish(o);
-  }
-}
-
-/** One streamed answer: chunks, then exactly one end (run out, break, abort, error, abandonment). */
-class StreamWatcher {
-  private readonly judge: StreamJudge;
-  ended = false;
-
-  constructor(
-    private readonly call: Call,
-    private readonly signal: AbortSignal | undefined,
-  ) {
-    this.judge = new StreamJudge(call.op.kind);
-  }
-
-  chunk(item: unknown): void {
-    if (this.ended) return;
-    try {
-      this.judge.chunk(item);
-    } catch (error) {
-      swallow("stream_chunk", error);
-    }
-  }
-
-  end(exhausted: boolean, error?: unknown, hasError = error !== undefined): void {
-    if (this.ended) return;
-    this.ended = true;
-    const call = this.call;
-    try {
-      if (this.judge.firstToken !== undefined) call.firstChunk(this.judge.firstToken);
-      if (hasError) {
-        fail(call, error, isAbort(error), this.judge.outcome(false)); // what it reported still counts
-        return;
-      }
-      // A caller's abort ends the iteration quietly: closed early, not cut off.
-      const o = this.judge.outcome(exhausted && !this.signal?.aborted);
-      call.record(o);
-      call.finish(o);
-    } catch (e) {
-      swallow("stream_end", e);
-    } finally {
-      call.finish(outcome()); // only when the above could not: finish runs once
-    }
-  }
-}
-
-const abandoned = new FinalizationRegistry<StreamWatcher>((watcher) => {
-  try {
-    watcher.end(false);
-  } catch (error) {
-    swallow("abandoned", error);
-  }
-});
-
-function watchStream(call: Call, stream: { iterator: Fn; controller?: AbortController }): void {
-  const watcher = new StreamWatcher(call, stream.controller?.signal);
-  const original = stream.iterator;
-  stream.iterator = function watchedIterator(this: unknown, ...args: unknown[]) {
-    const it = original.apply(this, args) as AsyncIterator<unknown>;
-    const watched: AsyncIterableIterator<unknown> = {
-      async next(...value: [] | [unknown]) {
-        let r: IteratorResult<unknown>;
-        try {
-          r = await it.next(...value);
-        } catch (error) {
-          watcher.end(false, error, true);
-          throw error;
-        }
-        if (r.done) watcher.end(true);
-        else watcher.chunk(r.value);
-        return r;
-      },
-      async return(value?: unknown) {
-        try {
-          return it.return ? await it.return(value) : { done: true, value };
-        } finally {
-          watcher.end(false);
-        }
-      },
-      async throw(error?: unknown) {
-        try {
-          if (it.throw) return await it.throw(error);
-          throw error;
-        } finally {
-          watcher.end(false, error, true);
-        }
-      },
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-    };
-    return watched;
-  } as Fn;
-  abandoned.register(stream as object, watcher);
-}
-
-/** The SDK's APIPromise, its parser wrapped; anything else, followed. */
-function follow(call: Call, result: unknown): unknown {
-  const promise = result as Obj;
-  if (result instanceof Promise && typeof promise.parseResponse === "function" && promise.responsePromise instanceof Promise) {
-    const parse = promise.parseResponse as (client: unknown, props: unknown) => Promise<unknown>;
-    let parsing = false;
-    promise.parseResponse = async (client: unknown, props: unknown) => {
-      parsing = true;
-      let parsed: unknown;
-      try {
-        parsed = await parse(client, props);
-      } catch (error) {
-        try {
-          const o = classifyError(error);
-          call.finish(o.reason === "exception" ? { ...o, reason: "invalid_response" } : o, error);
-        } catch (e) {
-          swallow("call_record", e);
-        }
-        throw error;
-      }
-      try {
-        if (isStream(parsed)) watchStream(call, parsed);
-        else judge(call, parsed);
-      } catch (error) {
-        swallow("call_record", error);
-        call.finish(outcome());
-      }
-      return parsed;
-    };
-    (promise.responsePromise as Promise<unknown>).then(undefined, (error: unknown) => fail(call, error, isAbort(error)));
-    // `asResponse()` alone never parses: the call is known by its status then.
-    const asResponse = promise.asResponse as () => Promise<Response>;
-    promise.asResponse = function (this: unknown) {
-      return asResponse.call(promise).then((response) => {
-        queueMicrotask(() => {
-          if (!parsing) call.finish(classifyStatus(response.status, response.headers) ?? outcome());
-        });
-        return response;
-      });
-    };
-    return result;
-  }
-  if (result instanceof Promise) {
-    return result.then(
-      (value) => {
-        if (isStream(value)) watchStream(call, value);
-        else judge(call, value);
-        return value;
-      },
-      (error: unknown) => {
-        fail(call, error, isAbort(error));
-        throw error;
-      },
-    );
-  }
-  judge(call, result);
-  return result;
-}
-
 function wrap(spec: Patched, original: Fn): Fn {
   const wrapper = function failsightWrapper(this: unknown, ...args: unknown[]): unknown {
     let call: Call | undefined;
@@ -301,6 +125,7 @@ function wrap(spec: Patched, original: Fn): Fn {
       const model = field(body, "model");
       const [provider, address, port] = serverOf(client);
       call = startCall(spec.op, typeof model === "string" && model ? model : UNKNOWN, provider, address, port, field(body, "stream") === true);
+      if (call) declare(call, body);
     } catch (error) {
       swallow("call_start", error);
     }

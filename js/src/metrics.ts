@@ -7,6 +7,9 @@ import { VOCABULARY } from "./vocabulary.js";
 
 // The metric table (name, type, help, own labels, buckets) is the vocabulary's `metrics`.
 const MAKERS = { counter: Counter, gauge: Gauge, histogram: Histogram } as const;
+// Own labels capped like the common ones (and part of the series budget), as in Python:
+// `tool` holds the names a request declared, so it is as open as a model name.
+const OWN_CAPPED: Readonly<Record<string, number>> = { tool_calls_total: 1 };
 
 /** Every failsight metric, registered on one registry under one namespace. */
 export class MetricSet {
@@ -25,6 +28,7 @@ export class MetricSet {
   readonly cost: CappedMetric<Counter<string>>;
   readonly wastedCost: CappedMetric<Counter<string>>;
   readonly contentFilter: CappedMetric<Counter<string>>;
+  readonly toolCalls: CappedMetric<Counter<string>>;
   readonly telemetryErrors: Counter<string>;
   private readonly registered: string[] = [];
   /** Every metric with the common labels, by its name in the vocabulary. */
@@ -54,7 +58,8 @@ export class MetricSet {
       const buckets = entry.buckets === undefined ? {} : { buckets: [...entry.buckets] };
       const metric: Metric = new MAKERS[entry.type]({ ...config, ...buckets } as never);
       made.set(entry.name, metric);
-      if (entry.common_labels) this.capped.set(entry.name, new CappedMetric(metric, labelNames, maxLabelValues, overflow));
+      const capped = COMMON_LABELS.length + (OWN_CAPPED[entry.name] ?? 0);
+      if (entry.common_labels) this.capped.set(entry.name, new CappedMetric(metric, labelNames, maxLabelValues, overflow, capped));
     }
     const capped = <M extends Metric>(name: string): CappedMetric<M> => {
       const found = this.capped.get(name);
@@ -77,6 +82,7 @@ export class MetricSet {
     this.cost = capped("cost_usd_total");
     this.wastedCost = capped("wasted_cost_usd_total");
     this.contentFilter = capped("content_filter_total");
+    this.toolCalls = capped("tool_calls_total");
     const errors = made.get("telemetry_errors_total");
     if (!(errors instanceof Counter)) throw new Error("failsight: the vocabulary has no counter 'telemetry_errors_total'");
     this.telemetryErrors = errors;

@@ -24,6 +24,12 @@ export interface TracedGenerationOptions {
   validate?: Validator | readonly Validator[];
   /** Re-run the function on transient hard failures: an attempt count or a policy. */
   retry?: number | RetryPolicy | RetryOptions;
+  /**
+   * Judge the answers of the calls inside against what their requests declare (tools,
+   * structured output); undefined: as `configure({ judgeDeclared })` says (an enclosing scope's
+   * choice first). The judgement runs before `validate`: the first failure found is the reason.
+   */
+  judgeDeclared?: boolean;
 }
 
 type Prepared = [string, Validator][];
@@ -92,13 +98,14 @@ function runValidators(validators: Prepared, result: unknown): [FailureClass, st
   return undefined;
 }
 
-function open(site: string, operation?: string, model?: string, retrying = false): Account | undefined {
+function open(site: string, operation?: string, model?: string, retrying = false, judgeDeclared?: boolean): Account | undefined {
   try {
     const state = getState();
     const parent = current.getStore()?.account;
     const span = startSpan(state, site, SpanKind.INTERNAL, {}, parent?.span);
     const account = new Account(state, site, { operation, model, parent, span });
     account.retrying = retrying;
+    account.judgeDeclared = judgeDeclared ?? parent?.judgeDeclared;
     if (parent) guard("scope_start", () => parent.noteCall(account.operation, account.provider, account.model));
     return account;
   } catch (error) {
@@ -142,7 +149,7 @@ export function tracedGeneration<A extends unknown[], R>(
   options: TracedGenerationOptions,
   fn: (...args: A) => R | Promise<R>,
 ): (...args: A) => Promise<R> {
-  checkOptions("tracedGeneration(options, fn)", options, ["name", "operation", "model", "validate", "retry"]);
+  checkOptions("tracedGeneration(options, fn)", options, ["name", "operation", "model", "validate", "retry", "judgeDeclared"]);
   if (typeof fn !== "function") throw new TypeError(`failsight: tracedGeneration(options, fn) takes a function, got ${repr(fn)}`);
   for (const key of ["name", "operation", "model"] as const) {
     const value = options[key];
@@ -151,13 +158,19 @@ export function tracedGeneration<A extends unknown[], R>(
     }
   }
   if (options.operation !== undefined) checkOperation(options.operation);
+  const { judgeDeclared } = options;
+  if (judgeDeclared !== undefined && typeof judgeDeclared !== "boolean") {
+    throw new TypeError(
+      `failsight: tracedGeneration({ judgeDeclared }) takes true, false or undefined (as configure({ judgeDeclared }) says), got ${repr(judgeDeclared)}`,
+    );
+  }
   const validators = prepare(options.validate);
   const policy = RetryPolicy.coerce(options.retry);
   const site = options.name ?? (fn.name || "anonymous");
   const { operation, model } = options;
 
   return async function traced(this: unknown, ...args: A): Promise<R> {
-    const account = open(site, operation, model, policy !== undefined && policy.maxAttempts > 1);
+    const account = open(site, operation, model, policy !== undefined && policy.maxAttempts > 1, judgeDeclared);
     const started = performance.now();
     const run = (): Promise<R> => {
       const call = () => Promise.resolve().then(() => fn.apply(this, args));

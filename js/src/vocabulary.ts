@@ -45,6 +45,27 @@ export interface ExceptionNames {
   readonly invalid_response: readonly string[];
   /** Error class name -> soft reason. */
   readonly soft: Spellings;
+  /** An agent framework's end-of-run error class name -> its reason. */
+  readonly agents: Spellings;
+}
+
+/** What a request declares, judged against its answer (tools, tool_choice, structured output). */
+export interface DeclaredEntry {
+  /** A tool call's failing outcome -> the silent reason of its request. */
+  readonly tool_call_reasons: Spellings;
+  readonly missing_reason: string;
+  readonly output_reasons: { readonly not_json: string; readonly schema_mismatch: string };
+  /** The `tool` label of a name the request did not declare. */
+  readonly undeclared_tool: string;
+  readonly limits: {
+    readonly max_tool_calls: number;
+    readonly max_parsed_length: number;
+    readonly max_validated_length: number;
+    readonly max_schema_nodes: number;
+    readonly max_schema_depth: number;
+    readonly max_unique_items: number;
+    readonly schema_cache_size: number;
+  };
 }
 
 export interface SecretRule {
@@ -99,6 +120,9 @@ export interface Vocabulary {
     readonly finish_reasons: Spellings;
   };
   readonly guard_stages: readonly string[];
+  /** Outcomes of a judged tool call: the first passes, the others fail. */
+  readonly tool_call_outcomes: readonly string[];
+  readonly declared: DeclaredEntry;
   readonly labels: { readonly common: readonly string[]; readonly token_types: readonly string[] };
   readonly metrics: readonly MetricEntry[];
   readonly spans: {
@@ -140,6 +164,9 @@ export interface Vocabulary {
       readonly video_status: string;
       readonly cost_usd: string;
       readonly wasted_cost_usd: string;
+      readonly tool_calls: string;
+      readonly tool_calls_failed: string;
+      readonly failed_tool: string;
     };
     /** The GenAI semantic conventions' client metrics (the Python package exports them over OTel). */
     readonly otel_metrics: Readonly<

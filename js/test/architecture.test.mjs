@@ -25,14 +25,22 @@ const PURE = {
   regex: [],
   redact: ["regex"],
   guard: ["redact"],
+  // The JSON Schema checks (ajv, loaded when present): no telemetry, errors returned.
+  schemas: [],
+  // The judge of an answer against what its request declared (tools, structured output).
+  declared: ["schemas", "taxonomy"],
+  // Agent frameworks' end-of-run errors by class name: the classifier, extended.
+  agents: ["classify", "taxonomy"],
 };
 // Modules every module may import (pure ones included).
 const EVERYONE = ["vocabulary"];
-const PATCHES = ["instrument"];
+// The patch, and what it does with an SDK call's answer (a promise, a stream, a parse()).
+const PATCHES = ["instrument", "answers"];
 // The modules that may import the patch: the package's front.
 const PATCH_USERS = ["index"];
 // The engine and what it is made of: they know no patch and no scope.
-const ENGINE = ["engine", "account", "spans"];
+// `judged` records a judgement on its call (the tool-call counter, span attributes).
+const ENGINE = ["engine", "account", "spans", "judged"];
 const SCOPE = ["scope", "decoration"];
 // The rest, each with its job, so that a file nobody placed fails `every file has a rule`.
 const OTHERS = ["config", "capped", "metrics", "retry", "validators", "video", "server", "repr"];
