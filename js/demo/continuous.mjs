@@ -5,11 +5,15 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI from "openai";
 import { RetryPolicy, tracedGeneration } from "../dist/index.js";
-import { makeValidators, perform } from "../test/cases.mjs";
+import { DECLARED_SHAPES, makeValidators, perform } from "../test/cases.mjs";
 
 const SCENARIO_HEADER = "X-Failsight-Scenario";
 const FAIL_SHARE = 0.0025; // of its group, per failing case: 18 hard cases at unscoped chat make 4.5%
 const RETRY_SHARE = 0.02; // of its group, per healthy case that retries on the way
+// Of its group, for all its failing declared-output cases together (tools, structured output):
+// they are many (each tool-call outcome per shape), and a share each would put the silent ratio
+// and the tool-call failure ratio past half their thresholds.
+const DECLARED_SHARE = 0.01;
 // Unscoped gpt-4o-mini chat carries most cases (chat, streams, responses): a larger slice.
 const GROUP_WEIGHT = { "unscoped|chat|gpt-4o-mini": 4 };
 const WORKERS = 8; // requests under way at once, at most; the pace waits for a free one
@@ -31,6 +35,7 @@ export function demoCall(call) {
 const groupOf = (c) => `${c.labels.call_site}|${c.labels.operation}|${demoCall(c.call).call.model}`;
 const healthy = (c) => c.expect.failure_class === "none";
 const retries = (c) => Object.values(c.expect.retries ?? {}).reduce((a, b) => a + b, 0);
+const declaredFailure = (c) => !healthy(c) && DECLARED_SHAPES.has(c.call.shape);
 
 /** The call site's plain call: its first case answered `ok` (`video_ok`), validators dropped. */
 function plainCase(c) {
@@ -43,9 +48,10 @@ function plainCase(c) {
 
 /**
  * The steady mix: [{ weight, case, group }] over every case of `spec.cases`. Within a group (call
- * site, operation, model) each failing case gets FAIL_SHARE, each healthy case with retries
- * RETRY_SHARE and the plain healthy cases the rest (a derived plain case where a group has none),
- * so every alert ratio stays under half its threshold of dashboards/rules/failsight-alerts.yml.
+ * site, operation, model) each failing case gets FAIL_SHARE (the failing declared-output cases
+ * share DECLARED_SHARE), each healthy case with retries RETRY_SHARE and the plain healthy cases
+ * the rest (a derived plain case where a group has none), so every alert ratio stays under half
+ * its threshold of dashboards/rules/failsight-alerts.yml.
  *
  * @example steadyMix(spec.cases).find((e) => e.case.id === "chat_ok").weight  // ~0.54
  */
@@ -60,7 +66,8 @@ export function steadyMix(cases) {
   for (const [group, members] of groups) {
     const all = members.some((c) => healthy(c) && !retries(c)) ? members : [...members, plainCase(members[0])];
     const plain = all.filter((c) => healthy(c) && !retries(c));
-    const shareOf = (c) => (!healthy(c) ? FAIL_SHARE : retries(c) ? RETRY_SHARE : 0);
+    const declared = all.filter(declaredFailure).length;
+    const shareOf = (c) => (declaredFailure(c) ? DECLARED_SHARE / declared : !healthy(c) ? FAIL_SHARE : retries(c) ? RETRY_SHARE : 0);
     const rest = 1 - all.reduce((sum, c) => sum + shareOf(c), 0);
     const weight = GROUP_WEIGHT[group] ?? 1;
     for (const c of all) mix.push({ weight: weight * (shareOf(c) || rest / plain.length), case: c, group });

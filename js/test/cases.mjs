@@ -27,7 +27,7 @@ const WEATHER_SCHEMA = {
   required: ["city"],
   additionalProperties: false,
 };
-const DECLARED_SHAPES = new Set([
+export const DECLARED_SHAPES = new Set([
   "chat_tools", "chat_tools_stream", "responses_tools", "responses_tools_stream",
   "chat_json_schema", "chat_json_schema_stream", "chat_json_object", "responses_json_schema",
   "responses_json_schema_stream", "chat_parse",

@@ -128,8 +128,12 @@ test("the steady mix keeps every call site under half of each alert threshold; i
   for (const c of spec.cases) assert.ok(ids.has(c.id), `${c.id} is in the mix`);
   const groups = new Map();
   for (const e of mix) {
-    const g = groups.get(e.group) ?? { all: 0, hard: 0, silent: 0, content_filter: 0, length: 0, rate_limited: 0, retries: 0 };
-    const { failure_class: cls, reason, retries = {} } = e.case.expect;
+    const g = groups.get(e.group) ?? { all: 0, hard: 0, silent: 0, content_filter: 0, length: 0, rate_limited: 0, retries: 0, toolCalls: 0, toolCallsFailed: 0 };
+    const { failure_class: cls, reason, retries = {}, tool_calls: toolCalls = {} } = e.case.expect;
+    for (const [key, n] of Object.entries(toolCalls)) {
+      g.toolCalls += e.weight * n;
+      if (!key.endsWith("|ok")) g.toolCallsFailed += e.weight * n;
+    }
     g.all += e.weight;
     if (cls === "hard" || cls === "silent") g[cls] += e.weight;
     if (reason in g) g[reason] += e.weight;
@@ -140,6 +144,8 @@ test("the steady mix keeps every call site under half of each alert threshold; i
   const half = { hard: 0.05, silent: 0.025, content_filter: 0.025, length: 0.025, rate_limited: 0.05, retries: 0.25 };
   for (const [group, g] of groups) {
     for (const [what, limit] of Object.entries(half)) assert.ok(g[what] / g.all < limit, `${group}: ${what} ${(g[what] / g.all).toFixed(3)}`);
+    // GenAIToolCallFailures: the failing share of the tool calls, threshold 10%.
+    if (g.toolCalls) assert.ok(g.toolCallsFailed / g.toolCalls < 0.05, `${group}: tool calls failing ${(g.toolCallsFailed / g.toolCalls).toFixed(3)}`);
   }
   // During an incident its call site fails the incident's way far above the threshold.
   const list = incidents(spec.cases);
