@@ -108,7 +108,7 @@ function instance(cls: AjvClass): AjvCore {
   if (ajv === undefined) {
     // No loadSchema: a remote `$ref` is never fetched. No meta-schema check and no strict mode:
     // a provider's schema is judged as it is read, not refused for a keyword ajv does not know.
-    ajv = new cls({ strict: false, validateSchema: false, validateFormats: false, addUsedSchema: false, allErrors: false });
+    ajv = new cls({ strict: false, validateSchema: false, validateFormats: false, allErrors: false });
     ajv.removeKeyword("uniqueItems");
     ajv.addKeyword({ keyword: "uniqueItems", type: "array", schemaType: "boolean", errors: false, validate: uniqueItems });
     instances.set(cls, ajv);
