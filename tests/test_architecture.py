@@ -30,6 +30,7 @@ PURE = {
     "_redact": {"_vocabulary"},
     "_guard": {"_redact", "_vocabulary"},
     "_deferred": set(),
+    "_ratelimit": {"_vocabulary"},
 }
 PATCHES = {"_sdk_patch", "_http_patch"}
 # What the patches may import: the engine's API, the pure judgements and tables, span and

@@ -138,15 +138,51 @@ def test_metric_table_cross_references() -> None:
     assert len(names) == len(set(names))
     closed_labels = {
         "failure_class", "reason", "finish_reason", "token_type", "status", "category", "stage",
-        "severity", "outcome",
+        "severity", "outcome", "retry_after", "phase", "resource",
         "tool",  # not closed, but capped like a common label: the request's declared names
     }  # fmt: skip
+    common = RAW["labels"]["common"]
     for metric in RAW["metrics"]:
-        assert set(metric["labels"]) <= closed_labels, metric["name"]
-        assert not set(metric["labels"]) & set(RAW["labels"]["common"])
+        labels = metric["labels"]
+        # A metric without the four common labels may lead with some of them, in their order
+        # (the rate-limit gauges: one series per provider and model, not per call site).
+        lead = [label for label in labels if label in common]
+        if not metric["common_labels"]:
+            assert labels[: len(lead)] == lead == [c for c in common if c in lead], metric["name"]
+            labels = labels[len(lead) :]
+        else:
+            assert not lead, metric["name"]
+        assert set(labels) <= closed_labels, metric["name"]
         buckets = metric.get("buckets", [])
         assert buckets == sorted(buckets) and len(set(buckets)) == len(buckets), metric["name"]
     assert set(RAW["spans"]["usage"]) == set(RAW["labels"]["token_types"])
+
+
+def test_ratelimit_cross_references() -> None:
+    """Each resource's header sets name limit, remaining and reset of that resource, every
+    header once; the attempt label values are distinct and `ok` is no reason."""
+    ratelimit = RAW["ratelimit"]
+    headers = [
+        name
+        for tiers in ratelimit["resources"].values()
+        for tier in tiers
+        for fields in tier
+        for name in fields.values()
+    ]
+    headers += list(ratelimit["retry_after"])
+    assert len(headers) == len(set(headers))
+    for resource, tiers in ratelimit["resources"].items():
+        for fields in (fields for tier in tiers for fields in tier):
+            assert all(resource.rstrip("s") in name for name in fields.values()), fields
+            assert all(field in name for field, name in fields.items()), fields
+    assert ratelimit["attempt_ok"] not in ALL_REASONS
+    for group in ("retry_after_outcomes", "phases"):
+        assert len(set(ratelimit[group].values())) == len(ratelimit[group])
+    assert "ratelimit_header" in RAW["guard_stages"]
+    events = list(RAW["spans"]["events"].values())
+    assert len(events) == len(set(events))
+    attributes = list(RAW["spans"]["event_attributes"].values())
+    assert len(attributes) == len(set(attributes))
 
 
 def test_declared_cross_references() -> None:

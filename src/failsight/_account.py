@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
 from failsight._agents import classify_scope_exception
+from failsight._attempts import PHASES, backoff_label
 from failsight._guard import guarded, swallow
 from failsight._judged import explained_by_judgement
 from failsight._metrics import LabelChildren
@@ -34,6 +35,7 @@ from failsight._taxonomy import (
     Outcome,
     Usage,
 )
+from failsight._vocabulary import VOCABULARY
 from failsight._waste import SCOPE, Share, Spent, class_of_reason, waste
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ current_account: Final[contextvars.ContextVar[Account | None]] = contextvars.Con
 _ACCOUNT: Final = guarded("account")
 _RETRY: Final = guarded("record_retry")
 _PRICE: Final = guarded("price")
+_RETRY_AFTER: Final = VOCABULARY["spans"]["event_attributes"]["retry_after"]
 
 
 def _explained_by_recorded(exc: BaseException, outcome: Outcome) -> bool:
@@ -72,34 +75,11 @@ class Account:
     """What one scope or unscoped call knows of its logical request."""
 
     __slots__ = (
-        "_children",
-        "_children_version",
-        "_closed",
-        "_in_flight",
-        "_labels_version",
-        "_parent",
-        "_root",
-        "_start",
-        "_verdict",
-        "call_site",
-        "exemplar",
-        "failure",
-        "finish_reasons",
-        "handle",
-        "inner",
-        "judge_declared",
-        "model",
-        "operation",
-        "provider",
-        "retried",
-        "retries",
-        "retrying",
-        "share",
-        "span",
-        "state",
-        "video_keys",
-        "waited",
-    )
+        "_children", "_children_version", "_closed", "_in_flight", "_labels_version", "_parent",
+        "_root", "_start", "_verdict", "call_site", "exemplar", "failure", "finish_reasons",
+        "handle", "inner", "judge_declared", "model", "operation", "provider", "retried",
+        "retries", "retrying", "share", "span", "state", "timing", "video_keys", "waited",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -134,6 +114,7 @@ class Account:
         self.share: Share = Share(parent.share if parent is not None else None)
         self.video_keys: list[Any] = []
         self.waited = 0.0
+        self.timing = [0.0, 0.0]  # seconds in API calls and in backoff, summed on the root
         self.handle: Any = None  # the user's `Generation`, made on first request
         self._closed = False
         self._verdict: tuple[str, str | None, Outcome | None] = (NONE, None, None)
@@ -281,13 +262,15 @@ class Account:
         failure_class: str | None = None,
         wasted: Spent | str | None = SCOPE,
         rerun: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         """Count one retry, with the reason of the attempt that failed; a `retry` span event
         goes on `span` (an API call's) or else on the scope's span. `wasted` is what the
         retried attempt spent, wasted with `failure_class` (by default the reason's): a
         call's `Spent`, None (nothing), or SCOPE: the scope's attempt is retried, so all it
         reported since its previous retry, and its failures are the failed attempt's: they
-        name the request only if nothing follows (unless it is a `rerun` by the policy)."""
+        name the request only if nothing follows (unless it is a `rerun` by the policy).
+        A `wait` is a backoff, observed with the `retry_after` the server had asked for."""
         reason = sanitize_reason(str(reason))
         root = self._root
         with self.share.lock:
@@ -299,6 +282,10 @@ class Account:
                 self.retried = failed or (None if rerun else self.retried)
                 self.inner = self.failure = None
         self.state.metrics.retries.child((*self.labels(), reason)).inc()
+        if wait is not None:
+            with _ACCOUNT:
+                self.children().observe("backoff", wait, backoff_label(wait, retry_after))
+                root.timing[1] += wait
         if wasted is not None:
             with _ACCOUNT:
                 self.waste(wasted, failure_class or class_of_reason(reason), reason)
@@ -311,6 +298,8 @@ class Account:
                         event["status_code"] = status_code
                     if wait is not None:
                         event["wait_seconds"] = float(wait)
+                    if retry_after is not None:
+                        event[_RETRY_AFTER] = retry_after
                     span.add_event("retry", event)
 
     def track_video(self, key: Any, status: str) -> str | None:
@@ -434,6 +423,8 @@ class Account:
                     swallow("account", exc)
             try:
                 children.observe("attempts", 1 + self.retries)
+                for phase, seconds in zip(PHASES, self.timing, strict=True):
+                    children.observe("phases", seconds, phase)
             except Exception as exc:
                 swallow("account", exc)
             try:

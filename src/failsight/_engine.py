@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from failsight import _deferred, _spans
+from failsight import _attempts, _deferred, _spans
 from failsight._account import Account, current_account
 from failsight._classify import classify_exception
 from failsight._config import State, get_state
@@ -56,22 +56,10 @@ class Call:
     """One API call: its span, its attempts, and the account its outcome goes to."""
 
     __slots__ = (
-        "_done",
-        "account",
-        "attempt_end",
-        "attempt_outcome",
-        "attempts",
-        "declared",
-        "first_token",
-        "labels",
-        "op",
-        "own",
-        "span",
-        "spent",
-        "start",
-        "state",
-        "values",
-    )
+        "_done", "account", "asked", "attempt_end", "attempt_open", "attempt_outcome",
+        "attempts", "backoff", "declared", "first_token", "labels", "op", "own", "span", "spent",
+        "start", "state", "target", "values", "wait",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -82,8 +70,10 @@ class Call:
         own: bool,
         span: Span,
         stream: bool,
+        target: tuple[str, str] = (UNKNOWN, UNKNOWN),
     ) -> None:
         self.state = state
+        self.target = target  # (provider, model) of the request: its rate limits' series
         self.op = op
         self.labels = labels  # (operation, provider, model, call_site) as the call started
         self.account = account  # None: an unscoped video poll (a job step, not a request)
@@ -101,6 +91,10 @@ class Call:
         self.attempts = 0
         self.attempt_outcome: Outcome | None = None
         self.attempt_end = 0.0
+        self.attempt_open = False  # an attempt started and not yet answered
+        self.wait: float | None = None  # the backoff before the current attempt
+        self.backoff = 0.0  # all of them: the call's time not spent in attempts
+        self.asked: float | None = None  # the wait the last answer asked for (Retry-After)
         self._done = False
 
     @property
@@ -139,20 +133,32 @@ class Call:
         """An HTTP attempt starts; after the first (or with a retry header) it is a retry."""
         with _ATTEMPT:
             self.attempts += 1
+            self.attempt_open = True
+            self.wait = None
             previous = self.attempt_outcome
             self.attempt_outcome = None
             if self.attempts > 1 or (retry_count is not None and retry_count > 0):
                 reason = previous.reason if previous is not None and previous.reason else "unknown"
                 status = previous.status_code if previous is not None else None
                 wait = time.perf_counter() - self.attempt_end if self.attempt_end else None
+                self.wait = wait
+                self.backoff += wait or 0.0
                 if self.account is not None:  # an error response: no usage to waste
                     self.account.record_retry(
-                        reason, status_code=status, wait=wait, span=self.span, wasted=None
-                    )
+                        reason, status_code=status, wait=wait, span=self.span, wasted=None,
+                        retry_after=self.asked,
+                    )  # fmt: skip
 
-    def attempt_ended(self, outcome: Outcome | None) -> None:
+    def attempt_ended(
+        self, outcome: Outcome | None, status_code: int | None = None, headers: Any = None
+    ) -> None:
+        """An HTTP attempt ended: answered (`outcome` None below 400, with the answer's status
+        and headers) or not; counted, and its rate-limit headers read."""
         self.attempt_outcome = outcome
         self.attempt_end = time.perf_counter()
+        self.attempt_open = False
+        with _ATTEMPT:
+            self.asked = _attempts.ended(self, outcome, status_code, headers, self.wait)
 
     # ------------------------------------------------------------------ recording
 
@@ -225,6 +231,8 @@ class Call:
         try:
             if outcome.filters and account is not None:  # the one place they are counted
                 account.count_filters(outcome.filters)
+            if account is not None:  # the call's time, less its backoff, is attempt time
+                account.root.timing[0] += time.perf_counter() - self.start - self.backoff
             if account is not None and (not self.op.is_poll or outcome.failure_class == SOFT):
                 if isinstance(exc, asyncio.CancelledError):
                     account.call_cancelled(self.op.name)
@@ -345,15 +353,15 @@ def _start(
                 parent.call_started(op.name)
         except Exception as exc:
             swallow("call_start", exc)
-        return Call(state, op, parent.labels(), parent, False, span, stream)
+        return Call(state, op, parent.labels(), parent, False, span, stream, (provider, model))
     labels = (op.name, provider, model, "unscoped")
     if op.is_poll:
-        return Call(state, op, labels, None, False, span, stream)
+        return Call(state, op, labels, None, False, span, stream, (provider, model))
     # The call is the logical request: its span gives the request's exemplar (trace_id).
     account = Account(
         state, "unscoped", operation=op.name, model=model, provider=provider, span=span
     )
-    return Call(state, op, labels, account, True, span, stream)
+    return Call(state, op, labels, account, True, span, stream, (provider, model))
 
 
 def fail(call: Call, exc: BaseException, seen: Outcome | None = None) -> None:
@@ -367,6 +375,8 @@ def fail(call: Call, exc: BaseException, seen: Outcome | None = None) -> None:
     try:
         with _RECORD:
             outcome = classify_exception(exc)
+            if call.attempt_open:  # a raw HTTP request that got no answer
+                call.attempt_ended(outcome)
             if call.declared is not None and outcome.reason in _PARSE_ERRORS:
                 outcome = judged_error(call, exc, outcome)  # `parse()` ends as `create` would
             extra = outcome

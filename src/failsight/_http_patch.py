@@ -61,7 +61,10 @@ def _start(route: Route, model: str, stream: bool, server: tuple[Any, ...]) -> C
     if not route.op.is_poll:
         expire_video_jobs()
     provider, address, port = server
-    return start_call(route.op, model, provider, address, port, stream)
+    call = start_call(route.op, model, provider, address, port, stream)
+    if call is not None:
+        call.attempt_started(None)  # a raw request is one attempt: its caller retries
+    return call
 
 
 def _start_requests(routes: tuple[Route, ...], request: Any) -> tuple[Call, str | None] | None:
@@ -133,8 +136,11 @@ def _respond(
         streamed = False  # an in-memory transport or adapter has read it already: judge it now
     if status >= 400:
         body = None if streamed else _json_or_none(response.content)
-        call.finish(classify_status(status, response.headers, body))
+        outcome = classify_status(status, response.headers, body)
+        call.attempt_ended(outcome, status, response.headers)
+        call.finish(outcome)
         return
+    call.attempt_ended(None, status, response.headers)
     request_id = response.headers.get("x-request-id")
     if isinstance(request_id, str):
         call.values[_spans.REQUEST_ID] = _redact.mask_secrets(request_id, _MAX_TEXT)

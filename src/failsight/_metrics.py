@@ -138,7 +138,9 @@ class MetricSet:
     `genai_request_duration_seconds`, `genai_time_to_first_token_seconds`,
     `genai_video_jobs_total`, `genai_video_job_duration_seconds`, `genai_in_flight_requests`,
     `genai_wasted_tokens_total`, `genai_cost_usd_total`, `genai_wasted_cost_usd_total`,
-    `genai_content_filter_total`, `genai_tool_calls_total` and `genai_telemetry_errors_total`
+    `genai_content_filter_total`, `genai_tool_calls_total`, `genai_attempts_total`,
+    `genai_retry_backoff_seconds`, `genai_request_phase_seconds`, `genai_ratelimit_remaining`,
+    `genai_ratelimit_limit`, `genai_ratelimit_reset_seconds` and `genai_telemetry_errors_total`
     with the default namespace.
 
     Registration is all or nothing: when one of the names is taken in `registry`, the metrics
@@ -211,7 +213,8 @@ class MetricSet:
 
         def capped(name: str, n_capped: int = n) -> CappedMetric:
             entry = METRICS[name]
-            metric = register(entry, common)
+            # Without the common labels, the metric leads with those of them it capped.
+            metric = register(entry, common if entry["common_labels"] else ())
             extra = entry["labels"]
             reason = n + list(extra).index("reason") if "reason" in extra else None
             shown = f"{namespace}_{name.removesuffix('_total')}"
@@ -237,6 +240,13 @@ class MetricSet:
         self.content_filter = capped("content_filter_total")
         # `tool` follows the common labels and is capped like them (a request's tool names).
         self.tool_calls = capped("tool_calls_total", n + 1)
+        self.attempt_count = capped("attempts_total")
+        self.backoff = capped("retry_backoff_seconds")
+        self.phases = capped("request_phase_seconds")
+        # One series per provider and model (both capped) and resource, not per call site.
+        self.ratelimit_remaining = capped("ratelimit_remaining", 2)
+        self.ratelimit_limit = capped("ratelimit_limit", 2)
+        self.ratelimit_reset = capped("ratelimit_reset_seconds", 2)
         self.telemetry_errors: Counter = register(METRICS["telemetry_errors_total"])
         for stage in STAGES:
             self.telemetry_errors.labels(stage)
@@ -254,7 +264,9 @@ class MetricSet:
             self.requests, self.failures, self.finish_reasons, self.retries, self.tokens,
             self.attempts, self.duration, self.time_to_first_token, self.video_jobs,
             self.video_job_duration, self.in_flight, self.wasted_tokens, self.cost,
-            self.wasted_cost, self.content_filter, self.tool_calls,
+            self.wasted_cost, self.content_filter, self.tool_calls, self.attempt_count,
+            self.backoff, self.phases, self.ratelimit_remaining, self.ratelimit_limit,
+            self.ratelimit_reset,
         )  # fmt: skip
 
     def set_max_label_values(self, cap: int) -> None:

@@ -174,10 +174,9 @@ class _Attempts:
             if exc is not None:
                 self.call.attempt_ended(classify_exception(exc))
             else:
-                status = response.status_code
-                self.call.attempt_ended(
-                    classify_status(status, response.headers) if status >= 400 else None
-                )
+                status, headers = response.status_code, response.headers
+                outcome = classify_status(status, headers) if status >= 400 else None
+                self.call.attempt_ended(outcome, status, headers)
         except Exception as error:
             swallow("attempt", error)
 

@@ -27,12 +27,14 @@ except ImportError as _exc:
 
 from ._mock import completion_body, mock_openai_client, stream_body
 from ._payloads import OK_TEXT, REFUSAL_TEXT, TRUNCATED_TEXT
+from ._ratelimits import RATELIMIT_HEADER_SCENARIOS, RateLimit
 from ._scenarios import (
     DECLARED_SCENARIOS,
     HARD_SCENARIOS,
     HTTP_ERROR_SCENARIOS,
     IMAGE_SCENARIOS,
     PARAMETERISED,
+    RATELIMIT_SCENARIOS,
     SCENARIOS,
     TEXT_SCENARIOS,
     USAGE,
@@ -59,6 +61,8 @@ __all__ = [
     "OK_TEXT",
     "PARAMETERISED",
     "POLL_AFTER_HEADER",
+    "RATELIMIT_HEADER_SCENARIOS",
+    "RATELIMIT_SCENARIOS",
     "REFUSAL_TEXT",
     "SCENARIOS",
     "SCENARIO_HEADER",
@@ -68,6 +72,7 @@ __all__ = [
     "VIDEO_SCENARIOS",
     "FaultServer",
     "HttpError",
+    "RateLimit",
     "RecordedRequest",
     "completion_body",
     "mock_openai_client",

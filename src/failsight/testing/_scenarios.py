@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from ._ratelimits import RATELIMIT_HEADER_SCENARIOS
+
 __all__ = [
     "DECLARED_SCENARIOS",
     "HARD_SCENARIOS",
     "HTTP_ERROR_SCENARIOS",
     "IMAGE_SCENARIOS",
     "PARAMETERISED",
+    "RATELIMIT_SCENARIOS",
     "SCENARIOS",
     "TEXT_SCENARIOS",
     "USAGE",
@@ -232,8 +235,13 @@ VIDEO_SCENARIOS: Final[frozenset[str]] = frozenset(
     }
 )
 
+# Answers with rate-limit headers: `ratelimited` draws on the server's budget (`RateLimit`:
+# counts down across calls, then 429 with Retry-After); the others carry fixed headers.
+RATELIMIT_SCENARIOS: Final[frozenset[str]] = frozenset(RATELIMIT_HEADER_SCENARIOS) | {"ratelimited"}
+
 SCENARIOS: Final[frozenset[str]] = (
-    HARD_SCENARIOS
+    RATELIMIT_SCENARIOS
+    | HARD_SCENARIOS
     | TEXT_SCENARIOS
     | DECLARED_SCENARIOS
     | RESPONSES_SCENARIOS
@@ -243,11 +251,19 @@ SCENARIOS: Final[frozenset[str]] = (
 
 _BY_ROUTE: Final[Mapping[RouteKind, frozenset[str]]] = types.MappingProxyType(
     {
-        "chat": TEXT_SCENARIOS | DECLARED_SCENARIOS | HARD_SCENARIOS,
-        "responses": TEXT_SCENARIOS | DECLARED_SCENARIOS | RESPONSES_SCENARIOS | HARD_SCENARIOS,
+        "chat": TEXT_SCENARIOS | DECLARED_SCENARIOS | HARD_SCENARIOS | RATELIMIT_SCENARIOS,
+        "responses": (
+            TEXT_SCENARIOS
+            | DECLARED_SCENARIOS
+            | RESPONSES_SCENARIOS
+            | HARD_SCENARIOS
+            | RATELIMIT_SCENARIOS
+        ),
         # Legacy completions have neither tool calls nor a refusal field.
-        "completions": (TEXT_SCENARIOS - {"tool_calls", "refusal"}) | HARD_SCENARIOS,
-        "embeddings": frozenset({"ok"}) | HARD_SCENARIOS,
+        "completions": (
+            (TEXT_SCENARIOS - {"tool_calls", "refusal"}) | HARD_SCENARIOS | RATELIMIT_SCENARIOS
+        ),
+        "embeddings": frozenset({"ok"}) | HARD_SCENARIOS | RATELIMIT_SCENARIOS,
         "images": IMAGE_SCENARIOS | HARD_SCENARIOS,
         "videos": VIDEO_SCENARIOS | HARD_SCENARIOS,
         # A poll follows the job's own scenario; only hard faults can be injected on it.

@@ -20,9 +20,12 @@ from aiohttp import web
 from . import _handlers as handlers
 from . import _payloads as payloads
 from ._handlers import Call, error_response
+from ._ratelimits import RATE_LIMITED, RateLimit, RateLimitBudget
 from ._scenarios import (
     PARAMETERISED,
+    RATELIMIT_SCENARIOS,
     SCENARIOS,
+    USAGE,
     RouteKind,
     ScenarioError,
     applicable_scenarios,
@@ -122,6 +125,7 @@ class FaultServer:
         poll_after_ms: int = 1,
         stream_chunk_delay: float = 0.0,
         access_log: bool = False,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         if not is_scenario(default_scenario):
             raise ValueError(
@@ -140,6 +144,8 @@ class FaultServer:
         self.poll_after_ms = poll_after_ms
         self.stream_chunk_delay = stream_chunk_delay
         self.access_log = access_log
+        self.rate_limit = rate_limit or RateLimit()
+        self._budget = RateLimitBudget(self.rate_limit)
         self.requests: list[RecordedRequest] = []
         self._requested_port = port
         self._lock = threading.Lock()
@@ -205,6 +211,7 @@ class FaultServer:
             self.requests.clear()
             self._key_counts.clear()
             self._videos.clear()
+            self._budget = RateLimitBudget(self.rate_limit)
             self._rng = random.Random(self.seed)
 
     def __enter__(self) -> FaultServer:
@@ -270,6 +277,7 @@ class FaultServer:
 
     async def _add_common_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("x-request-id", payloads.new_id("req_"))
+        response.headers.update(request.get("failsight_headers", {}))
         if request.path.startswith("/v1/videos"):
             # Lets `client.videos.poll()` poll as fast as the test wants.
             response.headers[POLL_AFTER_HEADER] = str(self.poll_after_ms)
@@ -307,6 +315,11 @@ class FaultServer:
         scenario = chosen or "ok"
         self._record(request, scenario, model, stream)
         model = model or _DEFAULT_MODEL[kind]
+        if scenario in RATELIMIT_SCENARIOS:  # headers added as the answer is prepared
+            refused, request["failsight_headers"] = self._budget.answer(scenario, USAGE)
+            if refused:
+                return error_response(429, *RATE_LIMITED, request["failsight_headers"])
+            scenario = "ok"
         if is_hard(scenario):
             faulted = await self._apply_hard_fault(request, kind, scenario, stream, model)
             if faulted is not None:

@@ -1,0 +1,93 @@
+"""Every attempt of an API call, the backoff before each retry, and the rate-limit headroom the
+answers report (docs/reference.md#attempts-and-backoff, #rate-limit-headroom).
+
+The engine's `Call` hands each HTTP attempt's end here (SDK-internal retries each are one, a
+raw HTTP request is one); the account hands each retry's wait here. Nothing here raises: the
+callers guard it. Header values that do not parse are counted in
+`genai_telemetry_errors_total{stage="ratelimit_header"}`, once each, and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from failsight import _spans
+from failsight._guard import report
+from failsight._ratelimit import Reading, read_headers
+from failsight._vocabulary import VOCABULARY
+
+if TYPE_CHECKING:
+    from failsight._metrics import MetricSet
+    from failsight._taxonomy import Outcome
+
+__all__ = ["ATTEMPT_OK", "PHASES", "backoff_label", "ended", "record_reading"]
+
+_SPEC: Final = VOCABULARY["ratelimit"]
+ATTEMPT_OK: Final[str] = _SPEC["attempt_ok"]
+_ASKED: Final = _SPEC["retry_after_outcomes"]
+_TOLERANCE: Final[float] = _SPEC["honoured_tolerance_seconds"]
+PHASES: Final[tuple[str, str]] = (_SPEC["phases"]["attempts"], _SPEC["phases"]["backoff"])
+_EVENT: Final[str] = VOCABULARY["spans"]["events"]["attempt"]
+_NAMES: Final = VOCABULARY["spans"]["event_attributes"]
+_STAGE: Final = "ratelimit_header"
+
+
+class MalformedHeader(ValueError):
+    """A rate-limit header whose value failsight could not read (counted, never raised)."""
+
+
+def backoff_label(wait: float, asked: float | None) -> str:
+    """The `retry_after` label of a backoff of `wait` seconds after a server asked `asked`.
+
+    >>> backoff_label(1.0, None), backoff_label(2.0, 2.0), backoff_label(0.5, 2.0)
+    ('absent', 'honoured', 'ignored')
+    """
+    if asked is None:
+        return str(_ASKED["absent"])
+    return str(_ASKED["honoured"] if wait + _TOLERANCE >= asked else _ASKED["ignored"])
+
+
+def record_reading(metrics: MetricSet, provider: str, model: str, reading: Reading) -> None:
+    """Set the headroom gauges of (provider, model) from one answer's reading; a 0 is a value."""
+    for resource, limit, remaining, reset in reading.figures:
+        key = (provider, model, resource)
+        if remaining is not None:
+            metrics.ratelimit_remaining.child(key).set(remaining)
+        if limit is not None:
+            metrics.ratelimit_limit.child(key).set(limit)
+        if reset is not None:
+            metrics.ratelimit_reset.child(key).set(reset)
+    for name in reading.malformed:
+        report(_STAGE, MalformedHeader(f"the value of the {name} header is not readable"))
+
+
+def ended(
+    call: Any, outcome: Outcome | None, status_code: int | None, headers: Any, wait: float | None
+) -> float | None:
+    """Count one attempt of `call` that ended with `outcome` (None: answered below 400), read
+    its answer's rate-limit headers, and add an `attempt` span event unless it is the call's
+    lone successful attempt. Returns the wait the answer asked for (Retry-After), if any."""
+    status = ATTEMPT_OK if outcome is None else (outcome.reason or "exception")
+    account = call.account
+    if account is not None:
+        account.children().add("attempt_count", status)
+    else:  # an unscoped video poll: the call's own labels
+        call.state.metrics.attempt_count.child((*call.labels, status)).inc()
+    asked = outcome.retry_after if outcome is not None else None
+    if headers is not None:
+        reading = read_headers(headers)
+        if reading is not None:
+            record_reading(call.state.metrics, call.target[0], call.target[1], reading)
+            if reading.retry_after is not None:
+                asked = reading.retry_after
+    span = call.span
+    if (outcome is not None or call.attempts > 1) and _spans.is_recording(span):
+        event: dict[str, Any] = {_NAMES["attempt"]: call.attempts, _NAMES["status"]: status}
+        if status_code is not None:
+            event[_NAMES["status_code"]] = status_code
+        if wait is not None:
+            event[_NAMES["backoff"]] = wait
+        if asked is not None:
+            event[_NAMES["retry_after"]] = asked
+        span.add_event(_EVENT, event)
+    return asked
