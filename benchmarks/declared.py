@@ -1,15 +1,16 @@
 """What judging declared tools and structured output costs a call, in instructions per call.
 
-    python benchmarks/declared.py [--rounds 3] [--calls 100] [--modes sdk,failsight]
+    python benchmarks/declared.py [--rounds 3] [--calls 100] [--modes sdk,failsight,unjudged]
                                   [--python PYTHON] [--instructions]
 
 Three calls through the real openai SDK on an in-process mock transport (no sockets): a plain
 chat call (nothing declared), a call declaring 3 tools whose answer makes one tool call, and
 the same call streamed (the arguments in 8 deltas). `sdk` is the bare SDK; `failsight` the
-patch with its full telemetry (pricing off, spans to a null exporter). Run it with another
-checkout's interpreter path on PYTHONPATH to compare before and after a change. Each figure is
-the median over rounds of instructions per call under callgrind (`--instructions`, the same
-on every run) or of CPU time per call. Nothing here is asserted.
+patch with its full telemetry (pricing off, spans to a null exporter); `unjudged` the same with
+`judge_declared=False`, so that `failsight - unjudged` is what the judgement itself costs.
+Run it with another checkout's interpreter path on PYTHONPATH to compare before and after a
+change. Each figure is the median over rounds of instructions per call under callgrind
+(`--instructions`, the same on every run) or of CPU time per call. Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def start(mode: str) -> tuple[Any, list[tuple[str, Callable[[], None]]]]:
         return tools if b'"tools"' in content else plain
 
     keep: Any = None
-    if mode == "failsight":
+    if mode in ("failsight", "unjudged"):
         from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
         from opentelemetry.sdk.trace.export import (
             BatchSpanProcessor,
@@ -98,7 +99,10 @@ def start(mode: str) -> tuple[Any, list[tuple[str, Callable[[], None]]]]:
 
         keep = provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(Null(), max_queue_size=65536))
-        failsight.configure(registry=CollectorRegistry(), tracer_provider=provider, prices=False)
+        failsight.configure(
+            registry=CollectorRegistry(), tracer_provider=provider, prices=False,
+            judge_declared=mode == "failsight",
+        )  # fmt: skip
         failsight.instrument_openai()
         del ReadableSpan
     client = mock_openai_client(handler, api_key="sk-bench")
@@ -169,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--modes", default="sdk,failsight")
+    parser.add_argument("--modes", default="sdk,failsight,unjudged")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     callgrind.add_arguments(parser)
@@ -186,6 +190,9 @@ def main() -> None:
     if "sdk" in results and "failsight" in results:
         added = [(results["failsight"][k] - results["sdk"][k]) * scale for k in KINDS]
         print("  added      " + "  ".join(f"{value:>12,.0f}" for value in added))
+    if "unjudged" in results and "failsight" in results:
+        judged = [(results["failsight"][k] - results["unjudged"][k]) * scale for k in KINDS]
+        print("  judging    " + "  ".join(f"{value:>12,.0f}" for value in judged))
 
 
 if __name__ == "__main__":

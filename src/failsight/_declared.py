@@ -367,7 +367,10 @@ class StreamAnswer:
             if field(item, "type") == "response.completed":
                 self.final = field(item, "response")
             return
-        for choice in as_list(field(item, "choices")) or ():
+        choices = field(item, "choices")
+        if not isinstance(choices, (list, tuple)):
+            return
+        for choice in choices:
             delta = field(choice, "delta")
             if delta is None:
                 continue
@@ -383,8 +386,10 @@ class StreamAnswer:
                     _append(state[0], text)
             if field(delta, "refusal"):
                 state[1] = True
-            for call in as_list(field(delta, "tool_calls")) or ():
-                self._tool_delta(state[2], call)
+            calls = field(delta, "tool_calls")
+            if isinstance(calls, (list, tuple)):
+                for call in calls:
+                    self._tool_delta(state[2], call)
 
     @staticmethod
     def _tool_delta(calls: dict[Any, list[Any]], delta: Any) -> None:
@@ -398,10 +403,15 @@ class StreamAnswer:
         if isinstance(kind, str):
             entry[0] = kind
         function = field(delta, _FUNCTION)
-        for slot, key in ((1, "name"), (2, "arguments")):
-            piece = field(function, key)
-            if isinstance(piece, str) and piece:
-                _append(entry[slot], piece)  # pieces are concatenated, as the SDK does
+        if function is None:
+            return
+        # Pieces are concatenated, as the SDK does; the name comes whole in the first delta.
+        piece = field(function, "name")
+        if isinstance(piece, str) and piece:
+            _append(entry[1], piece)
+        piece = field(function, "arguments")
+        if isinstance(piece, str) and piece:
+            _append(entry[2], piece)
 
     def answer(self) -> Any:
         """The answer as `judge` reads it (a chat completion dict, or the final response)."""
