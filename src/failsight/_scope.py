@@ -199,7 +199,7 @@ def _retry_wait(
             account.waited += wait
             account.record_retry(  # the attempt's usage is wasted, its failures forgotten
                 outcome.reason or "exception", status_code=outcome.status_code, wait=wait,
-                failure_class=outcome.failure_class, rerun=True,
+                failure_class=outcome.failure_class, rerun=True, retry_after=outcome.retry_after,
             )  # fmt: skip
         return wait
     return None

@@ -13,9 +13,22 @@ import threading
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["RATELIMIT_HEADER_SCENARIOS", "RATE_LIMITED", "RateLimit", "RateLimitBudget"]
+from aiohttp import web
+
+__all__ = [
+    "HEADERS_KEY",
+    "RATELIMIT_HEADER_SCENARIOS",
+    "RATE_LIMITED",
+    "RateLimit",
+    "RateLimitBudget",
+]
+
+# Where a request keeps the rate-limit headers its answer gets (`RequestKey` from aiohttp 3.13).
+HEADERS_KEY: Final[Any] = (
+    web.RequestKey("failsight_headers", dict) if hasattr(web, "RequestKey") else "failsight_headers"
+)
 
 # The 429 of a spent budget: message, type, param, code (as OpenAI words it).
 RATE_LIMITED: Final = (

@@ -20,7 +20,7 @@ from aiohttp import web
 from . import _handlers as handlers
 from . import _payloads as payloads
 from ._handlers import Call, error_response
-from ._ratelimits import RATE_LIMITED, RateLimit, RateLimitBudget
+from ._ratelimits import HEADERS_KEY, RATE_LIMITED, RateLimit, RateLimitBudget
 from ._scenarios import (
     PARAMETERISED,
     RATELIMIT_SCENARIOS,
@@ -277,7 +277,7 @@ class FaultServer:
 
     async def _add_common_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("x-request-id", payloads.new_id("req_"))
-        response.headers.update(request.get("failsight_headers", {}))
+        response.headers.update(request.get(HEADERS_KEY, {}))
         if request.path.startswith("/v1/videos"):
             # Lets `client.videos.poll()` poll as fast as the test wants.
             response.headers[POLL_AFTER_HEADER] = str(self.poll_after_ms)
@@ -316,9 +316,9 @@ class FaultServer:
         self._record(request, scenario, model, stream)
         model = model or _DEFAULT_MODEL[kind]
         if scenario in RATELIMIT_SCENARIOS:  # headers added as the answer is prepared
-            refused, request["failsight_headers"] = self._budget.answer(scenario, USAGE)
+            refused, request[HEADERS_KEY] = self._budget.answer(scenario, USAGE)
             if refused:
-                return error_response(429, *RATE_LIMITED, request["failsight_headers"])
+                return error_response(429, *RATE_LIMITED, request[HEADERS_KEY])
             scenario = "ok"
         if is_hard(scenario):
             faulted = await self._apply_hard_fault(request, kind, scenario, stream, model)
