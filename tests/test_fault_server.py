@@ -23,11 +23,13 @@ import requests
 from failsight.testing import (
     HTTP_ERROR_SCENARIOS,
     OK_TEXT,
+    RATELIMIT_HEADER_SCENARIOS,
     REFUSAL_TEXT,
     SCENARIOS,
     TRUNCATED_TEXT,
     USAGE,
     FaultServer,
+    RateLimit,
     RecordedRequest,
     parse_mix,
 )
@@ -1051,6 +1053,51 @@ def test_command_line_serves_until_interrupted(http: httpx.Client) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("name", covers("ratelimit_openai", "ratelimit_anthropic",
+                                         "ratelimit_malformed"))  # fmt: skip
+def test_fixed_rate_limit_headers_on_an_ok_answer(
+    name: str, server: FaultServer, http: httpx.Client
+) -> None:
+    for stream in (False, True):
+        body = {"model": f"m@{name}", "messages": MESSAGES, "stream": stream}
+        resp = http.post(f"{server.base_url}/chat/completions", json=body)
+        assert resp.status_code == 200
+        sent = {k: v for k, v in resp.headers.items() if "ratelimit" in k}
+        assert sent == dict(RATELIMIT_HEADER_SCENARIOS[name])
+
+
+def test_the_ratelimited_budget_counts_down_then_refuses_then_refills(http: httpx.Client) -> None:
+    covers("ratelimited")
+    limit = RateLimit(requests=2, tokens=30, refusals=2, retry_after_ms=1500, reset="1s")
+    with FaultServer(rate_limit=limit) as srv:
+        answers = [
+            http.post(f"{srv.base_url}/embeddings", json={"model": "e@ratelimited", "input": "x"})
+            for _ in range(5)
+        ]
+        assert srv.requests[0].scenario == "ratelimited"
+    assert [a.status_code for a in answers] == [200, 429, 429, 200, 429]
+    left = [(a.headers["x-ratelimit-remaining-requests"], a.headers["x-ratelimit-remaining-tokens"])
+            for a in answers]  # fmt: skip
+    # 20 tokens an answer: the second request finds 10 tokens left, too few
+    assert left == [("1", "10"), ("1", "10"), ("1", "10"), ("1", "10"), ("1", "10")]
+    refused = answers[1]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert (refused.headers["retry-after-ms"], refused.headers["retry-after"]) == ("1500", "2")
+    assert refused.headers["x-ratelimit-reset-tokens"] == "1s"
+    assert "retry-after" not in answers[0].headers
+
+
+def test_a_budget_that_starts_empty_refuses_first() -> None:
+    with pytest.raises(ValueError, match="requests"):
+        RateLimit(requests=0)
+    budget_server = FaultServer(rate_limit=RateLimit(start_empty=True, refusals=1))
+    with budget_server as srv, httpx.Client(timeout=5) as http:
+        body = {"model": "m@ratelimited", "messages": MESSAGES}
+        first, second = (http.post(f"{srv.base_url}/chat/completions", json=body) for _ in "12")
+    assert (first.status_code, first.headers["x-ratelimit-remaining-tokens"]) == (429, "0")
+    assert (second.status_code, second.headers["x-ratelimit-remaining-tokens"]) == (200, "1980")
 
 
 def test_every_scenario_is_covered_above() -> None:
