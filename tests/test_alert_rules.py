@@ -27,6 +27,7 @@ SERIES_LABELS = {
     "genai_video_jobs_total": {"status"},
     "genai_cost_usd_total": set(),
     "genai_wasted_cost_usd_total": {"failure_class", "reason"},
+    "genai_tool_calls_total": {"tool", "outcome"},
 }
 SCRAPE_LABELS = {"job", "instance"}
 COMMON_LABELS = {"operation", "provider", "model", "call_site"}
@@ -160,6 +161,9 @@ def test_alert_has_a_runbook(alert: str) -> None:
         ("GenAITruncationSpike", "Shorten the prompt"),
         ("GenAISilentFailures", "Log the full output when validation fails"),
         ("GenAIVideoJobsFailing", "try another model"),
+        ("GenAIToolCallFailures", '"strict": true'),
+        ("GenAIToolCallFailures", "undeclared"),
+        ("GenAIToolCallFailures", "failsight.tool_calls.failed_tool"),
     ],
 )
 def test_runbooks_carry_the_failure_checklist(alert: str, advice: str) -> None:
@@ -181,6 +185,12 @@ def test_alerts_read_the_shared_recording_rules(alert: str) -> None:
 )
 def test_ratio_alerts_share_the_minimum_traffic_guard(alert: str) -> None:
     assert TRAFFIC_GUARD in one_line(alerts()[alert]["expr"])
+
+
+def test_the_tool_call_alert_guards_on_tool_calls() -> None:
+    """Its ratio is of tool calls, so its minimum traffic is counted in tool calls."""
+    expr = one_line(alerts()["GenAIToolCallFailures"]["expr"])
+    assert f"sum by ({KEY}) (genai:tool_calls:rate5m) * 300 >= 10" in expr
 
 
 def test_the_budget_is_one_value_to_edit() -> None:

@@ -24,11 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
+import failsight
+from failsight import _config
 from failsight._metrics import MetricSet
+from failsight._vocabulary import VOCABULARY
+from failsight.testing import DECLARED_SCENARIOS, SCENARIO_HEADER, FaultServer
 from prom_harness import (
     DASHBOARDS_DIR,
     PROMQL_DATASOURCE,
@@ -279,6 +284,12 @@ OVERVIEW_QUERIES = {
     ),
     "wasted share per call site": r"sum by \(call_site\) \(rate\(genai_wasted_tokens_total.*/",
     "filter categories": r"sum by \(category, stage, severity\) \(rate\(genai_content_filter_total",
+    "tool-call failure ratio per tool": r"^genai:tool_call_failure_ratio:rate5m\{",
+    "tool calls by tool and outcome": r"sum by \(tool, outcome\) \(rate\(genai_tool_calls_total",
+    "declared-output reasons": r"sum by \(reason\) \(rate\(genai_failures_total\{.*reason=~",
+    "structured-output failure share": (
+        r"(?s)reason=~\"invalid_json\|output_schema_mismatch\".*/ on \(call_site\)"
+    ),
 }
 
 
@@ -347,6 +358,13 @@ THRESHOLD_PANELS = {
         "GenAIContentFilterSpike",
         "genai:content_filter_ratio:rate5m",
     ),
+    **{
+        (name, "Tool-call failure ratio per tool vs alert threshold"): (
+            "GenAIToolCallFailures",
+            "genai:tool_call_failure_ratio:rate5m",
+        )
+        for name in DASHBOARD_FILES
+    },
 }
 
 
@@ -397,6 +415,21 @@ def test_burn_rate_panel_draws_the_slo_alerts_windows_and_factors(name: str) -> 
     assert drawn and set(drawn.group(1).split("|")) == windows
     steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert {s["value"] for s in steps if s["value"] is not None} == factors
+
+
+DECLARED = VOCABULARY["declared"]  # what failsight judges from a request's declaration
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_the_tool_call_row_shows_every_declared_reason(name: str) -> None:
+    """A reason added to the vocabulary's declared judgements appears on both dashboards."""
+    (target,) = panel(name, "Declared-output failures per minute by reason")["targets"]
+    (listed,) = re.findall(r'reason=~"([\w|]+)"', target["expr"])
+    reasons = {*DECLARED["tool_call_reasons"].values(), DECLARED["missing_reason"]}
+    assert set(listed.split("|")) == reasons | set(DECLARED["output_reasons"].values())
+    (target,) = panel(name, "Structured-output failure share per call site")["targets"]
+    (listed,) = re.findall(r'reason=~"([\w|]+)"', target["expr"])
+    assert set(listed.split("|")) == set(DECLARED["output_reasons"].values())
 
 
 def test_trace_links_point_at_the_provisioned_tempo() -> None:
@@ -626,10 +659,78 @@ class Workload:
         self.filters.labels(*CHAT, "violence", "completion", "high").inc()
 
 
+AGENT_SITE = "support.agent"
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def weather_tool(strict: bool) -> list[Any]:
+    return [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER,
+                                              "strict": strict}}]  # fmt: skip
+
+
+JSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER}}
+
+# Each tick of `DeclaredWorkload`: (fault-server scenario, what the request declares, times).
+# get_weather: 6 ok, 1 not_json, 1 invalid_arguments, 1 strict_violation; 1 call to a tool
+# the request did not declare; structured output 2 fitting, 1 not JSON, 1 off its schema.
+DECLARED_TICK: list[tuple[str, dict[str, Any], int]] = [
+    ("tool_calls", {"tools": weather_tool(False)}, 6),
+    ("tool_args_not_json", {"tools": weather_tool(False)}, 1),
+    ("tool_args_invalid", {"tools": weather_tool(False)}, 1),
+    ("tool_args_invalid", {"tools": weather_tool(True)}, 1),
+    ("tool_undeclared", {"tools": weather_tool(False)}, 1),
+    ("tool_missing", {"tools": weather_tool(False), "tool_choice": "required"}, 1),
+    ("json_ok", {"response_format": JSON_FORMAT}, 2),
+    ("json_not_json", {"response_format": JSON_FORMAT}, 1),
+    ("json_schema_mismatch", {"response_format": JSON_FORMAT}, 1),
+]
+
+
+class DeclaredWorkload:
+    """failsight.testing's declared-output scenarios, sent by the real openai SDK that
+    failsight instruments, over a socket to the fault server, at the call site
+    `support.agent`: the library itself judges them and counts into `registry`."""
+
+    def __init__(self, server: FaultServer, registry: CollectorRegistry) -> None:
+        failsight.configure(registry=registry, prices=False)
+        failsight.instrument_openai()
+        self.client = openai.OpenAI(base_url=server.base_url, api_key="sk-demo", max_retries=0)
+
+        @failsight.traced_generation(name=AGENT_SITE)
+        def call(scenario: str, request: dict[str, Any]) -> Any:
+            return self.client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}],
+                extra_headers={SCENARIO_HEADER: scenario}, **request,
+            )  # fmt: skip
+
+        self.call = call
+
+    def tick(self) -> None:
+        for scenario, request, times in DECLARED_TICK:
+            for _ in range(times):
+                self.call(scenario, request)
+
+    def close(self) -> None:
+        failsight.uninstrument_openai()
+        _config._state = None  # as tests/conftest.py's telemetry fixture leaves it
+
+
+def test_the_declared_workload_runs_every_declared_scenario() -> None:
+    assert {scenario for scenario, _, _ in DECLARED_TICK} == set(DECLARED_SCENARIOS) | {
+        "tool_calls"
+    }
+
+
 @pytest.fixture(scope="module")
 def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
     """One real Prometheus for the module (its first scrape takes ~5 s): it scrapes a
-    registry fed by `Workload` 20 times a second plus a probe counter, and runs the rules."""
+    registry fed by `Workload` 20 times a second plus a probe counter, and the library's
+    own registry, fed by `DeclaredWorkload` 5 times a second; and runs the rules."""
     registry = CollectorRegistry()
     workload = Workload(registry)
     probe = Counter("failsight_harness_probe", "Harness self-test.", ["kind"], registry=registry)
@@ -641,26 +742,48 @@ def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
             workload.tick()
             stop.wait(0.05)
 
-    feeder = threading.Thread(target=feed, name="workload", daemon=True)
-    feeder.start()
+    def feed_declared(declared: DeclaredWorkload) -> None:
+        while not stop.is_set():
+            declared.tick()
+            stop.wait(0.2)
+
+    def stop_feeding() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+
+    threads = [threading.Thread(target=feed, name="workload", daemon=True)]
+    threads[0].start()
+    library = CollectorRegistry()
+    declared: DeclaredWorkload | None = None
     try:
         with (
+            FaultServer() as server,
             serve_registry(registry) as target,
-            PrometheusServer([target], ALL_RULE_FILES) as prom,
+            serve_registry(library) as library_target,
+            PrometheusServer([target, library_target], ALL_RULE_FILES) as prom,
         ):
-            # Three scrapes for rate(), then rule evaluations on top of them.
-            prom.wait_for("count(count_over_time(genai_requests_total[10s]) >= 3)", bool, 20)
-            for recorded in (
-                "genai:content_filter_ratio:rate1d",
-                "genai:length_ratio:rate5m",
-                "slo:current_burn_rate:ratio",  # the SLO rules of the "Error budget" rows
-                "slo:period_error_budget_remaining:ratio",
-            ):
-                prom.wait_for(recorded, bool, timeout=20)
-            yield prom, target
+            declared = DeclaredWorkload(server, library)
+            threads.append(threading.Thread(target=feed_declared, args=(declared,), daemon=True))
+            threads[-1].start()
+            try:
+                # Three scrapes for rate(), then rule evaluations on top of them.
+                prom.wait_for("count(count_over_time(genai_requests_total[10s]) >= 3)", bool, 20)
+                for recorded in (
+                    "genai:content_filter_ratio:rate1d",
+                    "genai:length_ratio:rate5m",
+                    "slo:current_burn_rate:ratio",  # the SLO rules of the "Error budget" rows
+                    "slo:period_error_budget_remaining:ratio",
+                    "genai:tool_call_failure_ratio:rate5m",
+                ):
+                    prom.wait_for(recorded, bool, timeout=20)
+                yield prom, target
+            finally:
+                stop_feeding()  # before the fault server, which the feeder calls, closes
     finally:
-        stop.set()
-        feeder.join(timeout=5)
+        stop_feeding()
+        if declared is not None:
+            declared.close()
 
 
 @pytest.mark.needs_prometheus
@@ -672,7 +795,7 @@ def test_prometheus_harness_scrapes_a_registry(
     assert sample_value(result) == 3
     assert result[0]["metric"]["job"] == "failsight"
     assert result[0]["metric"]["instance"] == target
-    assert sample_value(prom.query("scalar(up)")) == 1
+    assert sample_value(prom.query("sum(up)")) == 2  # the workload's and the library's
     with pytest.raises(PromQLError):
         prom.query("sum by (")
 
@@ -709,6 +832,10 @@ EXPECTED_RATIOS = {
     'genai:video_job_failure_ratio:rate30m{status="failed"}': None,  # never failed: absent
     "genai:content_filter_ratio:rate1d" + f"{{{CHAT_SELECTOR}}}": 1 / 24,
     'genai:failure_ratio:rate5m{operation="image_generation", failure_class="soft"}': 1 / 21,
+    # DeclaredWorkload: 3 of 9 get_weather calls broke the declaration; 1 of 10 tool calls
+    # named a tool the request did not declare.
+    f'genai:tool_call_failure_ratio:rate5m{{call_site="{AGENT_SITE}", tool="get_weather"}}': 3 / 9,
+    f'genai:tool_call_failure_ratio:rate5m{{call_site="{AGENT_SITE}", tool="undeclared"}}': 1 / 10,
 }
 
 
@@ -750,7 +877,8 @@ def test_harness_lists_every_panel_query() -> None:
 # contract and source material, which do not ship, and its tracker's items and targets. (A
 # Prometheus scrape target is fine.)
 FORBIDDEN_IN_DOCS = {
-    r"\bSPEC\b": "the internal contract",
+    # In capitals: Sloth's "SLO spec" files are the user's own.
+    r"(?-i:\bSPEC\b)|\bSPEC\.md\b": "the internal contract",
     r"\bseed[- ]article\b|\barticle\b": "the source material",
     r"\bissue(?:'s|s?\s+#?\d+)|\bthe issue\b|\bissues?\s+list": "a tracker item",
     r"(?<!scrape )\btarget\b": "a goal from a tracker item",
