@@ -8,11 +8,12 @@
 // 256 entries) keyed by the object itself: never a hash of its content, which would cost on
 // every call what the cache saves. A schema built afresh for every request misses the cache
 // and is compiled each time; the LRU order drops it. A schema ajv refuses is cached with its
-// error, so it is not compiled again. Only schemas of at most `max_schema_nodes` nodes (5,000)
-// and `max_schema_depth` levels (64) are compiled, which bounds the cache's memory and the work
-// one schema can ask for. Remote references are never fetched: ajv has no `loadSchema`, so a
-// `$ref` it cannot resolve fails the compilation (the check is undefined). `uniqueItems` is
-// judged on arrays of at most `max_unique_items` (1,000) items; `format` is not asserted.
+// error, and one past the bounds as such, so neither is compiled or walked again. Only schemas
+// of at most `max_schema_nodes` nodes (5,000) and `max_schema_depth` levels (64) are compiled,
+// which bounds the cache's memory and the work one schema can ask for. Remote references are
+// never fetched: ajv has no `loadSchema`, so a `$ref` it cannot resolve fails the compilation
+// (the check is undefined). `uniqueItems` is judged on arrays of at most `max_unique_items`
+// (1,000) items; `format` is not asserted.
 import { createRequire } from "node:module";
 import type { Ajv as AjvCore, Options, ValidateFunction } from "ajv";
 import { VOCABULARY } from "./vocabulary.js";
@@ -132,8 +133,16 @@ export function withinBounds(schema: unknown): boolean {
     const [value, depth] = stack.pop()!;
     nodes += 1;
     if (nodes > MAX_SCHEMA_NODES || depth > MAX_SCHEMA_DEPTH) return false;
-    if (value !== null && typeof value === "object") {
-      for (const item of Array.isArray(value) ? value : Object.values(value)) stack.push([item, depth + 1]);
+    if (value === null || typeof value !== "object") continue;
+    // Counted while pushed: a schema of a million properties stops at the bound, not after copying them.
+    if (Array.isArray(value)) {
+      if (nodes + stack.length + value.length > MAX_SCHEMA_NODES) return false;
+      for (const item of value) stack.push([item, depth + 1]);
+    } else {
+      for (const key in value) {
+        if (nodes + stack.length >= MAX_SCHEMA_NODES) return false;
+        stack.push([(value as Record<string, unknown>)[key], depth + 1]);
+      }
     }
   }
   return true;
@@ -152,7 +161,11 @@ function entryOf(schema: object): Entry | undefined {
     cache.set(schema, hit);
     return hit;
   }
-  if (!withinBounds(schema)) return undefined;
+  if (!withinBounds(schema)) {
+    const past: Entry = { validate: undefined, error: undefined }; // remembered: not walked again on every call
+    remember(schema, past);
+    return past;
+  }
   const found = loadAjv();
   if (found === null) return undefined;
   const ajv = instance(dialectOf(schema, found));
