@@ -51,7 +51,7 @@ def run_demo(
     from opentelemetry.sdk.trace import TracerProvider
 
     from failsight.exposition import _metrics_url, start_metrics_server
-    from failsight.testing import FaultServer
+    from failsight.testing import FaultServer, RateLimit
 
     # Bound first, before anything is configured or started: a taken port (another demo
     # started at the same moment, say) is the one line, never a traceback.
@@ -77,7 +77,12 @@ def run_demo(
     registry = _config.get_state().settings.registry
     _config.configure(registry=registry, tracer_provider=provider)
     instrument_openai()
-    fault = FaultServer(retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2).start()
+    # The continuous mix's `ratelimited` requests (~6 a minute at the default rate) spend a
+    # budget of 30: headroom falls to 0 over ~5 minutes, two 429s, then a new window.
+    budget = RateLimit(requests=30, tokens=600, refusals=2, retry_after_ms=200, reset="5m0s")
+    fault = FaultServer(
+        retry_after_ms=1, slow_seconds=1.0, video_polls_to_finish=2, rate_limit=budget
+    ).start()
     try:
         out.write(f"failsight demo: fault server {fault.base_url}\n")
         out.write(f"failsight demo: /metrics on {metrics_url}\n")

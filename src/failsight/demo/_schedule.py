@@ -38,7 +38,7 @@ def _w(weight: float, kind: str, scenario: str, failure_class: str = "none",
 
 
 IMG, VID = "image_generation", "video_generation"
-# Weights are per ~113 requests. Unscoped SDK calls share one series per model and
+# Weights are per ~116 requests. Unscoped SDK calls share one series per model and
 # operation (gpt-4o-mini chat: chat, stream and responses); decorated call sites have their own.
 STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(40, "chat", "ok"),
@@ -60,6 +60,10 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(0.3, "chat_once", "http_502", "hard", "bad_gateway"),
     _w(0.3, "chat_once", "http_504", "hard", "gateway_timeout"),
     _w(0.2, "chat_once", "invalid_json", "hard", "invalid_response"),
+    # Answers with rate-limit headers from the fault server's budget (counting down, then
+    # 429s with Retry-After the SDK honours): the headroom gauges move live. The test server's
+    # budget (20 requests) outlasts a test run, so these steps declare no retry.
+    _w(3, "chat", "ratelimited"),
     _w(6, "stream", "ok"),
     _w(0.2, "stream", "content_filter", "soft", "content_filter"),
     _w(0.3, "stream", "drop_mid_stream", "hard", "connection"),
