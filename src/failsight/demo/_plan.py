@@ -36,7 +36,7 @@ def _step(kind: str, scenario: str, failure_class: str, reason: str | None, call
 def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
     """The workload: `rounds` repetitions of a mix covering every failure class.
 
-    Each entry is (step, scenario); a round is 46 logical requests.
+    Each entry is (step, scenario); a round is 52 logical requests.
     """
     u = "unscoped"
     one_round = [
@@ -87,6 +87,13 @@ def build_plan(rounds: int = 4) -> list[tuple[Step, str]]:
               operation="video_generation", video_status="succeeded"),
         _step("submit_and_poll", "video_stuck", "soft", "video_timeout", "submit_and_poll_video",
               operation="video_generation", video_status="timed_out"),
+        # Judged against what the request declares (its tools, its output schema).
+        *([_step("plan_trip", "tool_calls", "none", None, "plan_trip")] * 3),
+        _step("plan_trip", "tool_args_invalid", "silent", "tool_arguments_invalid", "plan_trip",
+              wasted=1),
+        _step("plan_trip", "json_ok", "none", None, "plan_trip"),
+        _step("plan_trip", "json_schema_mismatch", "silent", "output_schema_mismatch",
+              "plan_trip", wasted=1),
     ]  # fmt: skip
     return one_round * rounds
 

@@ -18,6 +18,17 @@ from ._plan import Step, async_plan, build_plan
 SCENARIO_HEADER = "X-Failsight-Scenario"
 KEY_HEADER = "X-Failsight-Key"
 MESSAGES: Any = [{"role": "user", "content": "Summarize: failures are data."}]
+# What plan_trip declares: the fault server's tool (`get_weather`) and output (a `city`).
+_CITY: Any = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+WEATHER_TOOLS: Any = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": _CITY}}
+]
+CITY_FORMAT: Any = {"name": "city", "schema": _CITY}
 # Prompts that each validator accepts, for the fault server's `echo` scenario to answer with.
 PASSING_PROMPTS = {
     "classify": "positive",
@@ -123,7 +134,22 @@ class Workload:
                     raise RuntimeError(f"Video task {task_id} failed")
             raise TimeoutError(f"Video task {task_id} did not finish; last status {status}")
 
+        @traced_generation(name="plan_trip")
+        def plan_trip(scenario: str) -> Any:
+            # A tool or a JSON answer, whichever the scenario gives: the request declares both
+            # kinds of answer it can use, and failsight judges the answer against them.
+            headers = {SCENARIO_HEADER: scenario}
+            if scenario.startswith("json"):
+                return self.sync.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers,
+                    response_format={"type": "json_schema", "json_schema": CITY_FORMAT},
+                )  # fmt: skip
+            return self.sync.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, tools=WEATHER_TOOLS, extra_headers=headers
+            )
+
         self.classify = classify
+        self.plan_trip = plan_trip
         self.extract = extract
         self.summarize = summarize
         self.safe_complete = safe_complete

@@ -74,7 +74,7 @@ def add_slo_command(commands: Any) -> None:
         type=_call_site,
         default=[],
         metavar="NAME[=OBJECTIVE]",
-        help="an SLO of its own for this call site (repeatable); without any, one SLO covers "
+        help="an SLO of its own for this call site (repeatable); by default one SLO covers "
         "every call site, each with its own budget",
     )
     slo.add_argument(
@@ -100,14 +100,14 @@ def add_slo_command(commands: Any) -> None:
         default="genai",
         help="the metric namespace given to failsight.configure (default genai)",
     )
-    slo.add_argument("--service", default="failsight", help="Sloth's service name")
+    slo.add_argument("--service", default="failsight", help="Sloth's service name (default failsight)")
     slo.add_argument(
         "--label",
         action="append",
         type=_label,
         default=[],
         metavar="KEY=VALUE",
-        help="a label on every rule (repeatable)",
+        help="a label on every rule (repeatable; default none)",
     )
     slo.add_argument(
         "--rules", action="store_true", help="write the Prometheus rules instead of the spec"
