@@ -107,7 +107,13 @@ def test_video_jobs_match_the_plan(run: Run) -> None:
 
 
 def test_every_dashboard_query_returns_series(run: Run) -> None:
-    empty = [where for where, expr in all_dashboard_queries() if not run.prom.query(expr)]
+    # The "Error budget" panels read the SLO rules, which answer above their minimum-traffic
+    # guard only; the finite plan ends before the first scrape, so its counters never move.
+    # tests/test_dashboards.py runs those panels against a live workload.
+    queries = all_dashboard_queries()
+    budget = [where for where, expr in queries if "slo:" in expr]
+    assert budget, "the Error budget panels read the SLO rules"
+    empty = [where for where, expr in queries if "slo:" not in expr and not run.prom.query(expr)]
     assert empty == []
 
 
