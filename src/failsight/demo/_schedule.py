@@ -38,7 +38,7 @@ def _w(weight: float, kind: str, scenario: str, failure_class: str = "none",
 
 
 IMG, VID = "image_generation", "video_generation"
-# Weights are per ~116 requests. Unscoped SDK calls share one series per model and
+# Weights are per ~121 requests. Unscoped SDK calls share one series per model and
 # operation (gpt-4o-mini chat: chat, stream and responses); decorated call sites have their own.
 STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(40, "chat", "ok"),
@@ -100,6 +100,13 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
        video_status="succeeded", model="veo3-fast"),
     _w(0.1, "submit_and_poll", "video_stuck", "soft", "video_timeout", "submit_and_poll_video",
        operation=VID, video_status="timed_out", model="veo3-fast"),
+    # Judged against what the request declares: tool calls and structured output.
+    _w(4, "plan_trip", "tool_calls", call_site="plan_trip"),
+    _w(0.04, "plan_trip", "tool_args_invalid", "silent", "tool_arguments_invalid", "plan_trip",
+       wasted=1),
+    _w(1, "plan_trip", "json_ok", call_site="plan_trip"),
+    _w(0.02, "plan_trip", "json_schema_mismatch", "silent", "output_schema_mismatch",
+       "plan_trip", wasted=1),
 )  # fmt: skip
 
 
