@@ -52,7 +52,7 @@ def test_malformed_durations(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "count"),
     [("0", 0), ("1200", 1200), (" 7 ", 7), ("-1", None), ("1.5", None), ("lots", None), ("", None),
-     ("١٢", None)],  # Arabic-Indic digits: isdigit() but not what a provider sends
+     ("1e3", None), ("inf", None)],
 )  # fmt: skip
 def test_counts(text: str, count: int | None) -> None:
     assert parse_count(text) == count

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
+from failsight._capped import CHILD_CACHE_LIMIT
 from failsight._guard import report
+from failsight._metric_ops import Add, setter
 from failsight._ratelimit import Reading, read_headers
 from failsight._vocabulary import VOCABULARY
 
@@ -47,16 +49,28 @@ def backoff_label(wait: float, asked: float | None) -> str:
     return str(_ASKED["honoured"] if wait + _TOLERANCE >= asked else _ASKED["ignored"])
 
 
+def _setters(metrics: MetricSet, provider: str, model: str, resource: str) -> tuple[Add, ...]:
+    """The (remaining, limit, reset) gauge setters of one series, looked up once."""
+    key = (provider, model, resource)
+    found = metrics.headroom.get(key)
+    if found is None:
+        gauges = (metrics.ratelimit_remaining, metrics.ratelimit_limit, metrics.ratelimit_reset)
+        found = tuple(setter(gauge.child(key)) for gauge in gauges)
+        if len(metrics.headroom) < CHILD_CACHE_LIMIT:
+            metrics.headroom[key] = found
+    return found
+
+
 def record_reading(metrics: MetricSet, provider: str, model: str, reading: Reading) -> None:
     """Set the headroom gauges of (provider, model) from one answer's reading; a 0 is a value."""
     for resource, limit, remaining, reset in reading.figures:
-        key = (provider, model, resource)
+        set_remaining, set_limit, set_reset = _setters(metrics, provider, model, resource)
         if remaining is not None:
-            metrics.ratelimit_remaining.child(key).set(remaining)
+            set_remaining(remaining)
         if limit is not None:
-            metrics.ratelimit_limit.child(key).set(limit)
+            set_limit(limit)
         if reset is not None:
-            metrics.ratelimit_reset.child(key).set(reset)
+            set_reset(reset)
     for name in reading.malformed:
         report(_STAGE, MalformedHeader(f"the value of the {name} header is not readable"))
 

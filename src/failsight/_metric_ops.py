@@ -26,7 +26,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.samples import Exemplar
 
-__all__ = ["Add", "AddWithExemplar", "adder", "exemplar_adder", "exemplar_observer", "observer"]
+__all__ = [
+    "Add", "AddWithExemplar", "adder", "exemplar_adder", "exemplar_observer", "observer", "setter",
+]  # fmt: skip
 
 Add = Callable[[float], None]
 AddWithExemplar = Callable[[float, dict[str, str]], None]
@@ -149,6 +151,18 @@ def adder(child: Any) -> Add:
         except Exception:
             pass
     public: Add = child.inc
+    return public
+
+
+def setter(child: Any) -> Add:
+    """`child.set` (a gauge's) as a function of the value, checks left out."""
+    if _is_fast():
+        try:
+            direct: Add = child._value.set
+            return direct
+        except Exception:
+            pass
+    public: Add = child.set
     return public
 
 

@@ -164,6 +164,8 @@ class MetricSet:
         self.namespace = namespace
         self._warned: set[str] = set()  # metrics whose budget overflow was logged
         self._children: dict[tuple[str, ...], LabelChildren] = {}
+        # (provider, model, resource) -> its headroom gauges' setters (`_attempts`)
+        self.headroom: dict[tuple[str, str, str], tuple[Add, ...]] = {}
         self._children_lock = threading.Lock()
         self.children_epoch = 0
         self._registered: list[Any] = []
@@ -278,6 +280,7 @@ class MetricSet:
             for metric in self.capped:
                 metric.set_limits(max_label_values, max_series)
             self._children.clear()
+            self.headroom.clear()
             self.children_epoch += 1
             self._warned.clear()
 

@@ -34,7 +34,8 @@ _NAMES: Final = frozenset(
     [name for _, sets in _TIERS for fields in sets for name in fields]
     + [name for name, _ in _RETRY_AFTER]
 )
-_BYTE_NAMES: Final = frozenset(name.encode("ascii") for name in _NAMES)
+_BYTE_NAMES: Final = {name.encode("ascii"): name for name in _NAMES}
+_BYTE_KEYS: Final = frozenset(_BYTE_NAMES)
 _LOWER: Final = itemgetter(1)  # the lower-cased name in httpx's (raw, lower, value) triples
 
 # Go durations as OpenAI sends them (`6m0s`, `1.5s`, `20ms`, `1h2m3.5s`).
@@ -44,6 +45,8 @@ _UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "
                  "m": 60.0, "h": 3600.0}  # fmt: skip
 _NUMBER: Final = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _MAX_VALUE: Final = 64  # characters of a value worth reading
+_CACHED: Final = 256  # durations remembered (not dates: they depend on the time now)
+_durations: dict[str, float] = {}
 
 
 class Figures(NamedTuple):
@@ -69,8 +72,11 @@ def parse_count(text: str) -> int | None:
     >>> parse_count("0"), parse_count("1200"), parse_count("-1"), parse_count("12k")
     (0, 1200, None, None)
     """
-    text = text.strip()
-    return int(text) if text.isdigit() and text.isascii() else None
+    try:
+        count = int(text)  # one call: this runs on every answer that has the headers
+    except ValueError:
+        return None
+    return count if count >= 0 else None
 
 
 def parse_duration(text: str, now: float | None = None) -> float | None:
@@ -84,13 +90,20 @@ def parse_duration(text: str, now: float | None = None) -> float | None:
     >>> parse_duration("2024-01-01T00:01:00Z", now=1704067200.0)
     60.0
     """
+    known = _durations.get(text)
+    if known is not None:
+        return known
     text = text.strip()
     if not text or len(text) > _MAX_VALUE:
         return None
-    if _NUMBER.fullmatch(text):
-        return float(text)
-    if _DURATION.fullmatch(text):
-        return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    if _NUMBER.fullmatch(text) or _DURATION.fullmatch(text):
+        seconds = float(text) if text[-1].isdigit() or text[-1] == "." else (
+            sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+        )  # fmt: skip
+        if len(_durations) >= _CACHED:
+            _durations.clear()
+        _durations[text] = seconds  # providers repeat a handful of spellings
+        return seconds
     moment = _timestamp(text)
     if moment is None:
         return None
@@ -118,12 +131,12 @@ def _present(headers: Any) -> dict[str, str] | None:
     """The rate-limit headers of `headers` (lower-cased name -> value), None when it has none."""
     triples = getattr(headers, "_list", None)  # httpx, httpx2: (raw, lower, value) bytes
     if type(triples) is list:
-        if _BYTE_NAMES.isdisjoint(map(_LOWER, triples)):
+        if _BYTE_KEYS.isdisjoint(map(_LOWER, triples)):
             return None
         return {
-            lower.decode("ascii"): value.decode("latin-1")
+            _BYTE_NAMES[lower]: value.decode("latin-1")
             for _, lower, value in triples
-            if lower in _BYTE_NAMES
+            if lower in _BYTE_KEYS
         }
     store = getattr(headers, "_store", None)  # requests: lower-cased name -> (name, value)
     if type(store) is dict:
@@ -159,9 +172,9 @@ def read_headers(headers: Any, now: float | None = None) -> Reading | None:
         for limit_name, remaining_name, reset_name in sets:
             if limit_name not in found and remaining_name not in found and reset_name not in found:
                 continue
-            limit = _field(found, limit_name, parse_count, malformed)
-            remaining = _field(found, remaining_name, parse_count, malformed)
-            reset = _field(found, reset_name, lambda v: parse_duration(v, now), malformed)
+            limit = _field(found, limit_name, malformed)
+            remaining = _field(found, remaining_name, malformed)
+            reset = _field(found, reset_name, malformed, now)
             candidate = Figures(resource, limit, remaining, reset)
             if best is None or _left(candidate) < _left(best):
                 best = candidate
@@ -172,18 +185,19 @@ def read_headers(headers: Any, now: float | None = None) -> Reading | None:
     retry_after = None
     for name, unit in _RETRY_AFTER:
         if name in found:
-            wait = _field(found, name, lambda v: parse_duration(v, now), malformed)
+            wait = _field(found, name, malformed, now)
             if wait is not None and retry_after is None:
                 retry_after = wait * unit if _NUMBER.fullmatch(found[name].strip()) else wait
     return Reading(tuple(figures), retry_after, tuple(malformed))
 
 
-def _field(found: dict[str, str], name: str, parse: Any, malformed: list[str]) -> Any:
+def _field(found: dict[str, str], name: str, malformed: list[str], now: Any = False) -> Any:
+    """A count (`now` False), else a duration, of header `name`; None if absent or malformed."""
     text = found.get(name)
     if text is None:
         return None
-    value = parse(text)
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    value = parse_count(text) if now is False else parse_duration(text, now)
+    if value is None or value == math.inf:
         malformed.append(name)
         return None
     return value
