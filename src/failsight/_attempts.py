@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from failsight import _spans
 from failsight._capped import CHILD_CACHE_LIMIT
 from failsight._guard import report
-from failsight._metric_ops import Add, setter
+from failsight._metric_ops import setter
 from failsight._ratelimit import Reading, read_headers
 from failsight._vocabulary import VOCABULARY
 
@@ -49,28 +49,29 @@ def backoff_label(wait: float, asked: float | None) -> str:
     return str(_ASKED["honoured"] if wait + _TOLERANCE >= asked else _ASKED["ignored"])
 
 
-def _setters(metrics: MetricSet, provider: str, model: str, resource: str) -> tuple[Add, ...]:
-    """The (remaining, limit, reset) gauge setters of one series, looked up once."""
-    key = (provider, model, resource)
-    found = metrics.headroom.get(key)
+def _set(metrics: MetricSet, gauge: int, key: tuple[str, str, str], value: float) -> None:
+    """Set one headroom gauge (0 remaining, 1 limit, 2 reset) of one series. Its child is made
+    only when a value comes: a series that never had one must not read 0."""
+    slot = (gauge, key[0], key[1], key[2])
+    found = metrics.headroom.get(slot)
     if found is None:
-        gauges = (metrics.ratelimit_remaining, metrics.ratelimit_limit, metrics.ratelimit_reset)
-        found = tuple(setter(gauge.child(key)) for gauge in gauges)
+        metric = (metrics.ratelimit_remaining, metrics.ratelimit_limit, metrics.ratelimit_reset)
+        found = setter(metric[gauge].child(key))
         if len(metrics.headroom) < CHILD_CACHE_LIMIT:
-            metrics.headroom[key] = found
-    return found
+            metrics.headroom[slot] = found
+    found(value)
 
 
 def record_reading(metrics: MetricSet, provider: str, model: str, reading: Reading) -> None:
     """Set the headroom gauges of (provider, model) from one answer's reading; a 0 is a value."""
     for resource, limit, remaining, reset in reading.figures:
-        set_remaining, set_limit, set_reset = _setters(metrics, provider, model, resource)
+        key = (provider, model, resource)
         if remaining is not None:
-            set_remaining(remaining)
+            _set(metrics, 0, key, remaining)
         if limit is not None:
-            set_limit(limit)
+            _set(metrics, 1, key, limit)
         if reset is not None:
-            set_reset(reset)
+            _set(metrics, 2, key, reset)
     for name in reading.malformed:
         report(_STAGE, MalformedHeader(f"the value of the {name} header is not readable"))
 

@@ -164,8 +164,8 @@ class MetricSet:
         self.namespace = namespace
         self._warned: set[str] = set()  # metrics whose budget overflow was logged
         self._children: dict[tuple[str, ...], LabelChildren] = {}
-        # (provider, model, resource) -> its headroom gauges' setters (`_attempts`)
-        self.headroom: dict[tuple[str, str, str], tuple[Add, ...]] = {}
+        # (gauge, provider, model, resource) -> the headroom gauge's setter (`_attempts`)
+        self.headroom: dict[tuple[int, str, str, str], Add] = {}
         self._children_lock = threading.Lock()
         self.children_epoch = 0
         self._registered: list[Any] = []
