@@ -28,9 +28,13 @@ SERIES_LABELS = {
     "genai_cost_usd_total": set(),
     "genai_wasted_cost_usd_total": {"failure_class", "reason"},
     "genai_tool_calls_total": {"tool", "outcome"},
+    "genai_attempts_total": {"status"},
 }
 SCRAPE_LABELS = {"job", "instance"}
 COMMON_LABELS = {"operation", "provider", "model", "call_site"}
+# The rate-limit gauges carry these only: a budget is the account's, not a call site's.
+HEADROOM_LABELS = {"provider", "model", "resource"}
+HEADROOM_GAUGES = ("genai_ratelimit_remaining", "genai_ratelimit_limit")
 
 
 def rules(path: Path) -> list[dict[str, Any]]:
@@ -132,6 +136,8 @@ def test_unit_test_series_carry_the_real_label_set() -> None:
             labels = set(re.findall(r'(\w+)="[^"]*"', body))
             if name == "genai_telemetry_errors_total":
                 expected = SCRAPE_LABELS | {"stage"}
+            elif name in HEADROOM_GAUGES:
+                expected = SCRAPE_LABELS | HEADROOM_LABELS
             else:
                 expected = SCRAPE_LABELS | COMMON_LABELS | SERIES_LABELS[name]
             assert labels == expected, f"{path.name}: {series['series']}"
@@ -164,6 +170,9 @@ def test_alert_has_a_runbook(alert: str) -> None:
         ("GenAIToolCallFailures", '"strict": true'),
         ("GenAIToolCallFailures", "undeclared"),
         ("GenAIToolCallFailures", "failsight.tool_calls.failed_tool"),
+        ("GenAIRateLimitHeadroomLow", "Retry-After"),
+        ("GenAIRateLimitHeadroomLow", "max_tokens"),
+        ("GenAIRateLimitHeadroomLow", "Raise the limit"),
     ],
 )
 def test_runbooks_carry_the_failure_checklist(alert: str, advice: str) -> None:
@@ -193,6 +202,26 @@ def test_the_tool_call_alert_guards_on_tool_calls() -> None:
     assert f"sum by ({KEY}) (genai:tool_calls:rate5m) * 300 >= 10" in expr
 
 
+def test_the_headroom_alert_guards_on_api_calls_to_the_provider_and_model() -> None:
+    """Its gauges have no call site, so its minimum traffic is counted in HTTP attempts to
+    the provider and model, per job."""
+    expr = one_line(alerts()["GenAIRateLimitHeadroomLow"]["expr"])
+    assert "sum by (job, provider, model) (genai:attempts:rate5m) * 300 >= 10" in expr
+    assert "(genai:ratelimit_headroom_ratio:last5m < 0.1)" in expr
+
+
+def test_the_headroom_ratio_divides_by_a_reported_positive_limit_of_a_busy_instance() -> None:
+    """A limit of 0 or none gives no series (not NaN or +Inf), and an instance that made no
+    API call to that provider and model in the window does not count (its reading is old)."""
+    (rule,) = [
+        r for r in rules(RECORDING) if r["record"] == "genai:ratelimit_headroom_ratio:last5m"
+    ]
+    expr = one_line(rule["expr"])
+    assert "genai_ratelimit_remaining / (genai_ratelimit_limit > 0)" in expr
+    assert "and on (job, instance, provider, model)" in expr
+    assert "rate(genai_attempts_total[5m])) > 0" in expr
+
+
 def test_the_budget_is_one_value_to_edit() -> None:
     """The spend alert compares with a recording rule that is a constant, said to be edited."""
     budget = [
@@ -219,9 +248,12 @@ def test_recording_rules_follow_the_naming_convention() -> None:
         if re.fullmatch(r"vector\(\d+(\.\d+)?\)", rule["expr"].strip()):  # a value to edit
             assert re.fullmatch(r"genai:[a-z_]+_budget_[a-z_]+", rule["record"]), rule["record"]
             continue
-        assert re.fullmatch(r"genai:[a-z_]+:rate(5m|30m|1d)", rule["record"]), rule["record"]
-        window = rule["record"].rsplit(":rate", 1)[1]
+        # `rate<window>`: a rate, or a ratio of rates, over the window; `last<window>`: a
+        # gauge's last reading, from the instances that made API calls within the window.
+        match = re.fullmatch(r"genai:[a-z_]+:(?:rate|last)(5m|30m|1d)", rule["record"])
+        assert match, rule["record"]
+        window = match.group(1)
         windows = set(re.findall(r"\[(\w+)\]", rule["expr"])) | set(
-            re.findall(r"genai:\w+:rate(\w+)", rule["expr"])
+            re.findall(r"genai:\w+:(?:rate|last)(\w+)", rule["expr"])
         )
         assert windows == {window}, f"{rule['record']} mixes windows {windows}"
