@@ -191,6 +191,12 @@ def test_every_template_variable_is_used(name: str) -> None:
         assert re.search(rf"\$(\{{)?{variable}\b", used_in), f"${variable} is never used"
 
 
+# The rate-limit gauges, and the headroom recorded from them, carry no operation or call
+# site (a budget is the account's): a filter on those would empty the panel.
+HEADROOM_SERIES = re.compile(r"genai_ratelimit_\w+|genai:ratelimit_headroom\w*:\w+")
+HEADROOM_FILTERS = ("job", "provider", "model")
+
+
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_every_query_is_filtered_by_the_variables(name: str) -> None:
     selector = re.compile(r"\b(genai[_:][\w:]*)\s*(\{[^}]*\})?")
@@ -198,6 +204,10 @@ def test_every_query_is_filtered_by_the_variables(name: str) -> None:
         for target in p.get("targets", []):
             for metric, matchers in selector.findall(target["expr"]):
                 wanted = ("job",) if metric == "genai_telemetry_errors_total" else COMMON_FILTERS
+                if HEADROOM_SERIES.fullmatch(metric):
+                    wanted = HEADROOM_FILTERS
+                    # ... and none of the others, which would match no series once set.
+                    assert "$operation" not in matchers and "$call_site" not in matchers, p["title"]
                 for label in wanted:
                     assert f'{label}=~"${label}"' in (matchers or ""), (
                         f"{p['title']} [{target['refId']}]: {metric} is not filtered by ${label}"
@@ -290,6 +300,26 @@ OVERVIEW_QUERIES = {
     "structured-output failure share": (
         r"(?s)reason=~\"invalid_json\|output_schema_mismatch\".*/ on \(call_site\)"
     ),
+    "requests left per provider and model": (
+        r"by \(provider, model\) \(genai_ratelimit_remaining\{.*resource=\"requests\""
+    ),
+    "tokens left per provider and model": (
+        r"by \(provider, model\) \(genai_ratelimit_remaining\{.*resource=\"tokens\""
+    ),
+    "rate-limit limits": r"by \(provider, model\) \(genai_ratelimit_limit\{",
+    "seconds until the budget resets": r"genai_ratelimit_reset_seconds\{",
+    "headroom vs alert threshold": r"^genai:ratelimit_headroom_ratio:last5m\{",
+    "attempts by provider and status": (
+        r"sum by \(provider, status\) \(rate\(genai_attempts_total\{"
+    ),
+    "backoff quantiles by retry_after": (
+        r"histogram_quantile\(0\.95, sum by \(le, retry_after\) "
+        r"\(rate\(genai_retry_backoff_seconds_bucket"
+    ),
+    "share of API time in backoff": (
+        r"(?s)genai_request_phase_seconds_sum\{[^}]*phase=\"backoff\".*/ "
+        r"sum by \(call_site\) \(rate\(genai_request_phase_seconds_sum\{"
+    ),
 }
 
 
@@ -365,6 +395,13 @@ THRESHOLD_PANELS = {
         )
         for name in DASHBOARD_FILES
     },
+    **{
+        (name, "Rate-limit headroom vs alert threshold"): (
+            "GenAIRateLimitHeadroomLow",
+            "genai:ratelimit_headroom_ratio:last5m",
+        )
+        for name in DASHBOARD_FILES
+    },
 }
 
 
@@ -373,7 +410,7 @@ def alert_threshold(alert: str, series: str) -> float:
         r for r in load_rules(RULES_DIR / "failsight-alerts.yml") if r.get("alert") == alert
     )
     match = re.search(
-        rf"\(\s*{re.escape(series)}(?:\{{[^}}]*\}})?\s*>\s*([0-9.]+)\s*\)", rule["expr"]
+        rf"\(\s*{re.escape(series)}(?:\{{[^}}]*\}})?\s*[<>]\s*([0-9.]+)\s*\)", rule["expr"]
     )
     assert match, f"{alert} does not compare {series} with a number"
     return float(match.group(1))
@@ -392,6 +429,31 @@ def test_drawn_thresholds_match_the_alert_rules(name: str, title: str) -> None:
         assert float(constant[len("vector(") : -1]) == pytest.approx(expected)
     if "vs alert threshold" in title:
         assert constants, f"{title} draws no constant threshold series"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+@pytest.mark.parametrize("resource", ["requests", "tokens"])
+def test_each_resource_draws_what_is_left_with_its_limit_dashed(name: str, resource: str) -> None:
+    """A panel per rate-limit resource: the remaining budget per provider and model, and the
+    limit of the same resource as a dashed line (its legend matched by the override)."""
+    p = panel(name, f"{resource.capitalize()} left vs limit")
+    exprs = {t["refId"]: t for t in p["targets"]}
+    gauges = {
+        re.search(r"genai_ratelimit_(remaining|limit)\{", t["expr"])[1]: t  # type: ignore[index]
+        for t in exprs.values()
+    }
+    assert set(gauges) == {"remaining", "limit"}
+    for target in gauges.values():
+        assert f'resource="{resource}"' in target["expr"]
+        assert re.search(r"by \(provider, model\)", target["expr"]), target["expr"]
+    (override,) = p["fieldConfig"]["overrides"]
+    assert override["matcher"]["id"] == "byRegexp"
+    limit_legend = gauges["limit"]["legendFormat"]
+    left_legend = gauges["remaining"]["legendFormat"]
+    pattern = re.compile(override["matcher"]["options"])
+    assert pattern.search(limit_legend) and not pattern.search(left_legend)
+    properties = {prop["id"]: prop["value"] for prop in override["properties"]}
+    assert properties["custom.lineStyle"]["fill"] == "dash"
 
 
 def test_hard_failure_stat_turns_red_at_the_alert_threshold() -> None:
@@ -592,7 +654,8 @@ class Workload:
 
     Each tick: chat 24 requests (20 ok, 1 content_filter, 1 length, 1 rate_limited after
     2 retried 429s, 1 invalid_json); images 21 (1 image_filtered); video 4 jobs (1 timed
-    out, a soft failure of its scope).
+    out, a soft failure of its scope). Chat's rate-limit budget: 450 of 500 requests and
+    15,000 of 200,000 tokens left.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -613,6 +676,12 @@ class Workload:
         self.cost = metrics.cost.metric
         self.wasted_cost = metrics.wasted_cost.metric
         self.filters = metrics.content_filter.metric
+        self.attempt_count = metrics.attempt_count.metric
+        self.backoff = metrics.backoff.metric
+        self.phases = metrics.phases.metric
+        self.ratelimit_remaining = metrics.ratelimit_remaining.metric
+        self.ratelimit_limit = metrics.ratelimit_limit.metric
+        self.ratelimit_reset = metrics.ratelimit_reset.metric
 
     def request(
         self, labels: tuple[str, ...], failure_class: str = "none", reason: str = ""
@@ -621,7 +690,11 @@ class Workload:
         if reason:
             self.failures.labels(*labels, failure_class, reason).inc()
         self.duration.labels(*labels, failure_class).observe(2.5 if reason else 1.2)
-        self.attempts.labels(*labels).observe(3 if reason == "rate_limited" else 1)
+        retried = reason == "rate_limited"
+        self.attempts.labels(*labels).observe(3 if retried else 1)
+        self.attempt_count.labels(*labels, "ok" if not retried else reason).inc(3 if retried else 1)
+        self.phases.labels(*labels, "attempts").observe(1.0 if retried else 1.2)
+        self.phases.labels(*labels, "backoff").observe(1.5 if retried else 0)
 
     def tick(self) -> None:
         for _ in range(20):
@@ -636,6 +709,15 @@ class Workload:
             self.request(CHAT, failure_class, reason)
         self.request(IMAGE, "soft", "image_filtered")
         self.retries.labels(*CHAT, "rate_limited").inc(2)
+        self.backoff.labels(*CHAT, "honoured").observe(0.5)
+        self.backoff.labels(*CHAT, "absent").observe(1.0)
+        for resource, left, limit, reset in [
+            ("requests", 450, 500, 0.02),
+            ("tokens", 15000, 200000, 6),
+        ]:
+            self.ratelimit_remaining.labels(*CHAT[1:3], resource).set(left)
+            self.ratelimit_limit.labels(*CHAT[1:3], resource).set(limit)
+            self.ratelimit_reset.labels(*CHAT[1:3], resource).set(reset)
         for finish_reason, count in [("stop", 21), ("length", 1), ("content_filter", 1)]:
             self.finish.labels(*CHAT, finish_reason).inc(count)
         for token_type in ("input", "output", "reasoning", "cached_input"):
@@ -775,6 +857,7 @@ def live_prometheus() -> Iterator[tuple[PrometheusServer, str]]:
                     "slo:current_burn_rate:ratio",  # the SLO rules of the "Error budget" rows
                     "slo:period_error_budget_remaining:ratio",
                     "genai:tool_call_failure_ratio:rate5m",
+                    "genai:ratelimit_headroom_ratio:last5m",
                 ):
                     prom.wait_for(recorded, bool, timeout=20)
                 yield prom, target
@@ -836,6 +919,12 @@ EXPECTED_RATIOS = {
     # named a tool the request did not declare.
     f'genai:tool_call_failure_ratio:rate5m{{call_site="{AGENT_SITE}", tool="get_weather"}}': 3 / 9,
     f'genai:tool_call_failure_ratio:rate5m{{call_site="{AGENT_SITE}", tool="undeclared"}}': 1 / 10,
+    # Workload's budget: remaining / limit, per resource.
+    'genai:ratelimit_headroom_ratio:last5m{provider="openai", resource="requests"}': 450 / 500,
+    'genai:ratelimit_headroom_ratio:last5m{provider="openai", resource="tokens"}': 15000 / 200000,
+    # Chat's attempts a tick: 26 (24 requests, one of them three 429s), 3 of them failed.
+    f'sum(genai:attempts:rate5m{{{CHAT_SELECTOR}, status="rate_limited"}})'
+    f" / sum(genai:attempts:rate5m{{{CHAT_SELECTOR}}})": 3 / 26,
 }
 
 
