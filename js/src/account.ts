@@ -4,10 +4,11 @@
 // and counts what a failure or a retry wastes. Every recording step is guarded.
 import type { Attributes, Span } from "@opentelemetry/api";
 import { classifyScopeError } from "./agents.js";
+import { backoffLabel, PHASES } from "./attempts.js";
 import type { State } from "./config.js";
 import { guard, swallow } from "./guard.js";
 import { sanitizeReason } from "./redact.js";
-import { ATTR, errorAttributes, EVENTS, USAGE_ATTRIBUTES } from "./spans.js";
+import { ATTR, errorAttributes, EVENT_ATTRIBUTES, EVENTS, USAGE_ATTRIBUTES } from "./spans.js";
 import {
   HARD_REASONS,
   NON_RETRYABLE_CLIENT_ERRORS,
@@ -87,6 +88,8 @@ export class Account {
   readonly usage: Partial<Record<TokenType, number>> = {};
   readonly videoKeys: unknown[] = [];
   waited = 0;
+  /** Seconds in API calls (less their backoff) and in backoff, summed on the root. */
+  readonly timing: [number, number] = [0, 0];
   handle: unknown;
   closed = false;
   /** The scope's `judgeDeclared` (inherited from the enclosing scope); undefined: as configured. */
@@ -225,7 +228,8 @@ export class Account {
    * scope's. `wasted` is what the retried attempt spent: a call's number, null (nothing), or ANY:
    * the scope's attempt is retried, so all it reported since its previous retry, and its failures
    * are the failed attempt's: they name the request only if nothing follows (unless it is a
-   * `rerun` by the policy, whose attempt ended in the exception it re-runs after).
+   * `rerun` by the policy, whose attempt ended in the exception it re-runs after). A `wait` is a
+   * backoff, observed with the `retryAfter` the server had asked for.
    */
   recordRetry(
     reason: string,
@@ -236,6 +240,7 @@ export class Account {
       failureClass?: FailureClass;
       wasted?: number | null;
       rerun?: boolean;
+      retryAfter?: number;
     } = {},
   ): void {
     const clean = sanitizeReason(String(reason));
@@ -250,14 +255,24 @@ export class Account {
     }
     const m = this.state.metrics.retries;
     m.metric.inc(m.labels([...this.labels(), clean]));
+    const { wait, retryAfter } = options;
+    if (wait !== undefined) {
+      guard("account", () => {
+        const b = this.state.metrics.backoff;
+        b.metric.observe(b.labels([...this.labels(), backoffLabel(wait, retryAfter)]), wait);
+        this.root.timing[1] += wait;
+      });
+    }
     if (wasted !== null) guard("account", () => this.waste(wasted, options.failureClass ?? classOfReason(clean), clean));
     const span = options.span ?? this.span;
     if (span) {
       guard("record_retry", () => {
         if (!span.isRecording()) return;
-        const event: Attributes = { attempt: this.root.retries + 1, reason: clean };
-        if (options.statusCode !== undefined) event.status_code = options.statusCode;
-        if (options.wait !== undefined) event.wait_seconds = options.wait;
+        const names = EVENT_ATTRIBUTES;
+        const event: Attributes = { [names.attempt]: this.root.retries + 1, [names.reason]: clean };
+        if (options.statusCode !== undefined) event[names.status_code] = options.statusCode;
+        if (wait !== undefined) event[names.wait] = wait;
+        if (retryAfter !== undefined) event[names.retry_after] = retryAfter;
         span.addEvent(EVENTS.retry, event);
       });
     }
@@ -341,7 +356,10 @@ export class Account {
       if (failureClass !== "none") {
         guard("account", () => m.failures.metric.inc(m.failures.labels([...labels, failureClass, reason ?? "exception"])));
       }
-      guard("account", () => m.attempts.metric.observe(m.attempts.labels(labels), 1 + this.retries));
+      guard("account", () => {
+        m.attempts.metric.observe(m.attempts.labels(labels), 1 + this.retries);
+        PHASES.forEach((phase, i) => m.phases.metric.observe(m.phases.labels([...labels, phase]), this.timing[i]!));
+      });
       guard("account", () => m.duration.metric.observe(m.duration.labels([...labels, failureClass]), seconds));
     } finally {
       const inFlight = this.inFlight;

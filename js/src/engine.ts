@@ -5,6 +5,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { SpanKind, type Attributes, type Span } from "@opentelemetry/api";
 import { Account } from "./account.js";
+import { ended } from "./attempts.js";
 import { classifyError } from "./classify.js";
 import { getState, type State } from "./config.js";
 import type { Declared } from "./declared.js";
@@ -31,6 +32,12 @@ export class Call {
   attempts = 0;
   attemptOutcome: Outcome | undefined;
   attemptEnd = 0;
+  /** The backoff before the current attempt, in seconds. */
+  wait: number | undefined;
+  /** All of them: the call's time not spent in attempts. */
+  backoff = 0;
+  /** The wait the last answer asked for (Retry-After), in seconds. */
+  asked: number | undefined;
   done = false;
   /** What the request declares (tools, structured output), when judged (judged.ts). */
   declared: Declared | undefined;
@@ -44,6 +51,8 @@ export class Call {
     readonly own: boolean,
     readonly span: Span,
     stream: boolean,
+    /** (provider, model) of the request: its rate limits' series. */
+    readonly target: readonly [string, string] = [labels[1], labels[2]],
   ) {
     this.values = { [ATTR.apiType]: op.apiType, [ATTR.stream]: stream };
   }
@@ -52,20 +61,31 @@ export class Call {
   attemptStarted(retryCount: number | undefined): void {
     guard("attempt", () => {
       this.attempts += 1;
+      this.wait = undefined;
       const previous = this.attemptOutcome;
       this.attemptOutcome = undefined;
       if (this.attempts > 1 || (retryCount !== undefined && retryCount > 0)) {
         const reason = previous?.reason ?? "unknown";
+        // the SDK's sleep: from the failed answer to this attempt
         const wait = this.attemptEnd ? (performance.now() - this.attemptEnd) / 1000 : undefined;
+        this.wait = wait;
+        this.backoff += wait ?? 0;
         // an error answer: no usage to waste
-        this.account?.recordRetry(reason, { statusCode: previous?.statusCode, wait, span: this.span, wasted: null });
+        this.account?.recordRetry(reason, { statusCode: previous?.statusCode, wait, span: this.span, wasted: null, retryAfter: this.asked });
       }
     });
   }
 
-  attemptEnded(o: Outcome | undefined): void {
+  /**
+   * An HTTP attempt ended: answered (`o` undefined below 400, with the answer's status and
+   * headers) or not; counted, and its rate-limit headers read.
+   */
+  attemptEnded(o: Outcome | undefined, statusCode?: number, headers?: unknown): void {
     this.attemptOutcome = o;
     this.attemptEnd = performance.now();
+    guard("attempt", () => {
+      this.asked = ended(this, o, statusCode, headers, this.wait);
+    });
   }
 
   /** Tokens, finish reasons, response attributes and video progress of an answer. */
@@ -114,6 +134,8 @@ export class Call {
     const account = this.account;
     try {
       if (account && o.filters && o.filters.length) guard("call_finish", () => account.countFilters(o.filters ?? []));
+      // the call's time, less its backoff, is attempt time
+      if (account) account.root.timing[0] += (performance.now() - this.start) / 1000 - this.backoff;
       if (account && (!this.op.poll || o.failureClass === "soft")) {
         if (cancelled) account.callCancelled(this.op.name);
         else account.callFinished(this.op.name, o, this.seq);
@@ -184,7 +206,7 @@ export function startCall(
       } catch (error) {
         swallow("call_start", error);
       }
-      return new Call(state, op, parent.labels(), parent, false, span, stream);
+      return new Call(state, op, parent.labels(), parent, false, span, stream, [provider, model]);
     }
     const labels: [string, string, string, string] = [op.name, provider, model, "unscoped"];
     if (op.poll) return new Call(state, op, labels, undefined, false, span, stream);

@@ -73,7 +73,8 @@ function patchFetch(client: Obj): void {
       throw error;
     }
     try {
-      call.attemptEnded(classifyStatus(response.status, response.headers));
+      // every answer's headers: success, 429 and other errors, streamed or not, raw or parsed
+      call.attemptEnded(classifyStatus(response.status, response.headers), response.status, response.headers);
     } catch (e) {
       swallow("attempt", e);
     }

@@ -29,9 +29,16 @@ export class MetricSet {
   readonly wastedCost: CappedMetric<Counter<string>>;
   readonly contentFilter: CappedMetric<Counter<string>>;
   readonly toolCalls: CappedMetric<Counter<string>>;
+  readonly attemptCount: CappedMetric<Counter<string>>;
+  readonly backoff: CappedMetric<Histogram<string>>;
+  readonly phases: CappedMetric<Histogram<string>>;
+  /** Headroom gauges: one series per provider and model (both capped) and resource, not per call site. */
+  readonly ratelimitRemaining: CappedMetric<Gauge<string>>;
+  readonly ratelimitLimit: CappedMetric<Gauge<string>>;
+  readonly ratelimitReset: CappedMetric<Gauge<string>>;
   readonly telemetryErrors: Counter<string>;
   private readonly registered: string[] = [];
-  /** Every metric with the common labels, by its name in the vocabulary. */
+  /** Every metric with capped labels (the common ones, or those it leads with), by its name in the vocabulary. */
   private readonly capped = new Map<string, CappedMetric<Metric>>();
 
   constructor(
@@ -58,8 +65,11 @@ export class MetricSet {
       const buckets = entry.buckets === undefined ? {} : { buckets: [...entry.buckets] };
       const metric: Metric = new MAKERS[entry.type]({ ...config, ...buckets } as never);
       made.set(entry.name, metric);
-      const capped = COMMON_LABELS.length + (OWN_CAPPED[entry.name] ?? 0);
-      if (entry.common_labels) this.capped.set(entry.name, new CappedMetric(metric, labelNames, maxLabelValues, overflow, capped));
+      // Without the common labels, a metric leads with those of them it caps (the headroom gauges).
+      let leading = 0;
+      while (leading < entry.labels.length && COMMON_LABELS.includes(entry.labels[leading]!)) leading++;
+      const capped = entry.common_labels ? COMMON_LABELS.length + (OWN_CAPPED[entry.name] ?? 0) : leading;
+      if (capped > 0) this.capped.set(entry.name, new CappedMetric(metric, labelNames, maxLabelValues, overflow, capped));
     }
     const capped = <M extends Metric>(name: string): CappedMetric<M> => {
       const found = this.capped.get(name);
@@ -83,6 +93,12 @@ export class MetricSet {
     this.wastedCost = capped("wasted_cost_usd_total");
     this.contentFilter = capped("content_filter_total");
     this.toolCalls = capped("tool_calls_total");
+    this.attemptCount = capped("attempts_total");
+    this.backoff = capped("retry_backoff_seconds");
+    this.phases = capped("request_phase_seconds");
+    this.ratelimitRemaining = capped("ratelimit_remaining");
+    this.ratelimitLimit = capped("ratelimit_limit");
+    this.ratelimitReset = capped("ratelimit_reset_seconds");
     const errors = made.get("telemetry_errors_total");
     if (!(errors instanceof Counter)) throw new Error("failsight: the vocabulary has no counter 'telemetry_errors_total'");
     this.telemetryErrors = errors;

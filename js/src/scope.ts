@@ -193,7 +193,13 @@ export function tracedGeneration<A extends unknown[], R>(
             if (wait !== undefined) {
               account.waited += wait;
               // the attempt's usage is wasted, its failures forgotten
-              account.recordRetry(o.reason ?? "exception", { statusCode: o.statusCode, wait, failureClass: o.failureClass, rerun: true });
+              account.recordRetry(o.reason ?? "exception", {
+                statusCode: o.statusCode,
+                wait,
+                failureClass: o.failureClass,
+                rerun: true,
+                retryAfter: o.retryAfter,
+              });
             }
           } catch (e) {
             swallow("retry", e);

@@ -24,6 +24,9 @@ export const ATTR = Object.freeze({ ...camelKeys(SPANS.gen_ai), ...camelKeys(SPA
 /** Span event names (`spans.events`). */
 export const EVENTS = SPANS.events;
 
+/** Attributes of the retry and attempt span events (`spans.event_attributes`). */
+export const EVENT_ATTRIBUTES = SPANS.event_attributes;
+
 /** Token type -> its usage attribute (`spans.usage`). */
 export const USAGE_ATTRIBUTES = SPANS.usage as Readonly<Record<TokenType, string>>;
 

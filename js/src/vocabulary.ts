@@ -68,6 +68,25 @@ export interface DeclaredEntry {
   };
 }
 
+/** One provider's header names of one rate-limit resource. */
+export interface HeaderSet {
+  readonly limit: string;
+  readonly remaining: string;
+  readonly reset: string;
+}
+
+/** Rate-limit headers and the attempts of a request (the vocabulary's `ratelimit`). */
+export interface RateLimitEntry {
+  /** Resource -> tiers of header sets, in order of precedence. */
+  readonly resources: Readonly<Record<string, readonly (readonly HeaderSet[])[]>>;
+  /** Header -> seconds per unit; the first readable one wins. */
+  readonly retry_after: Readonly<Record<string, number>>;
+  readonly attempt_ok: string;
+  readonly retry_after_outcomes: { readonly absent: string; readonly honoured: string; readonly ignored: string };
+  readonly honoured_tolerance_seconds: number;
+  readonly phases: { readonly attempts: string; readonly backoff: string };
+}
+
 export interface SecretRule {
   readonly id: string;
   readonly about: string;
@@ -123,12 +142,23 @@ export interface Vocabulary {
   /** Outcomes of a judged tool call: the first passes, the others fail. */
   readonly tool_call_outcomes: readonly string[];
   readonly declared: DeclaredEntry;
+  readonly ratelimit: RateLimitEntry;
   readonly labels: { readonly common: readonly string[]; readonly token_types: readonly string[] };
   readonly metrics: readonly MetricEntry[];
   readonly spans: {
     readonly semconv_version: string;
     readonly names: Spellings;
-    readonly events: { readonly retry: string; readonly exception: string };
+    readonly events: { readonly retry: string; readonly exception: string; readonly attempt: string };
+    /** Attributes of the retry and attempt span events. */
+    readonly event_attributes: {
+      readonly attempt: string;
+      readonly status: string;
+      readonly status_code: string;
+      readonly reason: string;
+      readonly backoff: string;
+      readonly wait: string;
+      readonly retry_after: string;
+    };
     readonly gen_ai: {
       readonly operation: string;
       readonly provider: string;

@@ -31,6 +31,8 @@ const PURE = {
   declared: ["schemas", "taxonomy"],
   // Agent frameworks' end-of-run errors by class name: the classifier, extended.
   agents: ["classify", "taxonomy"],
+  // Rate-limit headers read into figures (counts, durations, dates): no telemetry.
+  ratelimit: [],
 };
 // Modules every module may import (pure ones included).
 const EVERYONE = ["vocabulary"];
@@ -40,7 +42,8 @@ const PATCHES = ["instrument", "answers"];
 const PATCH_USERS = ["index"];
 // The engine and what it is made of: they know no patch and no scope.
 // `judged` records a judgement on its call (the tool-call counter, span attributes).
-const ENGINE = ["engine", "account", "spans", "judged"];
+// `attempts` counts each HTTP attempt, its backoff and the headroom its answer's headers report.
+const ENGINE = ["engine", "account", "spans", "judged", "attempts"];
 const SCOPE = ["scope", "decoration"];
 // The rest, each with its job, so that a file nobody placed fails `every file has a rule`.
 const OTHERS = ["config", "capped", "metrics", "retry", "validators", "video", "server", "repr"];
@@ -72,7 +75,13 @@ function findCycle(graph) {
     state.set(node, 1);
     path.push(node);
     for (const next of [...(graph[node] ?? [])].sort()) {
-      if (state.get(next) === 1) return [...path.slice(path.indexOf(next)), next];
+      if (state.get(next) === 1) {
+        // told from its first module in name order, whichever module the walk began at
+        const ring = path.slice(path.indexOf(next));
+        const first = ring.indexOf([...ring].sort()[0]);
+        const turned = [...ring.slice(first), ...ring.slice(0, first)];
+        return [...turned, turned[0]];
+      }
       if (!state.has(next)) {
         const cycle = visit(next);
         if (cycle) return cycle;

@@ -19,6 +19,9 @@ const spec = read("cases.json");
 // Same server settings (the generator copies them): one fault server runs both files' cases.
 const cases = [...spec.cases, ...read("vocabulary_cases.json").cases];
 const PROVIDER = "127.0.0.1";
+// Attempts, backoff and rate-limit headroom (issue 29): compared in the cases that expect them
+// (`attempts_by_status`), as tests/test_conformance.py's _PER_ATTEMPT.
+const PER_ATTEMPT = ["genai_attempts_total", "genai_retry_backoff_seconds", "genai_request_phase_seconds", "genai_ratelimit_"];
 
 function expectedSeries(c) {
   const exp = c.expect;
@@ -60,6 +63,23 @@ function expectedSeries(c) {
     const [tool, outcome] = key.split("|");
     add("genai_tool_calls_total", { tool, outcome }, n);
   }
+  if (exp.attempts_by_status !== undefined) {
+    // every attempt, its backoff, the request's two phases
+    for (const [status, n] of Object.entries(exp.attempts_by_status)) add("genai_attempts_total", { status }, n);
+    for (const [asked, n] of Object.entries(exp.backoff ?? {})) add("genai_retry_backoff_seconds_count", { retry_after: asked }, n);
+    for (const phase of ["attempts", "backoff"]) add("genai_request_phase_seconds_count", { phase }, 1);
+    // Headroom gauges: "resource|figure" -> the value last seen (one series per provider and model).
+    for (const [key, value] of Object.entries(exp.ratelimit ?? {})) {
+      const [resource, figure] = key.split("|");
+      const gauge = labelKey(`genai_ratelimit_${figure}`, { provider: PROVIDER, model: c.labels.model, resource });
+      series.set(gauge, (series.get(gauge) ?? 0) + value);
+    }
+  }
+  // Telemetry errors a case expects: stage -> count.
+  for (const [stage, n] of Object.entries(exp.telemetry_errors ?? {})) {
+    const key = labelKey("genai_telemetry_errors_total", { stage });
+    series.set(key, (series.get(key) ?? 0) + n);
+  }
   return new Map([...series].filter(([, v]) => v));
 }
 
@@ -97,6 +117,7 @@ for (const { label, sdk, perClient } of SDKS) describe(`conformance (tests/confo
           assert.equal(afterSnap.get(key) ?? 0, 0, `in-flight not back to 0: ${key}`);
           continue;
         }
+        if (c.expect.attempts_by_status === undefined && PER_ATTEMPT.some((p) => name.startsWith(p))) continue;
         const d = (afterSnap.get(key) ?? 0) - (beforeSnap.get(key) ?? 0);
         if (d) deltas.set(key, d);
       }

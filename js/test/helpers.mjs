@@ -42,18 +42,44 @@ for (const signal of ["SIGTERM", "SIGINT"]) {
   });
 }
 
+// The fault server with a rate-limit budget of its own (`rate_limit`: failsight.testing.RateLimit's
+// fields), which its command line does not set: the same server, started from Python.
+const WITH_BUDGET = `
+import json, sys, threading
+from failsight.testing import FaultServer, RateLimit
+s = json.loads(sys.argv[1])
+server = FaultServer("127.0.0.1", 0, retry_after_ms=s["retry_after_ms"], slow_seconds=s["slow_seconds"],
+                     video_polls_to_finish=s["video_polls_to_finish"], poll_after_ms=1,
+                     rate_limit=RateLimit(**s["rate_limit"])).start()
+print(f"failsight fault server on {server.base_url}", flush=True)
+try:
+    threading.Event().wait()
+except KeyboardInterrupt:
+    pass
+finally:
+    server.stop()
+`;
+
 /**
- * Start `python -m failsight.testing` on a free loopback port; resolves with its base URL and a stop().
+ * Start `python -m failsight.testing` on a free loopback port; resolves with its base URL and a
+ * stop(). `settings.rate_limit` gives the `ratelimited` scenario's budget (RateLimit's fields).
  */
 export function startFaultServer(settings = {}) {
   if (!existsSync(python)) return Promise.reject(cannotStart("no such file"));
-  const args = [
-    "-m", "failsight.testing", "--port", "0", "--quiet",
-    "--retry-after-ms", String(settings.retry_after_ms ?? 1),
-    "--slow-seconds", String(settings.slow_seconds ?? 1),
-    "--video-polls-to-finish", String(settings.video_polls_to_finish ?? 2),
-    "--poll-after-ms", "1",
-  ];
+  const common = {
+    retry_after_ms: settings.retry_after_ms ?? 1,
+    slow_seconds: settings.slow_seconds ?? 1,
+    video_polls_to_finish: settings.video_polls_to_finish ?? 2,
+  };
+  const args = settings.rate_limit
+    ? ["-c", WITH_BUDGET, JSON.stringify({ ...common, rate_limit: settings.rate_limit })]
+    : [
+        "-m", "failsight.testing", "--port", "0", "--quiet",
+        "--retry-after-ms", String(common.retry_after_ms),
+        "--slow-seconds", String(common.slow_seconds),
+        "--video-polls-to-finish", String(common.video_polls_to_finish),
+        "--poll-after-ms", "1",
+      ];
   const child = spawn(python, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   child.once("exit", () => running.delete(child));
@@ -123,7 +149,10 @@ export function labelKey(name, labels) {
   return JSON.stringify([name, sorted]);
 }
 
-const TIMED = ["genai_request_duration_seconds", "genai_time_to_first_token_seconds", "genai_video_job_duration_seconds"];
+const TIMED = [
+  "genai_request_duration_seconds", "genai_time_to_first_token_seconds", "genai_video_job_duration_seconds",
+  "genai_retry_backoff_seconds", "genai_request_phase_seconds", "genai_ratelimit_reset_seconds",
+];
 
 /** The genai_* samples the conformance suite compares (as tests/test_conformance.py's snapshot). */
 export async function snapshot(registry) {
