@@ -16,14 +16,17 @@ from prometheus_client import CollectorRegistry
 
 import failsight
 from failsight import _config
-from failsight.demo import expected_totals, run_workload
-from failsight.testing import FaultServer
+from failsight.demo import STEADY_MIX, Workload, expected_totals, run_workload
+from failsight.testing import USAGE, FaultServer, RateLimit
 from prom_harness import PrometheusServer, all_dashboard_queries
 
 pytestmark = [pytest.mark.needs_prometheus, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((ROOT / "dashboards" / "rules").glob("*.yml"))
+# The continuous demo's request answered from the fault server's rate-limit budget.
+(RATELIMITED,) = [(step, scenario) for _, step, scenario in STEADY_MIX if scenario == "ratelimited"]
+RATELIMITED_CALLS = 3
 
 
 class Run:
@@ -58,13 +61,19 @@ def run() -> Iterator[Run]:
             PrometheusServer([target], RULE_FILES) as prom,
         ):
             plan = run_workload(fault.base_url, rounds=2, async_count=30)
-            total = len(plan)
+            scraped(prom, len(plan))
+            # The plan's answers carry no rate-limit headers: a few of the continuous demo's
+            # `ratelimited` requests, once Prometheus has scraped, give the headroom gauges
+            # and the attempts that keep their reading current (the headroom rule).
+            workload = Workload(fault.base_url)
+            try:
+                for _ in range(RATELIMITED_CALLS):
+                    workload.run(*RATELIMITED)
+            finally:
+                workload.close()
+            plan += [RATELIMITED] * RATELIMITED_CALLS
+            scraped(prom, len(plan))
             # Scraped at least twice after the workload ended: rates over the data exist.
-            prom.wait_for(
-                "sum(genai_requests_total)",
-                lambda r: bool(r) and float(r[0]["value"][1]) == total,
-                timeout=30,
-            )
             prom.wait_for(
                 "sum(count_over_time(genai_requests_total[1m]))",
                 lambda r: (
@@ -79,6 +88,15 @@ def run() -> Iterator[Run]:
         server.shutdown()
         provider.shutdown()
         _config._state = None
+
+
+def scraped(prom: PrometheusServer, total: int) -> None:
+    """Wait until Prometheus has scraped `total` logical requests."""
+    prom.wait_for(
+        "sum(genai_requests_total)",
+        lambda r: bool(r) and float(r[0]["value"][1]) == total,
+        timeout=30,
+    )
 
 
 def test_requests_by_class_match_the_plan(run: Run) -> None:
@@ -177,3 +195,30 @@ def test_content_filter_categories_match_the_plan(run: Run) -> None:
         ("hate", "prompt", "medium"): rounds,
         ("jailbreak", "prompt", "unknown"): rounds,
     }
+
+
+def test_attempts_backoff_and_phases_match_the_plan(run: Run) -> None:
+    """Each HTTP 429 of the plan is an attempt with status rate_limited, each retry has one
+    backoff observation, and each logical request one observation per phase."""
+    retries = sum(run.expected["retries"].values())
+    refused = (
+        run.expected["retries"]["rate_limited"] + run.expected["failures"][("hard", "rate_limited")]
+    )
+    assert run.value('sum(genai_attempts_total{status="rate_limited"})') == refused
+    assert run.value("sum(genai_retry_backoff_seconds_count)") == retries
+    phases = run.by("sum by (phase) (genai_request_phase_seconds_count)", "phase")
+    assert phases == {"attempts": len(run.plan), "backoff": len(run.plan)}
+
+
+def test_rate_limit_gauges_read_the_fault_servers_budget(run: Run) -> None:
+    """After the `ratelimited` requests, the gauges hold what the last answer said: the
+    default budget less what they spent, and its size; the headroom rule divides them."""
+    budget = RateLimit()
+    spent = {"requests": RATELIMITED_CALLS, "tokens": RATELIMITED_CALLS * USAGE["total_tokens"]}
+    size = {"requests": budget.requests, "tokens": budget.tokens}
+    left = run.by("genai_ratelimit_remaining", "resource")
+    assert left == {resource: size[resource] - spent[resource] for resource in size}
+    assert run.by("genai_ratelimit_limit", "resource") == size
+    headroom = run.prom.wait_for("genai:ratelimit_headroom_ratio:last5m", bool, timeout=20)
+    ratios = {s["metric"]["resource"]: float(s["value"][1]) for s in headroom}
+    assert ratios == pytest.approx({r: left[r] / size[r] for r in size})
