@@ -23,6 +23,7 @@ export interface Current {
 export const current = new AsyncLocalStorage<Current>();
 
 let callSeq = 0;
+const TIMEOUT = "timeout";
 
 // ------------------------------------------------------------------ one SDK call
 
@@ -38,6 +39,8 @@ export class Call {
   backoff = 0;
   /** The wait the last answer asked for (Retry-After), in seconds. */
   asked: number | undefined;
+  /** An attempt whose fetch was aborted, told apart (timeout or the caller's abort) by what follows. */
+  private aborted = false;
   done = false;
   /** What the request declares (tools, structured output), when judged (judged.ts). */
   declared: Declared | undefined;
@@ -59,6 +62,7 @@ export class Call {
 
   /** An HTTP attempt starts; after the first (or with a retry header) it is a retry. */
   attemptStarted(retryCount: number | undefined): void {
+    if (this.aborted) this.settleAttempt(this.attemptOutcome ?? makeOutcome("hard", TIMEOUT)); // the SDK retries a timeout only
     guard("attempt", () => {
       this.attempts += 1;
       this.wait = undefined;
@@ -86,6 +90,26 @@ export class Call {
     guard("attempt", () => {
       this.asked = ended(this, o, statusCode, headers, this.wait);
     });
+  }
+
+  /**
+   * An attempt's fetch was aborted: by the SDK's timeout (it retries, or throws its timeout error)
+   * or by the caller. The fetch error cannot tell which, so the attempt is counted when that is
+   * known: at the next attempt, the call's error, or its end.
+   */
+  attemptAborted(): void {
+    this.attemptOutcome = makeOutcome("hard", TIMEOUT);
+    this.attemptEnd = performance.now();
+    this.aborted = true;
+  }
+
+  /** Count the aborted attempt, if one waits, as ending with `o`. */
+  settleAttempt(o: Outcome): void {
+    if (!this.aborted) return;
+    this.aborted = false;
+    const end = this.attemptEnd; // when it was aborted: the backoff runs from then
+    this.attemptEnded(o);
+    this.attemptEnd = end;
   }
 
   /** Tokens, finish reasons, response attributes and video progress of an answer. */
@@ -129,6 +153,7 @@ export class Call {
   finish(o: Outcome, error?: unknown, cancelled = false): void {
     if (this.done) return;
     this.done = true;
+    if (this.aborted) this.settleAttempt(this.attemptOutcome ?? o);
     let failureClass: FailureClass = o.transient ? "none" : o.failureClass;
     let reason = o.reason;
     const account = this.account;
@@ -227,6 +252,7 @@ export function fail(call: Call, error: unknown, cancelled = false, seen?: Outco
   let o = makeOutcome();
   try {
     o = classifyError(error);
+    call.settleAttempt(o); // an aborted fetch: the SDK's timeout error, or the caller's abort
     if (seen) {
       call.record(seen);
       if (seen.filters?.length) o = { ...o, filters: [...(o.filters ?? []), ...seen.filters] }; // counted at the finish

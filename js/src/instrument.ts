@@ -66,7 +66,8 @@ function patchFetch(client: Obj): void {
       response = await (original as (u: unknown, i: unknown) => Promise<Response>).call(undefined, url, init);
     } catch (error) {
       try {
-        call.attemptEnded(classifyError(error));
+        if (field(error, "name") === "AbortError") call.attemptAborted();
+        else call.attemptEnded(classifyError(error));
       } catch (e) {
         swallow("attempt", e);
       }

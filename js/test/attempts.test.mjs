@@ -198,3 +198,27 @@ test("a retry policy's backoff honours the Retry-After asked", async () => {
     ["server_error", 0.001, 0.001],
   ]);
 });
+
+test("an attempt the SDK's timeout aborted is a timeout, retried or not; the caller's abort is not", async () => {
+  const t = freshTelemetry();
+  const client = new OpenAI({ baseURL: server.baseURL, apiKey: "sk-test", maxRetries: 1, timeout: 300 });
+  instrumentOpenAI(client);
+  const headers = { "X-Failsight-Key": `timeout-${randomUUID()}` };
+  await client.chat.completions.create({ model: "gpt-4o-mini@timeout,ok", messages }, { headers });
+  const r = t.registry;
+  assert.equal(await value(r, "genai_attempts_total", { status: "timeout" }), 1);
+  assert.equal(await value(r, "genai_attempts_total", { status: "ok" }), 1);
+  assert.equal(await value(r, "genai_retries_total", { reason: "timeout" }), 1); // was "exception" before the abort was told apart
+  assert.equal(await value(r, "genai_retry_backoff_seconds_count", { retry_after: "absent" }), 1);
+  const backoff = await value(r, "genai_retry_backoff_seconds_sum");
+  assert.ok(backoff >= 0.1, `the SDK's own backoff (at least 0.5 s less jitter), measured from the abort: ${backoff}`);
+  await assert.rejects(client.chat.completions.create({ model: "gpt-4o-mini@timeout", messages }, { maxRetries: 0 }), OpenAI.APIConnectionTimeoutError);
+  assert.equal(await value(r, "genai_attempts_total", { status: "timeout" }), 2);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 50);
+  await assert.rejects(client.chat.completions.create({ model: "gpt-4o-mini@timeout", messages }, { signal: controller.signal, maxRetries: 0 }));
+  assert.equal(await value(r, "genai_attempts_total", { status: "timeout" }), 2); // the caller's abort
+  assert.equal(await value(r, "genai_attempts_total"), 4);
+  const [span] = t.exporter.getFinishedSpans().filter((s) => s.name === "chat gpt-4o-mini@timeout,ok");
+  assert.deepEqual(attributesOf(span, "attempt").map((e) => [e.attempt, e.status]), [[1, "timeout"], [2, "ok"]]);
+});
