@@ -40,8 +40,7 @@ _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
 Key = tuple[str, tuple[tuple[str, str], ...]]
 
 # Attempts, backoff and rate-limit headroom (issue 29): compared only in the cases that expect
-# them (`attempts_by_status`), until the Node.js package records them too; the cases that will
-# are in conformance/pending_ratelimit_cases.json.
+# them (`attempts_by_status`), in both languages (js/test/conformance.test.mjs: PER_ATTEMPT).
 _PER_ATTEMPT = ("genai_attempts_total", "genai_retry_backoff_seconds",
                 "genai_request_phase_seconds", "genai_ratelimit_")  # fmt: skip
 
@@ -141,6 +140,8 @@ def expected_series(case: dict[str, Any]) -> dict[Key, float]:
                 tuple(sorted({**model, "resource": resource}.items())),
             )
             add(gauge, value)
+    for stage, n in exp.get("telemetry_errors", {}).items():  # telemetry errors a case expects
+        add(("genai_telemetry_errors_total", (("stage", stage),)), n)
     return {k: v for k, v in series.items() if v}
 
 

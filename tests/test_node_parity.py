@@ -22,13 +22,14 @@ from prometheus_client.parser import text_string_to_metric_families
 import failsight
 from failsight import _config
 from failsight.testing import FaultServer
-from test_conformance import _PER_ATTEMPT, CASES, CONFORMANCE, run_case
+from test_conformance import CASES, CONFORMANCE, run_case
 
 pytestmark = [pytest.mark.needs_node, pytest.mark.needs_prometheus, pytest.mark.e2e]
 
 JS = Path(__file__).resolve().parent.parent / "js"
 _TIMED = ("genai_request_duration_seconds", "genai_time_to_first_token_seconds",
-          "genai_video_job_duration_seconds")  # fmt: skip
+          "genai_video_job_duration_seconds", "genai_retry_backoff_seconds",
+          "genai_request_phase_seconds", "genai_ratelimit_reset_seconds")  # fmt: skip
 
 
 def _need_node() -> str:
@@ -48,8 +49,6 @@ def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             name = sample.name
             if not name.startswith("genai_") or name.endswith("_created"):
-                continue
-            if name.startswith(_PER_ATTEMPT):  # Python only until Node records them (issue 29)
                 continue
             labels = dict(sample.labels)
             if "le" in labels:
@@ -137,11 +136,15 @@ def test_node_labels_in_the_contract_order(scraped: dict[str, Any]) -> None:
         name = line.split("{", 1)[0]
         keys = [part.split("=", 1)[0] for part in line.split("{", 1)[1].split("} ")[0].split('",')]
         keys = [k for k in keys if k != "le"]
+        if name.startswith("genai_ratelimit_"):  # per provider and model, not per call site
+            assert keys == ["provider", "model", "resource"], line
+            seen.add(name)
+            continue
         assert keys[:4] == ["operation", "provider", "model", "call_site"], line
         if name in own:
             assert keys[4:] == own[name], line
         seen.add(name)
-    assert set(own) <= seen
+    assert set(own) | {"genai_ratelimit_remaining", "genai_ratelimit_limit"} <= seen
 
 
 def test_promtool_check_metrics_is_clean_on_node_output(scraped: dict[str, Any]) -> None:
