@@ -203,7 +203,9 @@ def test_every_query_is_filtered_by_the_variables(name: str) -> None:
     for p in panels_of(name):
         for target in p.get("targets", []):
             for metric, matchers in selector.findall(target["expr"]):
-                wanted = ("job",) if metric == "genai_telemetry_errors_total" else COMMON_FILTERS
+                wanted: tuple[str, ...] = COMMON_FILTERS
+                if metric == "genai_telemetry_errors_total":
+                    wanted = ("job",)
                 if HEADROOM_SERIES.fullmatch(metric):
                     wanted = HEADROOM_FILTERS
                     # ... and none of the others, which would match no series once set.
