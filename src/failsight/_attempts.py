@@ -5,10 +5,20 @@ The engine's `Call` hands each HTTP attempt's end here (SDK-internal retries eac
 raw HTTP request is one); the account hands each retry's wait here. Nothing here raises: the
 callers guard it. Header values that do not parse are counted in
 `genai_telemetry_errors_total{stage="ratelimit_header"}`, once each, and otherwise ignored.
+
+Headroom is read when it is scraped, not when it comes. The gauges hold the last value seen,
+so of the answers a (provider, model) gets between two scrapes only the newest one counts:
+a successful answer just keeps its headers object (`MetricSet.headroom_pending`, one entry per
+pair), and `flush_headroom` parses it at the start of the next collection. Parsing six
+headers and setting six gauges costs about 80,000 instructions; keeping a reference costs a
+dictionary store. An error answer is read at once (its `Retry-After` decides the backoff's
+label) and supersedes what was kept. In multiprocess mode every answer is read at once: the
+process that serves /metrics is not the one that got the answer.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 from failsight import _spans
@@ -22,7 +32,7 @@ if TYPE_CHECKING:
     from failsight._metrics import MetricSet
     from failsight._taxonomy import Outcome
 
-__all__ = ["ATTEMPT_OK", "PHASES", "backoff_label", "ended", "record_reading"]
+__all__ = ["ATTEMPT_OK", "PHASES", "backoff_label", "ended", "flush_headroom", "record_reading"]
 
 _SPEC: Final = VOCABULARY["ratelimit"]
 ATTEMPT_OK: Final[str] = _SPEC["attempt_ok"]
@@ -90,11 +100,17 @@ def ended(
         call.state.metrics.attempt_count.child((*call.labels, status)).inc()
     asked = outcome.retry_after if outcome is not None else None
     if headers is not None:
-        reading = read_headers(headers)
-        if reading is not None:
-            record_reading(call.state.metrics, call.target[0], call.target[1], reading)
-            if reading.retry_after is not None:
-                asked = reading.retry_after
+        metrics = call.state.metrics
+        target = call.target
+        if outcome is None and metrics.headroom_deferred:
+            metrics.headroom_pending[(target[0], target[1])] = (headers, time.time())
+        else:
+            reading = read_headers(headers)
+            if reading is not None:
+                metrics.headroom_pending.pop((target[0], target[1]), None)  # this one is newer
+                record_reading(metrics, target[0], target[1], reading)
+                if reading.retry_after is not None:
+                    asked = reading.retry_after
     span = call.span
     if (outcome is not None or call.attempts > 1) and _spans.is_recording(span):
         event: dict[str, Any] = {_NAMES["attempt"]: call.attempts, _NAMES["status"]: status}
@@ -106,3 +122,20 @@ def ended(
             event[_NAMES["retry_after"]] = asked
         span.add_event(_EVENT, event)
     return asked
+
+
+def flush_headroom(metrics: MetricSet) -> None:
+    """Read the headers kept since the last collection into the headroom gauges (a reset given
+    as a date counts from when its answer came). Runs before each collection; never raises."""
+    pending = metrics.headroom_pending
+    while pending:
+        try:
+            (provider, model), (headers, when) = pending.popitem()
+        except KeyError:  # emptied by another collection meanwhile
+            return
+        try:
+            reading = read_headers(headers, now=when)
+            if reading is not None:
+                record_reading(metrics, provider, model, reading)
+        except Exception as exc:
+            report("ratelimit_header", exc)

@@ -18,6 +18,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from failsight import _deferred, _guard
+from failsight._attempts import flush_headroom
 from failsight._metrics import DEFAULT_MAX_SERIES, MetricSet
 from failsight._prices import PriceBook, check_prices, load_table
 from failsight._version import __version__
@@ -263,13 +264,21 @@ def _activate(settings: Settings) -> State:
         sets = _sets_of(settings.registry)
         metrics = sets.get(settings.namespace)
         if metrics is None:
+            made: list[MetricSet] = []
+
+            def before_collect() -> None:
+                _deferred.drain()
+                if made:
+                    flush_headroom(made[0])
+
             metrics = MetricSet(
                 settings.registry,
                 settings.namespace,
                 settings.max_label_values,
                 max_series=settings.max_series,
-                before_collect=_deferred.drain,
+                before_collect=before_collect,
             )
+            made.append(metrics)
             sets[settings.namespace] = metrics
         else:
             metrics.set_limits(settings.max_label_values, settings.max_series)

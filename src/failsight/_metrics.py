@@ -9,7 +9,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from failsight._capped import (
     CHILD_CACHE_LIMIT,
@@ -166,6 +166,10 @@ class MetricSet:
         self._children: dict[tuple[str, ...], LabelChildren] = {}
         # (gauge, provider, model, resource) -> the headroom gauge's setter (`_attempts`)
         self.headroom: dict[tuple[int, str, str, str], Add] = {}
+        # (provider, model) -> (headers, time) of its newest answer not yet read (`_attempts`);
+        # read when collected, except in multiprocess mode, where no collection sees them.
+        self.headroom_pending: dict[tuple[str, str], tuple[Any, float]] = {}
+        self.headroom_deferred = values.ValueClass is values.MutexValue
         self._children_lock = threading.Lock()
         self.children_epoch = 0
         self._registered: list[Any] = []
