@@ -124,6 +124,29 @@ def test_countdown_across_calls_then_429_with_retry_after(instrumented: Telemetr
                      "retry_after_seconds": 1.5}  # fmt: skip
 
 
+def test_headroom_is_read_when_scraped_the_newest_answer_wins(instrumented: Telemetry) -> None:
+    """Between two scrapes, successful answers only keep their headers; the scrape reads the
+    newest. An error answer is read at once and replaces what was kept."""
+    from failsight._config import get_state
+
+    limit = RateLimit(requests=4, tokens=1000, refusals=1, retry_after_ms=1500)
+    model = "gpt-4o-mini@ratelimited"
+    pending = get_state().metrics.headroom_pending
+    with FaultServer(rate_limit=limit) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0)
+        for _ in range(3):  # remaining 3, 2, 1: nothing read yet
+            client.chat.completions.create(model=model, messages=MESSAGES)
+        assert list(pending) == [(P, model)]
+        assert gauge(instrumented, "remaining", model, "requests") == 1.0  # the newest
+        assert pending == {}  # the scrape read it
+        client.chat.completions.create(model=model, messages=MESSAGES)  # remaining 0, kept
+        assert (P, model) in pending
+        with pytest.raises(openai.RateLimitError):  # read at once, replacing the kept one
+            client.chat.completions.create(model=model, messages=MESSAGES)
+        assert pending == {}
+    assert gauge(instrumented, "remaining", model, "requests") == 0.0
+
+
 def test_a_lone_successful_attempt_has_no_event_and_no_headers_no_series(
     server: FaultServer, instrumented: Telemetry
 ) -> None:
