@@ -53,7 +53,7 @@ SHIPPED_CONFIG = REPO / "deploy" / "prometheus.yml"
 DEMO_JOB = "failsight-demo"
 SCRAPE_S = 2  # the scrape interval here, and so Grafana's datasource "scrape interval"
 RATE = 25  # demo requests per second: an incident's call site sees ~13 requests or more
-EVERY_S, LENGTH_S = 13, 10  # incident slots: the four incidents end 52 s into the run
+EVERY_S, LENGTH_S = 13, 10  # incident slots: the five incidents end 65 s into the run
 GRID_PX = 1872  # a dashboard 1920 px wide, less Grafana's page padding: 24 columns
 INSTANT_PANELS = {"stat", "bargauge", "table", "gauge", "piechart"}
 
@@ -388,6 +388,8 @@ INCIDENT_COUNTERS = {
     ),
     "GenAITruncationSpike": (('genai_failures_total{reason="length", ',), 0.05),
 }
+# The headroom alert reads gauges, not counters: below 10% at each scrape of the incident.
+HEADROOM_ALERT, HEADROOM_THRESHOLD = "GenAIRateLimitHeadroomLow", 0.1
 
 
 def test_each_incident_crosses_its_alert_threshold_at_its_call_site(stack: Stack) -> None:
@@ -405,12 +407,23 @@ def test_each_incident_crosses_its_alert_threshold_at_its_call_site(stack: Stack
         return sample_value(prom.query_at(expr, at))
 
     for incident in INCIDENTS:
-        selectors, threshold = INCIDENT_COUNTERS[incident.alert]
         title = re.escape(incident.title)
         over = demo.wait_for(rf"\[(\d\d):(\d\d):(\d\d)\] incident over: {title}", 5)
         # The demo's clock shows whole seconds: the window may start up to 1 s early.
         end = stack.started + int(over[1]) * 3600 + int(over[2]) * 60 + int(over[3]) + 1
         start = end - LENGTH_S - 1
+        if incident.alert == HEADROOM_ALERT:
+            # `remaining / limit` of the model's requests budget as each scrape read it, a
+            # second apart: plenty before the incident; from its first answer read on, below
+            # the threshold to its last scrape (`end - 2`: the clock shows whole seconds).
+            where = f'model="{incident.model}", resource="requests"'
+            left = f"genai_ratelimit_remaining{{{where}}} / genai_ratelimit_limit{{{where}}}"
+            read = [sample_value(prom.query_at(left, start + k)) for k in range(LENGTH_S)]
+            assert read[0] > 0.5 and read[-1] < HEADROOM_THRESHOLD, f"{incident.title}: {read}"
+            low = next(k for k, value in enumerate(read) if value < HEADROOM_THRESHOLD)
+            assert max(read[low:]) < HEADROOM_THRESHOLD, f"{incident.title}: {read}"
+            continue
+        selectors, threshold = INCIDENT_COUNTERS[incident.alert]
         where = f'call_site="{incident.call_site}", model="{incident.model}"'
         failing = [s + where + "}" for s in selectors]
         requests = (f"genai_requests_total{{{where}}}",)

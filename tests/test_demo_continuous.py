@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import Telemetry
+from failsight._ratelimit import read_headers
 from failsight.demo import (
     INCIDENTS,
     STEADY_MIX,
@@ -29,20 +30,22 @@ from failsight.demo import (
     expected_totals,
     run_continuous,
 )
-from failsight.testing import FaultServer
+from failsight.testing import RATELIMIT_HEADER_SCENARIOS, RATELIMIT_SCENARIOS, FaultServer
 
-# The thresholds of the alerts the incidents stand for (failsight-alerts.yml).
-HARD, SILENT, CONTENT_FILTER, LENGTH, RATE_LIMITED, RETRIES, VIDEO = (
-    0.1, 0.05, 0.05, 0.05, 0.1, 0.5, 0.25,
+# The thresholds of the alerts the incidents stand for (failsight-alerts.yml); the headroom
+# alert fires below its threshold, the others above theirs.
+HARD, SILENT, CONTENT_FILTER, LENGTH, RATE_LIMITED, RETRIES, VIDEO, HEADROOM = (
+    0.1, 0.05, 0.05, 0.05, 0.1, 0.5, 0.25, 0.1,
 )  # fmt: skip
+Mix = list[tuple[float, Step, str]]  # weight, step, the fault server's scenario
 
 Series = tuple[str, str, str]  # call_site, model, operation, as the alerts group them
 
 
-def ratios(mix: Iterable[tuple[float, Step]]) -> dict[Series, dict[str, float]]:
+def ratios(mix: Iterable[tuple[float, Step, str]]) -> dict[Series, dict[str, float]]:
     """Per series, what the alerts compute, from the weight and declaration of each step."""
     totals: dict[Series, Counter[str]] = defaultdict(Counter)
-    for weight, step in mix:
+    for weight, step, _ in mix:
         counts = totals[(step.call_site, step.model, step.operation)]
         counts["requests"] += weight
         counts[step.failure_class] += weight
@@ -68,20 +71,42 @@ def ratios(mix: Iterable[tuple[float, Step]]) -> dict[Series, dict[str, float]]:
     }
 
 
-def steady() -> list[tuple[float, Step]]:
-    return [(weight, step) for weight, step, _ in STEADY_MIX]
-
-
-def during(incident: Incident) -> list[tuple[float, Step]]:
-    """The mix while `incident` runs: its share of its call site's weight fails its way."""
-    mix: list[tuple[float, Step]] = []
-    for weight, step in steady():
-        if not incident.hits(step):
-            mix.append((weight, step))
+def headroom(mix: Iterable[tuple[float, Step, str]]) -> dict[tuple[str, str], float]:
+    """Per model and resource, the most budget left (remaining / limit) an answer reports, as
+    failsight reads the scenario's headers. The gauges show the newest reading, so the headroom
+    alert's condition holds across scrapes only while every answer reports less than its
+    threshold; the `ratelimited` budget counts down from full."""
+    most: dict[tuple[str, str], float] = defaultdict(float)
+    for weight, step, scenario in mix:
+        if weight <= 0 or scenario not in RATELIMIT_SCENARIOS:
             continue
-        mix.append((weight * (1 - incident.share), step))
-        for failing, _ in incident.steps:
-            mix.append((weight * incident.share / len(incident.steps), failing))
+        if scenario == "ratelimited":
+            left = {"requests": 1.0, "tokens": 1.0}
+        else:
+            reading = read_headers(dict(RATELIMIT_HEADER_SCENARIOS[scenario]))
+            assert reading is not None, scenario
+            left = {f.resource: f.remaining / f.limit for f in reading.figures
+                    if f.limit and f.remaining is not None}  # fmt: skip
+        for resource, share in left.items():
+            key = (step.model, resource)
+            most[key] = max(most[key], share)
+    return dict(most)
+
+
+def steady() -> Mix:
+    return list(STEADY_MIX)
+
+
+def during(incident: Incident) -> Mix:
+    """The mix while `incident` runs: its share of its call site's weight fails its way."""
+    mix: Mix = []
+    for weight, step, scenario in steady():
+        if not incident.hits(step):
+            mix.append((weight, step, scenario))
+            continue
+        mix.append((weight * (1 - incident.share), step, scenario))
+        for failing, failing_scenario in incident.steps:
+            mix.append((weight * incident.share / len(incident.steps), failing, failing_scenario))
     return mix
 
 
@@ -92,6 +117,11 @@ def test_the_steady_mix_stays_below_every_alert_threshold() -> None:
     for series, values in ratios(steady()).items():
         for name, value in values.items():
             assert value < limits[name] / 2, f"{series}: {name} {value:.3f} at steady state"
+    # Every model whose answers report a budget reports twice the headroom threshold or more.
+    most = headroom(steady())
+    assert {model for model, _ in most} >= {"gpt-4o-mini", "text-embedding-3-small"}
+    for key, left in most.items():
+        assert left >= 2 * HEADROOM, f"{key}: at most {left:.3f} of the budget left"
 
 
 # Each incident's ratio, its alert threshold, and whether the alert compares it with the
@@ -101,6 +131,7 @@ INCIDENT_RATIOS = {
     "GenAIContentFilterSpike": ("content_filter", CONTENT_FILTER, True),
     "GenAIRateLimitSurge": ("rate_limited", RATE_LIMITED, True),
     "GenAITruncationSpike": ("length", LENGTH, True),
+    "GenAIRateLimitHeadroomLow": ("headroom", HEADROOM, False),
 }
 
 
@@ -108,18 +139,28 @@ INCIDENT_RATIOS = {
 def test_each_incident_crosses_its_alert_threshold(incident: Incident) -> None:
     name, threshold, baseline = INCIDENT_RATIOS[incident.alert]
     (series,) = {(s.call_site, s.model, s.operation) for s, _ in incident.steps}
-    value = ratios(during(incident))[series][name]
-    assert value > 3 * threshold, f"{incident.title}: {name} {value:.3f}"
-    if baseline:
-        assert value > 4 * ratios(steady())[series][name]
-    # The call site has the traffic the alerts' minimum-traffic guard asks for (10 requests
-    # in 5 minutes) at the default rate of 4 requests per second.
-    share = sum(w for w, s in steady() if incident.hits(s)) / sum(w for w, _ in steady())
-    assert 4 * 300 * share >= 30
+    if name == "headroom":
+        # Below the threshold, per resource, whichever answer of the model a scrape reads; the
+        # alert's traffic guard counts the model's attempts, whatever their call site.
+        left = {key: v for key, v in headroom(during(incident)).items() if key[0] == series[1]}
+        assert len(left) == 2 and max(left.values()) < threshold / 3, f"{incident.title}: {left}"
+        assert all(ratio == 0 for ratio in ratios(during(incident))[series].values())
+        share = sum(w for w, s, _ in steady() if s.model == series[1])
+        # Once it is over, the model's answers report plenty again, so the alert resolves.
+        assert headroom(steady())[(series[1], "requests")] >= 2 * threshold
+    else:
+        value = ratios(during(incident))[series][name]
+        assert value > 3 * threshold, f"{incident.title}: {name} {value:.3f}"
+        if baseline:
+            assert value > 4 * ratios(steady())[series][name]
+        share = sum(w for w, s, _ in steady() if incident.hits(s))
+    # The call site (or model) has the traffic the alerts' minimum-traffic guard asks for (10
+    # requests in 5 minutes) at the default rate of 4 requests per second.
+    assert 4 * 300 * share / sum(w for w, _, _ in steady()) >= 30
 
 
 def test_the_mix_covers_every_failure_class_and_operation() -> None:
-    steps = [step for _, step in steady()]
+    steps = [step for _, step, _ in steady()]
     assert {step.failure_class for step in steps} == {"none", "hard", "soft", "silent"}
     assert {step.operation for step in steps} >= {
         "chat", "embeddings", "image_generation", "video_generation",
@@ -135,14 +176,15 @@ def test_the_schedule_gives_each_slot_normal_traffic_then_one_incident() -> None
     schedule = Schedule(every=1380, length=1080)
     assert schedule.active(0) is None and schedule.active(299.9) is None
     seen = []
-    for minute in range(0, 4 * 23 * 60, 30):
+    for minute in range(0, len(INCIDENTS) * 23 * 60, 30):
         incident = schedule.active(minute)
         if incident is not None and (not seen or seen[-1] is not incident):
             seen.append(incident)
     assert seen == list(INCIDENTS)
     assert schedule.active(300).alert == "GenAISilentFailures"
     assert schedule.active(1379.9) is INCIDENTS[0] and schedule.active(1380) is None
-    assert schedule.active(4 * 1380 + 300) is INCIDENTS[0]  # the cycle repeats
+    assert schedule.active(len(INCIDENTS) * 1380 + 300) is INCIDENTS[0]  # the cycle repeats
+    assert len(INCIDENTS) == 5 and INCIDENTS[-1].alert == "GenAIRateLimitHeadroomLow"
     # The spike alerts compare with the last day: each call site was quiet for longer than
     # its incident lasts (silent failures, first, have no baseline).
     for index, incident in enumerate(INCIDENTS[1:], 1):

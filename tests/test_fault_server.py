@@ -1055,8 +1055,8 @@ def test_command_line_serves_until_interrupted(http: httpx.Client) -> None:
             proc.wait()
 
 
-@pytest.mark.parametrize("name", covers("ratelimit_openai", "ratelimit_anthropic",
-                                         "ratelimit_malformed"))  # fmt: skip
+@pytest.mark.parametrize("name", covers("ratelimit_openai", "ratelimit_low",
+                                         "ratelimit_anthropic", "ratelimit_malformed"))  # fmt: skip
 def test_fixed_rate_limit_headers_on_an_ok_answer(
     name: str, server: FaultServer, http: httpx.Client
 ) -> None:

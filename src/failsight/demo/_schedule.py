@@ -69,7 +69,11 @@ STEADY_MIX: tuple[tuple[float, Step, str], ...] = (
     _w(0.3, "stream", "drop_mid_stream", "hard", "connection"),
     _w(4, "responses", "ok"),
     _w(0.3, "responses", "length", "soft", "length", wasted=1),
-    _w(4, "embeddings", "ok", operation="embeddings", model="text-embedding-3-small"),
+    # Every embeddings answer reports the budget, as OpenAI's do: plenty left (ratelimit_openai),
+    # until the rate-limit squeeze. An answer without the headers would keep the gauge's last
+    # value, and the squeeze's 2% would outlast it.
+    _w(4, "embeddings", "ratelimit_openai", operation="embeddings",
+       model="text-embedding-3-small"),
     _w(3, "image", "ok", operation=IMG, model="dall-e-3"),
     _w(0.4, "image", "image_empty", "soft", "image_filtered", operation=IMG, model="dall-e-3"),
     _w(1, "video", "video_ok", operation=VID, video_status="succeeded", model="sora-2"),
@@ -146,13 +150,19 @@ INCIDENTS: tuple[Incident, ...] = (
                        retries=("rate_limited", "rate_limited"))), 0.7),
     Incident("truncation (length) wave", "summarize", "gpt-4o-mini", "GenAITruncationSpike",
              _steps(_w(0, "summarize", "length", "soft", "length", "summarize")), 0.5),
+    # Every answer of the model reports 2% of its budget left: the headroom gauges read at each
+    # scrape stay below 10% for the whole incident. The answers succeed; no other alert moves.
+    Incident("rate-limit squeeze", "unscoped", "text-embedding-3-small",
+             "GenAIRateLimitHeadroomLow",
+             _steps(_w(0, "embeddings", "ratelimit_low", operation="embeddings",
+                       model="text-embedding-3-small")), 1.0),
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Schedule:
     """Incident slots of `every` seconds: normal traffic, then an incident in the slot's last
-    `length` seconds. Slot i runs `INCIDENTS[i % 4]`.
+    `length` seconds. Slot i runs `INCIDENTS[i % len(INCIDENTS)]`.
 
     >>> Schedule(every=1380, length=1080).active(400).title
     'silent-failure burst'

@@ -110,9 +110,11 @@ class RateLimitBudget:
         return refused, headers
 
 
-# Answers that carry fixed rate-limit headers: OpenAI's spellings with Go durations, Anthropic's
-# through a gateway (RFC 3339 resets; input and output tokens besides the combined ones), and
-# malformed values next to readable ones (`x-ratelimit-limit-requests` is the readable one).
+# Answers that carry fixed rate-limit headers: OpenAI's spellings with Go durations, a budget
+# almost spent (2% of requests and tokens left: the continuous demo's rate-limit squeeze),
+# Anthropic's through a gateway (RFC 3339 resets; input and output tokens besides the combined
+# ones), and malformed values next to readable ones (`x-ratelimit-limit-requests` is the
+# readable one).
 RATELIMIT_HEADER_SCENARIOS: Final[Mapping[str, Mapping[str, str]]] = types.MappingProxyType(
     {
         "ratelimit_openai": {
@@ -122,6 +124,14 @@ RATELIMIT_HEADER_SCENARIOS: Final[Mapping[str, Mapping[str, str]]] = types.Mappi
             "x-ratelimit-limit-tokens": "160000",
             "x-ratelimit-remaining-tokens": "159980",
             "x-ratelimit-reset-tokens": "1h2m3.5s",
+        },
+        "ratelimit_low": {
+            "x-ratelimit-limit-requests": "5000",
+            "x-ratelimit-remaining-requests": "100",
+            "x-ratelimit-reset-requests": "40s",
+            "x-ratelimit-limit-tokens": "160000",
+            "x-ratelimit-remaining-tokens": "3200",
+            "x-ratelimit-reset-tokens": "45s",
         },
         "ratelimit_anthropic": {
             "anthropic-ratelimit-requests-limit": "50",
