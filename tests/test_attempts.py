@@ -147,6 +147,19 @@ def test_headroom_is_read_when_scraped_the_newest_answer_wins(instrumented: Tele
     assert gauge(instrumented, "remaining", model, "requests") == 0.0
 
 
+def test_an_answer_without_headers_does_not_hide_a_kept_reading(
+    server: FaultServer, instrumented: Telemetry
+) -> None:
+    """A successful answer with rate-limit headers, then one without, before any scrape: the
+    scrape reads the first (the second says nothing about the budget)."""
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+    headers = {"X-Failsight-Scenario": "ratelimit_low"}
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert gauge(instrumented, "remaining", "gpt-4o-mini", "requests") == 100.0
+    assert gauge(instrumented, "limit", "gpt-4o-mini", "requests") == 5000.0
+
+
 def test_a_lone_successful_attempt_has_no_event_and_no_headers_no_series(
     server: FaultServer, instrumented: Telemetry
 ) -> None:

@@ -7,13 +7,14 @@ callers guard it. Header values that do not parse are counted in
 `genai_telemetry_errors_total{stage="ratelimit_header"}`, once each, and otherwise ignored.
 
 Headroom is read when it is scraped, not when it comes. The gauges hold the last value seen,
-so of the answers a (provider, model) gets between two scrapes only the newest one counts:
-a successful answer just keeps its headers object (`MetricSet.headroom_pending`, one entry per
-pair), and `flush_headroom` parses it at the start of the next collection. Parsing six
-headers and setting six gauges costs about 80,000 instructions; keeping a reference costs a
-dictionary store. An error answer is read at once (its `Retry-After` decides the backoff's
-label) and supersedes what was kept. In multiprocess mode every answer is read at once: the
-process that serves /metrics is not the one that got the answer.
+so of the answers a (provider, model) gets between two scrapes only the newest one that
+carries rate-limit headers counts: a successful answer keeps its headers object
+(`MetricSet.headroom_pending`, one entry per pair), and `flush_headroom` parses it at the
+start of the next collection. Parsing six headers and setting six gauges costs about 80,000
+instructions; a look for the headers and a reference kept, a few thousand. An error answer
+is read at once (its `Retry-After` decides the backoff's label) and supersedes what was
+kept. In multiprocess mode every answer is read at once: the process that serves /metrics
+is not the one that got the answer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from failsight import _spans
 from failsight._capped import CHILD_CACHE_LIMIT
 from failsight._guard import report
 from failsight._metric_ops import setter
-from failsight._ratelimit import Reading, read_headers
+from failsight._ratelimit import Reading, carries, read_headers
 from failsight._vocabulary import VOCABULARY
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ def ended(
         metrics = call.state.metrics
         target = call.target
         if outcome is None and metrics.headroom_deferred:
-            metrics.headroom_pending[(target[0], target[1])] = (headers, time.time())
+            if carries(headers):  # an answer without them must not hide one with them
+                metrics.headroom_pending[(target[0], target[1])] = (headers, time.time())
         else:
             reading = read_headers(headers)
             if reading is not None:

@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 from failsight._vocabulary import VOCABULARY
 
-__all__ = ["Figures", "Reading", "parse_count", "parse_duration", "read_headers"]
+__all__ = ["Figures", "Reading", "carries", "parse_count", "parse_duration", "read_headers"]
 
 _SPEC: Final = VOCABULARY["ratelimit"]
 # resource -> tiers -> header sets (limit, remaining, reset header names)
@@ -125,6 +125,23 @@ def _timestamp(text: str) -> float | None:
         return float(email.utils.mktime_tz(parsed)) if parsed is not None else None
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
+
+
+def carries(headers: Any) -> bool:
+    """Whether `headers` holds a rate-limit header (one C-level pass over httpx's names).
+
+    >>> carries({"x-ratelimit-remaining-tokens": "0"}), carries({"content-type": "json"})
+    (True, False)
+    """
+    triples = getattr(headers, "_list", None)
+    if type(triples) is list:
+        return not _BYTE_KEYS.isdisjoint(map(_LOWER, triples))
+    store = getattr(headers, "_store", None)
+    if type(store) is dict:
+        return not _NAMES.isdisjoint(store)
+    if not isinstance(headers, Mapping):
+        return False
+    return any(str(k).lower() in _NAMES for k in headers)
 
 
 def _present(headers: Any) -> dict[str, str] | None:
