@@ -100,7 +100,9 @@ def add_slo_command(commands: Any) -> None:
         default="genai",
         help="the metric namespace given to failsight.configure (default genai)",
     )
-    slo.add_argument("--service", default="failsight", help="Sloth's service name (default failsight)")
+    slo.add_argument(
+        "--service", default="failsight", help="Sloth's service name (default failsight)"
+    )
     slo.add_argument(
         "--label",
         action="append",
