@@ -48,7 +48,6 @@ active_call: Final[contextvars.ContextVar[Call | None]] = contextvars.ContextVar
 
 _RECORD: Final = guarded("call_record")
 # Reasons of what the SDK's `parse()` helpers raise on an answer they cannot read.
-_PARSE_ERRORS: Final = frozenset({"exception", "invalid_response"})
 _ATTEMPT: Final = guarded("attempt")
 
 
@@ -377,8 +376,7 @@ def fail(call: Call, exc: BaseException, seen: Outcome | None = None) -> None:
             outcome = classify_exception(exc)
             if call.attempt_open:  # a raw HTTP request that got no answer
                 call.attempt_ended(outcome)
-            if call.declared is not None and outcome.reason in _PARSE_ERRORS:
-                outcome = judged_error(call, exc, outcome)  # `parse()` ends as `create` would
+            outcome = judged_error(call, exc, outcome)  # `parse()` ends as `create` would
             extra = outcome
             if seen is not None:
                 call.record(seen)

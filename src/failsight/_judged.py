@@ -46,6 +46,8 @@ __all__ = ["declare", "explained_by_judgement", "judged", "judged_error"]
 
 _KINDS: Final = frozenset({"chat", "responses"})
 _STAGE: Final = "schema"
+# What `parse()` raising on a declared answer looks like before it is judged.
+_PARSE_ERRORS: Final = frozenset({"exception", "invalid_response"})
 # Errors of `parse()` this module turned into a silent failure: the request's reason is the
 # judgement's, not the exception's. Held weakly where the type allows; pydantic's
 # ValidationError does not, so the newest few of those are held (the caller holds them anyway
@@ -121,9 +123,10 @@ def judged_error(call: Call, exc: BaseException, outcome: Outcome) -> Outcome:
     """The outcome of an error the SDK's `parse()` raised on a declared answer: the answer's
     judgement when it is found in the traceback (with its usage), else the reason the error
     itself gives (pydantic's ValidationError, a strict tool's JSONDecodeError); otherwise
-    `outcome` unchanged."""
+    `outcome` unchanged. Only an error classified as a broken answer (`exception`,
+    `invalid_response`) of a call that declared something is looked at."""
     declared = call.declared
-    if declared is None:
+    if declared is None or outcome.reason not in _PARSE_ERRORS:
         return outcome
     seen = None
     answer = answer_in_traceback(exc)

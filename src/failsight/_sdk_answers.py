@@ -145,11 +145,8 @@ class _RawAnswer:
         outcome = Outcome()
         try:
             with _RESULT:
-                outcome = classify_exception(exc)
-                if self.call.declared is not None and outcome.reason == "exception":
-                    # A declared answer `parse()` refused (pydantic's ValidationError): judged
-                    # as `create` would be, not a broken body.
-                    outcome = judged_error(self.call, exc, outcome)
+                # A declared answer `parse()` refused is judged as `create` would be.
+                outcome = judged_error(self.call, exc, classify_exception(exc))
                 if outcome.reason == "exception":
                     outcome = outcome._replace(reason="invalid_response")
                 if outcome.usage is not None or outcome.finish_reasons:
