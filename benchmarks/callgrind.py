@@ -16,13 +16,16 @@ and set orders, and with them the counts, repeat from run to run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 _labels: list[str] = []
 _SWITCH_ON = "FAILSIGHT_BENCH_CALLGRIND_SWITCH_ON"  # set for the child: the first mark switches
@@ -121,3 +124,60 @@ def instructions(path: str) -> int:
             if line.startswith("summary:"):
                 return int(line.split()[1])
     raise ValueError(f"no summary line in {path}")
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    calls: Sequence[tuple[str, Callable[[], None]]],
+    repeat: Callable[[str], int],
+) -> None:
+    """The child side of a per-call benchmark: each call warmed up, then `args.rounds` rounds
+    of `repeat(kind)` calls of each kind, as callgrind segments (`--segments`) or CPU time per
+    call printed as JSON; then the process ends."""
+    for _, call in calls:
+        for _ in range(5):
+            call()
+    gc.collect()
+    gc.freeze()
+    times: dict[str, list[float]] = {}
+    for round_number in range(args.rounds):
+        for kind, call in calls:
+            n = repeat(kind)
+            if args.segments:
+                mark(f"gap/{round_number}/1")
+            gc.collect()
+            gc.disable()
+            if args.segments:
+                mark(f"{kind}/{round_number}/{n}")
+                for _ in range(n):
+                    call()
+            else:
+                started = time.process_time()
+                for _ in range(n):
+                    call()
+                times.setdefault(kind, []).append((time.process_time() - started) / n)
+            gc.enable()
+    if args.segments:
+        done()
+    else:
+        print(json.dumps(times))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def measure(script: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
+    """The parent side: `script --mode=mode` in a child process, the median per call of each
+    kind, in instructions (`--instructions`) or CPU seconds."""
+    child_args = [f"--mode={mode}", f"--rounds={args.rounds}", f"--calls={args.calls}"]
+    figures: dict[str, list[float]] = {}
+    if args.instructions:
+        for label, counted in count(script, child_args, python=args.python):
+            kind, _, n = label.split("/")
+            if kind != "gap":
+                figures.setdefault(kind, []).append(counted / int(n))
+    else:
+        finished = subprocess.run(
+            [args.python, script, *child_args], capture_output=True, text=True, check=True
+        )
+        figures = json.loads(finished.stdout.strip().splitlines()[-1])
+    return {kind: statistics.median(values) for kind, values in figures.items()}

@@ -16,13 +16,8 @@ of CPU time per call. Nothing here is asserted.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -110,51 +105,8 @@ def start(mode: str) -> tuple[Any, list[tuple[str, Callable[[], None]]]]:
 
 def child(args: argparse.Namespace) -> None:
     _keep, calls = start(args.mode)
-    for _, call in calls:
-        for _ in range(5):
-            call()
-    gc.collect()
-    gc.freeze()
-    times: dict[str, list[float]] = {}
-    for round_number in range(args.rounds):
-        for kind, call in calls:
-            if args.segments:
-                callgrind.mark(f"gap/{round_number}/1")
-            gc.collect()
-            gc.disable()
-            n = args.calls if kind.startswith("plain") else max(args.calls // 4, 1)
-            if args.segments:
-                callgrind.mark(f"{kind}/{round_number}/{n}")
-                for _ in range(n):
-                    call()
-            else:
-                started = time.process_time()
-                for _ in range(n):
-                    call()
-                times.setdefault(kind, []).append((time.process_time() - started) / n)
-            gc.enable()
-    if args.segments:
-        callgrind.done()
-    else:
-        print(json.dumps(times))
-    sys.stdout.flush()
-    os._exit(0)
-
-
-def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
-    child_args = [f"--mode={mode}", f"--rounds={args.rounds}", f"--calls={args.calls}"]
-    figures: dict[str, list[float]] = {}
-    if args.instructions:
-        for label, count in callgrind.count(__file__, child_args, python=args.python):
-            kind, _, n = label.split("/")
-            if kind != "gap":
-                figures.setdefault(kind, []).append(count / int(n))
-    else:
-        done = subprocess.run(
-            [args.python, __file__, *child_args], capture_output=True, text=True, check=True
-        )
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return {kind: statistics.median(values) for kind, values in figures.items()}
+    streams = max(args.calls // 4, 1)  # a 20-chunk stream costs about four plain calls
+    callgrind.run_rounds(args, calls, lambda kind: args.calls if kind[:5] == "plain" else streams)
 
 
 def main() -> None:
@@ -169,7 +121,7 @@ def main() -> None:
     if args.mode:
         child(args)
         return
-    results = {mode: measure(mode, args) for mode in args.modes.split(",")}
+    results = {mode: callgrind.measure(__file__, mode, args) for mode in args.modes.split(",")}
     unit = "instructions" if args.instructions else "µs"
     scale = 1.0 if args.instructions else 1e6
     print(f"per call ({unit}): " + ", ".join(KINDS))
